@@ -1,0 +1,30 @@
+"""One error base for everything the user can cause or fix; the CLI maps it to exit code 1."""
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """An expected failure with a one-line message meant for the user."""
+
+
+class InputError(OrchestratorError):
+    """Bad prompt files, flags or repository state found before anything was created."""
+
+
+class PlanError(InputError):
+    """The prompts cannot form a plan: unknown dependency, cycle, duplicate ids."""
+
+
+class GitError(OrchestratorError):
+    """A git command failed; carries the command and its output."""
+
+
+class WorktreeError(OrchestratorError):
+    """A worktree or branch could not be created, merged or removed safely."""
+
+
+class AgentUnavailable(OrchestratorError):
+    """The agent CLI is missing or not logged in."""
+
+
+class StateError(OrchestratorError):
+    """State files are locked by another run, corrupt or inconsistent."""

@@ -1,0 +1,43 @@
+"""Inter-process locks on files.
+
+Blocking `fcntl.flock` rather than filelock's polling: the kernel queues waiters, so the tail
+latency with 16 writers stays in tens of milliseconds instead of half a second
+(see docs on registry contention). The lock file itself is never deleted, which keeps it race-free.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from orchestrator.errors import StateError
+
+
+@contextmanager
+def file_lock(path: Path, *, timeout: float | None = None, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive (or shared) flock on `path` for the duration of the block.
+
+    With a timeout, waits by retrying a non-blocking lock and raises StateError when it expires.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    try:
+        if timeout is None:
+            fcntl.flock(fd, mode)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StateError(f"timed out after {timeout:g}s waiting for lock {path}")
+                    time.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,0 +1,255 @@
+"""Typed shapes shared by every component: prompts, the plan, task outcomes and run results.
+
+These models are the boundaries between modules and the JSON the tool writes; fields are only ever
+added, never renamed, so readers of older files keep working.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime | None = None) -> str:
+    """ISO-8601 with a timezone, the one timestamp format in every file we write."""
+    return (ts or utcnow()).astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class TaskStatus(str, Enum):
+    """Lifecycle states; the values are Gadugi's, so existing readers keep working."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (TaskStatus.QUEUED, TaskStatus.RUNNING)
+
+
+class Phase(str, Enum):
+    """Where a task is inside its WorkflowManager."""
+
+    QUEUED = "queued"
+    SETUP = "setup"
+    AGENT = "agent"
+    VERIFY = "verify"
+    COMMIT = "commit"
+    REPORT = "report"
+    DONE = "done"
+
+
+class TaskSpec(BaseModel):
+    """One prompt file, parsed: what the task is, what it touches, what it needs first."""
+
+    model_config = ConfigDict(frozen=False)
+
+    id: str
+    title: str
+    prompt_file: Path
+    prompt_text: str = Field(description="The whole original prompt file, front matter included.")
+    index: int = Field(description="Position in the input order (0-based).")
+    depends_on: list[str] = Field(default_factory=list, description="Resolved task ids.")
+    files: list[str] = Field(
+        default_factory=list, description="Scopes: file paths, directories (trailing /) or globs."
+    )
+    conflicts_with: list[str] = Field(default_factory=list, description="Resolved task ids.")
+    priority: int = 5
+    agent: str | None = None
+    model: str | None = None
+    timeout_seconds: float | None = None
+    max_turns: int | None = None
+    verify: str | None = None
+    skip_reason: str | None = Field(
+        default=None, description="Set when the prompt is marked done; the task is not run."
+    )
+
+
+class EdgeKind(str, Enum):
+    DEPENDENCY = "dependency"
+    CONFLICT = "conflict"
+
+
+class Edge(BaseModel):
+    """`before` must end before `after` starts. Dependency edges also pass work along."""
+
+    before: str
+    after: str
+    kind: EdgeKind
+    reason: str
+
+
+class PlannedTask(BaseModel):
+    """A task with the names and command it will run under."""
+
+    spec: TaskSpec
+    branch: str
+    worktree: Path
+    agent_command: list[str]
+
+
+class Plan(BaseModel):
+    """The DAG the ExecutionEngine runs: tasks, ordering edges with reasons, skipped prompts."""
+
+    tasks: list[PlannedTask]
+    edges: list[Edge]
+    skipped: list[TaskSpec] = Field(default_factory=list)
+    base_ref: str = "HEAD"
+    base_sha: str = ""
+
+    def task(self, task_id: str) -> PlannedTask:
+        for planned in self.tasks:
+            if planned.spec.id == task_id:
+                return planned
+        raise KeyError(task_id)
+
+
+class Tokens(BaseModel):
+    input: int = 0
+    output: int = 0
+    cache_creation: int = 0
+    cache_read: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_creation + self.cache_read
+
+    def __add__(self, other: Tokens) -> Tokens:
+        return Tokens(
+            input=self.input + other.input,
+            output=self.output + other.output,
+            cache_creation=self.cache_creation + other.cache_creation,
+            cache_read=self.cache_read + other.cache_read,
+        )
+
+
+FailureClass = Literal[
+    "none",
+    "agent_error",
+    "max_turns",
+    "budget",
+    "auth",
+    "api_error",
+    "rate_limited",
+    "crashed",
+    "killed",
+    "timeout",
+    "cancelled",
+    "verify_failed",
+    "setup_failed",
+    "no_result",
+]
+
+
+class AgentOutcome(BaseModel):
+    """What one agent run amounted to, read from its event stream and exit code."""
+
+    success: bool = False
+    failure: FailureClass = "none"
+    message: str = ""
+    exit_code: int | None = None
+    session_id: str | None = None
+    num_turns: int = 0
+    tokens: Tokens = Field(default_factory=Tokens)
+    cost_usd: float | None = None
+    final_message: str = ""
+    last_tool: str | None = None
+    result_subtype: str | None = None
+    events: int = 0
+
+
+class VerifyResult(BaseModel):
+    command: str
+    exit_code: int
+    passed: bool
+    output_tail: str = ""
+    duration_seconds: float = 0.0
+
+
+class TaskResult(BaseModel):
+    """What the WorkflowManager hands back for one task; also written to result.json."""
+
+    task_id: str
+    status: TaskStatus
+    attempt: int = 1
+    branch: str = ""
+    worktree: str = ""
+    base_sha: str = ""
+    head_sha: str = ""
+    commits: list[str] = Field(default_factory=list)
+    changed_files: list[str] = Field(default_factory=list)
+    insertions: int = 0
+    deletions: int = 0
+    no_changes: bool = False
+    auto_committed: bool = False
+    outcome: AgentOutcome = Field(default_factory=AgentOutcome)
+    verify: VerifyResult | None = None
+    error_message: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_seconds: float = 0.0
+
+
+class TaskSummary(BaseModel):
+    """One row of the run result, in the shape `--json` prints."""
+
+    task_id: str
+    title: str = ""
+    status: TaskStatus
+    branch: str = ""
+    worktree: str = ""
+    commits: list[str] = Field(default_factory=list)
+    changed_files: list[str] = Field(default_factory=list)
+    insertions: int = 0
+    deletions: int = 0
+    no_changes: bool = False
+    duration_seconds: float = 0.0
+    attempts: int = 0
+    error_message: str | None = None
+    cost_usd: float | None = None
+    tokens: Tokens = Field(default_factory=Tokens)
+    session_id: str | None = None
+    verify_passed: bool | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+class OrchestrationResult(BaseModel):
+    """The whole run; `orchestrator run --json` prints exactly this."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    total_tasks: int
+    successful_tasks: int
+    failed_tasks: int
+    cancelled_tasks: int = 0
+    skipped_tasks: int = 0
+    execution_time_seconds: float
+    parallel_speedup: float | None = Field(
+        default=None, description="Sum of task durations / wall time, measured."
+    )
+    max_parallel: int = 0
+    base_sha: str = ""
+    total_cost_usd: float | None = None
+    tasks: list[TaskSummary] = Field(default_factory=list)
+    fallback_sequential: bool = False
+    interrupted: bool = False
+    report_path: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 0 if self.successful_tasks == self.total_tasks else 1

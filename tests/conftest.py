@@ -1,0 +1,116 @@
+"""Shared fixtures: real git repositories in tmp dirs, a fake `claude` on PATH, and guards that
+fail a test which leaks into the real HOME, a real `.gadugi` or the process environment."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+FAKE_CLAUDE = TESTS_DIR / "fake_claude.py"
+
+# Git identity and config isolation for every git the tests (and the code under test) run.
+os.environ.update(
+    {
+        "GIT_AUTHOR_NAME": "Test Author",
+        "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "Test Committer",
+        "GIT_COMMITTER_EMAIL": "committer@example.com",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "NO_COLOR": "1",
+    }
+)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sandbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """HOME points at an empty tmp dir so nothing touches the developer's real home."""
+    home = tmp_path_factory.mktemp("home")
+    real = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    yield
+    if real is not None:
+        os.environ["HOME"] = real
+
+
+@pytest.fixture(autouse=True)
+def _environ_unchanged() -> Iterator[None]:
+    # pytest itself rewrites PYTEST_CURRENT_TEST between setup and teardown.
+    before = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    yield
+    after = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    assert after == before, f"test changed os.environ: {set(after.items()) ^ set(before.items())}"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_gadugi_state() -> Iterator[None]:
+    """No test may write runtime state into the project checkout itself."""
+    project = TESTS_DIR.parent
+    marker = project / ".gadugi" / "runs"
+    before = set(marker.iterdir()) if marker.exists() else set()
+    yield
+    after = set(marker.iterdir()) if marker.exists() else set()
+    assert after == before, f"test wrote run state into the project checkout: {after - before}"
+
+
+MakeRepo = Callable[..., Path]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> MakeRepo:
+    """Build a git repository from a dict of {path: content}, committed on branch `main`."""
+    counter = {"n": 0}
+
+    def _make(files: dict[str, str] | None = None, *, name: str | None = None, branch: str = "main") -> Path:
+        counter["n"] += 1
+        repo = tmp_path / (name or f"repo{counter['n']}")
+        repo.mkdir(parents=True)
+        git(repo, "init", "-q", "-b", branch)
+        for rel, content in (files or {"README.md": "# demo\n"}).items():
+            target = repo / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "initial")
+        return repo
+
+    return _make
+
+
+@pytest.fixture
+def fake_claude_bin(tmp_path: Path) -> Path:
+    """A directory holding an executable `claude` that runs tests/fake_claude.py."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    shim = bindir / "claude"
+    shim.write_text(f"#!/bin/sh\nexec {shlex_quote(sys.executable)} {shlex_quote(str(FAKE_CLAUDE))} \"$@\"\n")
+    shim.chmod(0o755)
+    return bindir
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+@pytest.fixture
+def path_with(fake_claude_bin: Path) -> str:
+    """A PATH with the fake `claude` first, for passing explicitly to code under test."""
+    return f"{fake_claude_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
