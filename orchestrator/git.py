@@ -1,0 +1,461 @@
+"""Every git call the orchestrator makes, one small verb-named function each.
+
+All functions take the repository or worktree path explicitly and run git with `-C <path>` and a
+scrubbed environment, so neither the caller's cwd nor inherited `GIT_*` variables can redirect them.
+Path lists are read from `-z` output, never from quoted text.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.cmd import CommandError, run_cmd
+from orchestrator.errors import GitError, InputError
+
+# Variables that describe *who* and *how*, never *which repository*: keeping them lets the user's
+# identity, ssh setup and tracing through. Everything else (GIT_DIR, GIT_WORK_TREE,
+# GIT_INDEX_FILE, GIT_OBJECT_DIRECTORY, ...) is set by hooks or by a parent git and would make our
+# commands act on the wrong repository or index (pre-commit hit exactly this, pre-commit#300, #1849).
+_KEEP_EXACT = frozenset(
+    {
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_ASKPASS",
+        "GIT_TERMINAL_PROMPT",
+        "GIT_EXEC_PATH",
+    }
+)
+_KEEP_PREFIXES = ("GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_TRACE")
+
+FALLBACK_NAME = "gadugi-orchestrator"
+FALLBACK_EMAIL = "orchestrator@localhost"
+
+# Another git (the user's editor, an agent) holding index.lock or a ref lock is transient.
+# ("cannot lock ref ... is at X but expected Y" is a real refusal, not contention: not retried.)
+_LOCK_BUSY = re.compile(r"Unable to create '.*\.lock': File exists|could not lock config file")
+_LOCK_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+def no_git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of `base` (default os.environ) without GIT_* variables outside the allowlist."""
+    env = dict(os.environ if base is None else base)
+    return {
+        key: value
+        for key, value in env.items()
+        if not key.startswith("GIT_") or key in _KEEP_EXACT or key.startswith(_KEEP_PREFIXES)
+    }
+
+
+def _env() -> dict[str, str]:
+    env = no_git_env()
+    # We match a few stderr messages ("is not locked"); they must not be translated.
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _git(
+    path: Path | str,
+    *args: str,
+    check: bool = True,
+    retry_locked: bool = False,
+    extra_env: Mapping[str, str] | None = None,
+) -> tuple[int, str, str]:
+    argv = ["git", "-C", str(path), *args]
+    env = _env()
+    if extra_env:
+        env.update(extra_env)
+    delays = list(_LOCK_RETRY_DELAYS) if retry_locked else []
+    while True:
+        try:
+            return run_cmd(argv, env=env, check=check)
+        except CommandError as exc:
+            if delays and _LOCK_BUSY.search(exc.stderr):
+                time.sleep(delays.pop(0))
+                continue
+            raise GitError(str(exc)) from exc
+
+
+def _zsplit(text: str) -> list[str]:
+    return [part for part in text.split("\0") if part]
+
+
+def toplevel(path: Path) -> Path:
+    """The root of the working tree containing `path`; InputError for non-repos and bare repos."""
+    if not Path(path).is_dir():
+        raise InputError(f"not a git repository: {path}")
+    # One call: rev-parse prints --is-bare-repository before --show-toplevel dies in a bare repo.
+    rc, out, _ = run_cmd(
+        ["git", "-C", str(path), "rev-parse", "--is-bare-repository", "--show-toplevel"],
+        env=_env(),
+        check=False,
+    )
+    lines = out.splitlines()
+    if lines and lines[0] == "true":
+        raise InputError(f"bare repository: {path}")
+    if rc != 0 or len(lines) < 2:
+        raise InputError(f"not a git repository: {path}")
+    return Path(lines[1])
+
+
+def is_bare(repo: Path) -> bool:
+    """True for a repository without a working tree."""
+    return _git(repo, "rev-parse", "--is-bare-repository")[1].strip() == "true"
+
+
+def git_common_dir(repo: Path) -> Path:
+    """The directory shared by all worktrees (`.git` of the main checkout)."""
+    out = _git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir")[1]
+    return Path(out.strip())
+
+
+def rev_parse(repo: Path, ref: str) -> str | None:
+    """The commit SHA `ref` names, or None when it names no commit."""
+    rc, out, _ = _git(
+        repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
+    )
+    return out.strip() if rc == 0 and out.strip() else None
+
+
+def has_commits(repo: Path) -> bool:
+    """False for a freshly initialised repository (unborn HEAD)."""
+    return rev_parse(repo, "HEAD") is not None
+
+
+def head_sha(worktree: Path) -> str:
+    """The commit checked out in `worktree`; GitError on an unborn HEAD."""
+    sha = rev_parse(worktree, "HEAD")
+    if sha is None:
+        raise GitError(f"HEAD of {worktree} points at no commit")
+    return sha
+
+
+def current_branch(worktree: Path) -> str | None:
+    """The checked-out branch's short name, or None on a detached HEAD."""
+    rc, out, _ = _git(worktree, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return out.strip() if rc == 0 else None
+
+
+def ls_files(repo: Path) -> list[str]:
+    """Tracked paths, relative to the repository root."""
+    return _zsplit(_git(repo, "ls-files", "-z")[1])
+
+
+def list_branches(repo: Path) -> set[str]:
+    """Short names of all local branches, in one call."""
+    # Ref names cannot contain newlines, so line splitting is exact here.
+    out = _git(repo, "for-each-ref", "--format=%(refname:strip=2)", "refs/heads/")[1]
+    return {line for line in out.splitlines() if line}
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    """True when refs/heads/<branch> exists."""
+    rc = _git(repo, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False)[0]
+    return rc == 0
+
+
+def check_ref_format_branch(name: str) -> bool:
+    """git's own verdict on `name` as a new branch name."""
+    # Run from / so an `@{-1}`-style name can never be expanded against some repository.
+    rc = run_cmd(["git", "check-ref-format", "--branch", name], cwd="/", env=_env(), check=False)[0]
+    return rc == 0
+
+
+def delete_branch_if_at(repo: Path, branch: str, sha: str) -> bool:
+    """Delete `branch` only if it still points at `sha` (atomic compare-and-delete).
+
+    `update-ref -d <ref> <old>` instead of `branch -D`: it refuses when the branch moved, i.e. when
+    it holds work, and it does not rewrite .git/config (`branch -D` races there).
+    """
+    rc = _git(
+        repo, "update-ref", "-d", f"refs/heads/{branch}", sha, check=False, retry_locked=True
+    )[0]
+    return rc == 0
+
+
+def status_paths(worktree: Path) -> list[str]:
+    """Paths with staged, unstaged or untracked changes (ignored files excluded)."""
+    # Optional locks off: we poll worktrees where an agent may be committing at the same moment.
+    out = _git(
+        worktree,
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--ignore-submodules=none",
+        extra_env={"GIT_OPTIONAL_LOCKS": "0"},
+    )[1]
+    fields = out.split("\0")
+    paths: list[str] = []
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if entry[0] in "RC":  # renames and copies carry the source path as the next field
+            i += 1
+    return paths
+
+
+def is_dirty(worktree: Path) -> bool:
+    """True when `worktree` has anything `git worktree remove` would refuse to drop."""
+    return bool(status_paths(worktree))
+
+
+def add_worktree(
+    repo: Path, path: Path, branch: str | None, commit: str, *, checkout: bool = True
+) -> None:
+    """Register a worktree at `path` on a new `branch` (or detached when None) at `commit`.
+
+    `commit` should be a SHA: a remote-tracking base makes git write upstream config, and parallel
+    adds then fail on .git/config.lock (perf-limits §2). `--no-track` makes sure of it.
+    """
+    args = ["worktree", "add", "--quiet"]
+    if not checkout:
+        args.append("--no-checkout")
+    args += ["--detach"] if branch is None else ["--no-track", "-b", branch]
+    args += [str(path), commit]
+    _git(repo, *args)
+
+
+def checkout_worktree(path: Path) -> None:
+    """Fill the index and files of a worktree created with `--no-checkout`."""
+    # What `worktree add` itself runs to check out; the new directory holds nothing to lose.
+    _git(path, "reset", "--hard", "--quiet", retry_locked=True)
+
+
+def lock_worktree(repo: Path, path: Path, reason: str) -> None:
+    """`git worktree lock`: remove then refuses and prune skips it while a task runs."""
+    _git(repo, "worktree", "lock", "--reason", reason, str(path))
+
+
+def unlock_worktree(repo: Path, path: Path) -> bool:
+    """Unlock `path`; False when it was not locked."""
+    rc, _, err = _git(repo, "worktree", "unlock", str(path), check=False)
+    if rc == 0:
+        return True
+    if "is not locked" in err:
+        return False
+    raise GitError(f"`git worktree unlock {path}` exited {rc}: {err.strip()}")
+
+
+def remove_worktree(repo: Path, path: Path, *, force: bool = False) -> None:
+    """`git worktree remove`: without force git itself refuses modified or untracked files."""
+    args = ["worktree", "remove"]
+    if force:
+        args.append("--force")
+    _git(repo, *args, str(path), retry_locked=True)
+
+
+def prune_worktrees(repo: Path) -> None:
+    """Drop registrations whose directory is gone (locked ones are kept by git)."""
+    _git(repo, "worktree", "prune", retry_locked=True)
+
+
+@dataclass(frozen=True)
+class WorktreeEntry:
+    """One record of `git worktree list --porcelain -z`."""
+
+    path: Path
+    head: str | None = None
+    branch: str | None = None  # short name, without refs/heads/
+    bare: bool = False
+    detached: bool = False
+    locked: bool = False
+    lock_reason: str | None = None
+    prunable: bool = False
+    prunable_reason: str | None = None
+
+
+def _parse_worktree_record(fields: list[str]) -> WorktreeEntry:
+    attrs: dict[str, str] = {}
+    for field in fields:
+        key, _, value = field.partition(" ")
+        attrs[key] = value
+    branch = attrs.get("branch")
+    return WorktreeEntry(
+        path=Path(attrs.get("worktree", "")),
+        head=attrs.get("HEAD"),
+        branch=branch.removeprefix("refs/heads/") if branch is not None else None,
+        bare="bare" in attrs,
+        detached="detached" in attrs,
+        locked="locked" in attrs,
+        lock_reason=attrs.get("locked") or None,
+        prunable="prunable" in attrs,
+        prunable_reason=attrs.get("prunable") or None,
+    )
+
+
+def list_worktrees(repo: Path) -> list[WorktreeEntry]:
+    out = _git(repo, "worktree", "list", "--porcelain", "-z")[1]
+    entries: list[WorktreeEntry] = []
+    record: list[str] = []
+    # Fields end with NUL; an empty field (two NULs in a row) ends a record.
+    for field in out.split("\0"):
+        if field:
+            record.append(field)
+        elif record:
+            entries.append(_parse_worktree_record(record))
+            record = []
+    if record:
+        entries.append(_parse_worktree_record(record))
+    return entries
+
+
+def _identity_args(repo: Path) -> list[str]:
+    """`-c user.*` fallbacks for whatever identity config is missing.
+
+    Environment GIT_AUTHOR_*/GIT_COMMITTER_* still win over `-c`, and a configured user.* is left
+    alone; only a repository with no identity at all gets ours, so committing never fails on it.
+    """
+    rc, out, _ = _git(repo, "config", "--get-regexp", r"^user\.(name|email)$", check=False)
+    have = {line.split(" ", 1)[0].lower() for line in out.splitlines()} if rc == 0 else set()
+    args: list[str] = []
+    if "user.name" not in have:
+        args += ["-c", f"user.name={FALLBACK_NAME}"]
+    if "user.email" not in have:
+        args += ["-c", f"user.email={FALLBACK_EMAIL}"]
+    return args
+
+
+def commit_all(worktree: Path, message: str) -> str | None:
+    """Stage everything (untracked included) and commit it; the new SHA, or None if nothing changed."""
+    _git(worktree, "add", "-A", retry_locked=True)
+    if _git(worktree, "diff", "--cached", "--quiet", check=False)[0] == 0:
+        return None
+    # --no-verify: this commit only preserves what the agent left behind. A user's pre-commit or
+    # commit-msg hook failing (or rewriting files) here would leave the work uncommitted, and it is
+    # then lost when the worktree is cleaned up; the user reviews the branch before merging anyway.
+    _git(
+        worktree,
+        *_identity_args(worktree),
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "-m",
+        message,
+        retry_locked=True,
+    )
+    return head_sha(worktree)
+
+
+def commits_between(repo: Path, base: str, head: str) -> list[str]:
+    """Commits reachable from `head` but not `base`, oldest first."""
+    out = _git(repo, "rev-list", "--reverse", f"{base}..{head}", "--")[1]
+    return out.split()
+
+
+def diffstat(repo: Path, base: str, head: str) -> tuple[list[str], int, int]:
+    """(changed files, insertions, deletions) from `base` to `head`; binary files count as 0/0."""
+    out = _git(repo, "diff", "--numstat", "-z", "--no-ext-diff", base, head, "--")[1]
+    fields = out.split("\0")
+    files: list[str] = []
+    insertions = deletions = 0
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if not entry:
+            continue
+        added, deleted, path = entry.split("\t", 2)
+        if not path:  # a rename: the old and new paths follow as separate fields
+            path = fields[i + 1]
+            i += 2
+        files.append(path)
+        insertions += int(added) if added.isdigit() else 0
+        deletions += int(deleted) if deleted.isdigit() else 0
+    return files, insertions, deletions
+
+
+@dataclass(frozen=True)
+class MergeTreeResult:
+    clean: bool
+    tree: str
+    conflicted_files: tuple[str, ...]
+
+
+def merge_tree(repo: Path, a: str, b: str) -> MergeTreeResult:
+    """Merge `a` and `b` in memory (`merge-tree --write-tree`); touches no ref, index or file."""
+    rc, out, err = _git(
+        repo,
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        "-z",
+        a,
+        b,
+        check=False,
+    )
+    if rc not in (0, 1):
+        raise GitError(f"`git merge-tree {a} {b}` exited {rc}: {err.strip()}")
+    fields = _zsplit(out)
+    if not fields:
+        raise GitError(f"`git merge-tree {a} {b}` printed no tree")
+    return MergeTreeResult(clean=rc == 0, tree=fields[0], conflicted_files=tuple(fields[1:]))
+
+
+def commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str) -> str:
+    """Create a commit object for `tree`; no ref is moved."""
+    args = ["commit-tree", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    return _git(repo, *_identity_args(repo), *args, "-m", message)[1].strip()
+
+
+def independent_commits(repo: Path, commits: Sequence[str]) -> list[str]:
+    """The commits of `commits` not reachable from another one, in input order."""
+    if len(commits) < 2:
+        return list(commits)
+    out = set(_git(repo, "merge-base", "--independent", *commits)[1].split())
+    seen: set[str] = set()
+    result = []
+    for sha in commits:
+        if sha in out and sha not in seen:
+            seen.add(sha)
+            result.append(sha)
+    return result
+
+
+def is_ancestor(repo: Path, a: str, b: str) -> bool:
+    """True when `a` is reachable from `b` (or equal to it)."""
+    rc, _, err = _git(repo, "merge-base", "--is-ancestor", a, b, check=False)
+    if rc not in (0, 1):
+        raise GitError(f"`git merge-base --is-ancestor {a} {b}` exited {rc}: {err.strip()}")
+    return rc == 0
+
+
+def switch_new_branch(worktree: Path, branch: str, commit: str) -> None:
+    """Create `branch` at `commit` and check it out (sequential mode in the main checkout)."""
+    _git(worktree, "switch", "--quiet", "--no-track", "-c", branch, commit, retry_locked=True)
+
+
+def switch_branch(worktree: Path, branch: str) -> None:
+    """Check out an existing local branch (sequential mode)."""
+    # --no-guess: never silently create a tracking branch from a remote of the same name.
+    _git(worktree, "switch", "--quiet", "--no-guess", branch, retry_locked=True)
+
+
+def info_exclude_add(repo: Path, patterns: Iterable[str]) -> list[str]:
+    """Append the missing `patterns` to `<git-common-dir>/info/exclude`; returns what was added.
+
+    info/exclude rather than .gitignore: it is shared by every worktree and never shows up as a
+    change in the user's repository. Callers serialize concurrent calls (the repo lock).
+    """
+    exclude = git_common_dir(repo) / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    existing = exclude.read_text(encoding="utf-8", errors="replace") if exclude.exists() else ""
+    present = {line.strip() for line in existing.splitlines()}
+    missing = [p for p in dict.fromkeys(patterns) if p.strip() not in present]
+    if missing:
+        prefix = "" if not existing or existing.endswith("\n") else "\n"
+        with exclude.open("a", encoding="utf-8") as fh:
+            fh.write(prefix + "".join(f"{p}\n" for p in missing))
+    return missing
