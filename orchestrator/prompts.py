@@ -1,0 +1,230 @@
+"""Load one prompt file into a `TaskSpec`: front matter first, then what the markdown says.
+
+Front matter is authoritative. The body adds a `## Files` section, explicit `Depends on:` lines,
+tracked paths it mentions and IMPLEMENTED/COMPLETED markers (see `prompt_text`). Bad input raises
+InputError with a one-line message naming the file.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import orchestrator.prompt_text as prompt_text
+from orchestrator.durations import parse_duration
+from orchestrator.errors import InputError
+from orchestrator.models import TaskSpec
+from orchestrator.scopes import directories_of
+
+MAX_PROMPT_BYTES = 1024 * 1024
+MAX_ID_LENGTH = 60
+DEFAULT_PRIORITY = 5
+DONE_STATUSES = frozenset({"done", "completed", "implemented"})
+
+FRONT_MATTER = "front matter depends_on"
+DEPENDS_LINE = "Depends on: line"
+
+# yaml.safe_load's loader, in C when libyaml is there (several times faster on many prompts).
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class LoadedPrompt:
+    """A parsed prompt plus what the analyzer needs to explain its edges."""
+
+    spec: TaskSpec
+    dependency_sources: dict[str, str] = field(default_factory=dict)
+
+
+def load_prompt(path: Path, index: int, tracked_files: frozenset[str] | set[str]) -> TaskSpec:
+    """Parse `path` (input position `index`); raises InputError naming the file on bad input."""
+    return parse_prompt(path, index, tracked_files).spec
+
+
+def sanitize_id(raw: str) -> str:
+    """An id safe in branch and directory names: `[A-Za-z0-9._-]`, readable, never empty."""
+    ascii_text = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
+    text = _ID_UNSAFE.sub("-", ascii_text)
+    text = re.sub(r"\.{2,}", ".", text)  # `..` is not allowed in git refs
+    text = re.sub(r"-{2,}", "-", text).strip(".-")
+    return text[:MAX_ID_LENGTH].strip(".-") or "task"
+
+
+def parse_prompt(
+    path: Path,
+    index: int,
+    tracked_files: frozenset[str] | set[str],
+    *,
+    tracked_dirs: frozenset[str] | None = None,
+) -> LoadedPrompt:
+    """Like `load_prompt`, also returning where each dependency was declared.
+
+    Pass `tracked_dirs` (`scopes.directories_of(tracked_files)`) when loading many prompts, so it is
+    computed once rather than once per file.
+    """
+    if tracked_dirs is None:
+        tracked_dirs = frozenset(directories_of(tracked_files))
+    text = read_prompt_text(path)
+    meta, body, body_start = split_front_matter(text, path)
+    if not body.strip():
+        raise InputError(f"{path}: prompt has no text after its front matter")
+    raw_id = _scalar(meta, "id", path)
+    task_id = sanitize_id(raw_id if raw_id is not None else path.stem)
+    title = _scalar(meta, "title", path) or prompt_text.title_from(body) or task_id
+    sources = {name: FRONT_MATTER for name in _string_list(meta, "depends_on", path)}
+    for name in prompt_text.depends_lines(body):
+        sources.setdefault(name, DEPENDS_LINE)
+    spec = TaskSpec(
+        id=task_id,
+        title=title,
+        prompt_file=path,
+        prompt_text=text,
+        index=index,
+        depends_on=list(sources),
+        files=_scopes(_string_list(meta, "files", path), body, tracked_files, tracked_dirs),
+        conflicts_with=_dedupe(_string_list(meta, "conflicts_with", path)),
+        priority=_priority(meta, path),
+        agent=_scalar(meta, "agent", path),
+        model=_scalar(meta, "model", path),
+        timeout_seconds=_timeout(meta, path),
+        max_turns=_max_turns(meta, path),
+        verify=_scalar(meta, "verify", path),
+        skip_reason=_done_reason(meta, body, body_start, path),
+    )
+    return LoadedPrompt(spec=spec, dependency_sources=sources)
+
+
+def read_prompt_text(path: Path) -> str:
+    """The file as text, refusing directories, missing, huge, binary and empty files."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a prompt file")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(f"{path}: prompt file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read prompt file ({exc.strerror})") from None
+    if size > MAX_PROMPT_BYTES:
+        raise InputError(f"{path}: prompt file is {size} bytes; the limit is {MAX_PROMPT_BYTES}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read prompt file ({exc.strerror})") from None
+    if b"\0" in data:
+        raise InputError(f"{path}: looks binary (contains NUL bytes), not a markdown prompt")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 (byte {exc.start}); is it a binary file?") from None
+    if not text.strip():
+        raise InputError(f"{path}: prompt file is empty")
+    return text
+
+
+def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str, int]:
+    """`(front matter, body, 0-based line where the body starts)`; no front matter gives `{}`."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].rstrip() != "---":
+        return {}, text, 0
+    for end in range(1, len(lines)):
+        if lines[end].rstrip() in ("---", "..."):
+            break
+    else:
+        raise InputError(f"{path}: front matter opened by '---' on line 1 is never closed")
+    try:
+        meta = yaml.load("".join(lines[1:end]), Loader=_SAFE_LOADER)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None and mark.line >= end - 1:
+            # Hit the end of the block (an unclosed `[` or quote): where it was opened says more.
+            mark = getattr(exc, "context_mark", None) or mark
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: malformed YAML front matter{where}: {problem}") from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: front matter must be a mapping of keys, got {type(meta).__name__}")
+    return meta, "".join(lines[end + 1 :]), end + 1
+
+
+def _type_error(path: Path, key: str, expected: str, value: object) -> InputError:
+    return InputError(f"{path}: front matter '{key}' must be {expected}, got {value!r}")
+
+
+def _scalar(meta: dict[str, Any], key: str, path: Path) -> str | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _type_error(path, key, "a string", value)
+    return str(value).strip() or None
+
+
+def _string_list(meta: dict[str, Any], key: str, path: Path) -> list[str]:
+    value = meta.get(key)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise _type_error(path, key, "a string or a list of strings", value)
+    return [s for item in items if (s := str(item).strip().strip("`'\"").strip())]
+
+
+def _priority(meta: dict[str, Any], path: Path) -> int:
+    value = meta.get("priority", DEFAULT_PRIORITY)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9:
+        raise _type_error(path, "priority", "an integer from 1 (first) to 9", value)
+    return value
+
+
+def _max_turns(meta: dict[str, Any], path: Path) -> int | None:
+    value = meta.get("max_turns")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _type_error(path, "max_turns", "a positive integer", value)
+    return value
+
+
+def _timeout(meta: dict[str, Any], path: Path) -> float | None:
+    value = meta.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _type_error(path, "timeout", "a duration like 90s, 30m or 2h", value)
+    return parse_duration(value, what=f"{path}: front matter 'timeout'")
+
+
+def _done_reason(meta: dict[str, Any], body: str, body_start: int, path: Path) -> str | None:
+    status = _scalar(meta, "status", path)
+    if status is not None and status.lower() in DONE_STATUSES:
+        return f"marked done in front matter (status: {status})"
+    marker = prompt_text.done_marker(body)
+    if marker is not None:
+        return f"marked done on line {body_start + marker[0] + 1}: {marker[1][:60]}"
+    return None
+
+
+def _scopes(
+    declared: list[str], body: str, tracked_files: frozenset[str] | set[str], tracked_dirs: frozenset[str]
+) -> list[str]:
+    """Front matter `files`, then a `## Files` section, then tracked paths the text mentions."""
+    section = [
+        raw for raw in prompt_text.files_section(body)
+        if prompt_text.looks_like_path(raw, tracked_files, tracked_dirs)
+    ]
+    scopes = [s for raw in declared + section if (s := prompt_text.declared_scope(raw, tracked_dirs))]
+    return _dedupe(scopes + list(prompt_text.mentioned_paths(body, tracked_files)))
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
