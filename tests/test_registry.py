@@ -506,7 +506,11 @@ def test_is_alive_with_a_real_child() -> None:
 
 TREE = """
 import subprocess, sys, time
-kid = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(20_000_000); time.sleep(30)"])
+kid = subprocess.Popen(
+    [sys.executable, "-c", "import time; x = bytearray(20_000_000); print('ready', flush=True); time.sleep(30)"],
+    stdout=subprocess.PIPE,
+)
+kid.stdout.readline()  # the 20 MB are allocated before anyone samples
 print(kid.pid, flush=True)
 time.sleep(30)
 """
@@ -526,7 +530,7 @@ def test_sample_resources_of_a_real_process_tree(reg: ProcessRegistry, mon: Path
         assert set(first) == {"a"}
         usage = second["a"]
         assert usage is not None and usage.process_count == 2
-        assert usage.memory_mb > 5 and usage.num_threads >= 2
+        assert usage.memory_mb > 20 and usage.num_threads >= 2
         assert usage.create_time == psutil.Process(parent.pid).create_time()
         assert any(key[0] == kid for key in cached)
         assert all(reg.sampler._procs[key] is proc for key, proc in cached.items()), "psutil objects are reused"

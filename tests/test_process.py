@@ -1,0 +1,253 @@
+"""AgentProcess with real children: line reading, logs, and the SIGINT → SIGTERM → SIGKILL
+escalation on the process group, including descendants that escaped into their own session."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.process import AgentProcess, describe_exit, kill_process_tree, process_matches
+
+FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}
+
+
+def python(
+    tmp_path: Path,
+    code: str,
+    *,
+    stdin_path: Path | None = None,
+    max_line_bytes: int = 1 << 20,
+    scan_interval: float = 0.5,
+) -> AgentProcess:
+    proc = AgentProcess(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        stdin_path=stdin_path,
+        stderr_log=tmp_path / "stderr.log",
+        stdout_log=tmp_path / "stdout.log",
+        max_line_bytes=max_line_bytes,
+        scan_interval=scan_interval,
+    )
+    return proc.start()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_lines_stdin_file_stderr_and_logs(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("first\nsecond\n")
+    proc = python(tmp_path, """
+        import sys
+        data = sys.stdin.read()
+        print("got", len(data.splitlines()), "lines")
+        sys.stdout.buffer.write(b"bad \\xff byte\\n")
+        print("no newline at end", end="")
+        print("to stderr", file=sys.stderr)
+        sys.exit(4)
+    """, stdin_path=prompt)
+    assert proc.pid > 0 and proc.create_time > 0
+    lines = list(proc.lines())
+    assert lines == ["got 2 lines", "bad \ufffd byte", "no newline at end"]
+    assert proc.wait(5) == 4
+    assert (tmp_path / "stderr.log").read_text() == "to stderr\n"
+    assert (tmp_path / "stdout.log").read_bytes() == b"got 2 lines\nbad \xff byte\nno newline at end"
+    proc.close()
+
+
+def test_giant_line_is_cut_and_reading_goes_on(tmp_path: Path) -> None:
+    proc = python(tmp_path, """
+        import sys
+        sys.stdout.write("a" * (3 * 1024 * 1024 + 5) + "\\n")
+        sys.stdout.write("after\\n")
+    """, max_line_bytes=1024 * 1024)
+    lines = list(proc.lines())
+    assert [len(line) for line in lines] == [1024 * 1024, 5]
+    assert lines[1] == "after"
+    assert proc.truncated_lines == 1
+    assert proc.wait(5) == 0
+
+
+def test_reader_thread_survives_a_failing_callback(tmp_path: Path) -> None:
+    proc = python(tmp_path, """
+        for i in range(1000):
+            print(i)
+    """)
+    seen: list[str] = []
+
+    def callback(line: str) -> None:
+        seen.append(line)
+        if line == "10":
+            raise ValueError("boom")
+
+    proc.start_reader(callback)
+    assert proc.wait(10) == 0
+    assert proc.join_reader(10)
+    assert len(seen) == 1000
+    assert isinstance(proc.reader_error, ValueError)
+    with pytest.raises(RuntimeError):
+        proc.start_reader(callback)
+
+
+def test_missing_executable_raises_oserror(tmp_path: Path) -> None:
+    proc = AgentProcess(["/nonexistent/claude"], cwd=tmp_path, env={}, stdin_path=None,
+                        stderr_log=tmp_path / "e.log")
+    with pytest.raises(FileNotFoundError):
+        proc.start()
+
+
+def test_poll_wait_and_exit_codes(tmp_path: Path) -> None:
+    proc = python(tmp_path, "import time; time.sleep(0.3)")
+    assert proc.poll() is None
+    assert proc.wait(0.01) is None
+    assert proc.wait(5) == 0
+    assert describe_exit(0) == "exited 0"
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(None) == "still running"
+
+
+def test_stop_by_sigint(tmp_path: Path) -> None:
+    proc = python(tmp_path, """
+        import time
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    assert next(proc.lines()) == "ready"
+    steps: list[str] = []
+    code = proc.stop("test", log=steps.append, **FAST)
+    assert code == -signal.SIGINT  # Python re-raises an unhandled KeyboardInterrupt as the signal
+    assert "SIGINT" in steps[0]
+    assert not any("SIGTERM" in step for step in steps)
+
+
+def test_stop_escalates_to_sigkill_and_logs_each_step(tmp_path: Path) -> None:
+    proc = python(tmp_path, """
+        import signal, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    assert next(proc.lines()) == "ready"
+    steps: list[str] = []
+    started = time.monotonic()
+    code = proc.stop("timeout", interrupt_timeout=0.2, terminate_timeout=0.2, log=steps.append)
+    assert code == -signal.SIGKILL
+    assert time.monotonic() - started < 3
+    joined = "\n".join(steps)
+    assert joined.index("SIGINT") < joined.index("SIGTERM") < joined.index("SIGKILL")
+    assert "timeout" in steps[0]
+    assert not psutil.pid_exists(proc.pid)
+
+
+def test_stop_reaches_the_whole_group_and_escaped_descendants(tmp_path: Path) -> None:
+    marker = tmp_path / "pids"
+    proc = python(tmp_path, f"""
+        import subprocess, time
+        same_group = subprocess.Popen(["sleep", "1000"])
+        escaped = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        open({str(marker)!r}, "w").write(f"{{same_group.pid}} {{escaped.pid}}")
+        time.sleep(1000)
+    """, scan_interval=0.05)
+    wait_for(lambda: marker.exists() and marker.read_text())
+    pids = [int(p) for p in marker.read_text().split()]
+    wait_for(lambda: set(pids) <= set(proc.descendants()))
+    steps: list[str] = []
+    proc.stop("cancel", log=steps.append, **FAST)
+    for pid in pids:
+        wait_for(lambda pid=pid: not psutil.pid_exists(pid) or
+                 psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    assert any("leftover descendant" in step for step in steps)
+
+
+def test_stop_after_exit_still_reaps_leftovers(tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    proc = python(tmp_path, f"""
+        import subprocess
+        child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        open({str(marker)!r}, "w").write(str(child.pid))
+        import time; time.sleep(0.5)
+    """, scan_interval=0.05)
+    wait_for(lambda: marker.exists() and marker.read_text())
+    orphan = int(marker.read_text())
+    wait_for(lambda: orphan in proc.descendants())
+    assert proc.wait(5) == 0
+    assert psutil.pid_exists(orphan)  # the leader is gone, the escaped child is not
+    assert proc.stop("cleanup", **FAST) == 0
+    wait_for(lambda: not psutil.pid_exists(orphan) or
+             psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE)
+
+
+def test_stop_from_another_thread_ends_lines(tmp_path: Path) -> None:
+    proc = python(tmp_path, """
+        import time
+        while True:
+            print("tick", flush=True)
+            time.sleep(0.05)
+    """)
+    timer = threading.Timer(0.3, proc.stop, args=("timeout",), kwargs=FAST)
+    timer.start()
+    count = sum(1 for _ in proc.lines())
+    timer.join()
+    assert count >= 2
+    assert proc.wait(5) is not None
+
+
+def test_kill_process_tree_checks_create_time(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        created = psutil.Process(stranger.pid).create_time()
+        assert process_matches(stranger.pid, created)
+        assert not kill_process_tree(stranger.pid, created - 100, **FAST)
+        assert stranger.poll() is None
+        steps: list[str] = []
+        assert kill_process_tree(stranger.pid, created, log=steps.append, **FAST)
+        assert stranger.wait(5) == -signal.SIGINT
+        assert "SIGINT" in steps[0]
+        assert not process_matches(stranger.pid, created)
+    finally:
+        if stranger.poll() is None:
+            stranger.kill()
+            stranger.wait()
+
+
+def test_lines_end_after_exit_when_a_descendant_holds_stdout(tmp_path: Path) -> None:
+    proc = AgentProcess(
+        [sys.executable, "-c", "import subprocess; print(subprocess.Popen(['sleep', '1000']).pid)"],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        stdin_path=None,
+        stderr_log=tmp_path / "stderr.log",
+        exit_grace=0.3,
+    ).start()
+    started = time.monotonic()
+    lines = list(proc.lines())
+    assert time.monotonic() - started < 3
+    sleeper = int(lines[0])
+    assert _is_live(sleeper)
+    assert proc.wait(1) == 0
+    proc.stop("agent finished", **FAST)  # the sleeper is still in the group, so it goes too
+    wait_for(lambda: not _is_live(sleeper))
+
+
+def _is_live(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
