@@ -1,0 +1,41 @@
+"""gadugi-orchestrator: run AI coding agents in parallel, one git worktree and branch per prompt."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExecutionEngine",
+    "OrchestrationConfig",
+    "OrchestrationResult",
+    "OrchestratorCoordinator",
+    "ProcessRegistry",
+    "TaskAnalyzer",
+    "WorktreeManager",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy, so `python -m orchestrator.workflow_manager` doesn't import the whole CLI stack.
+    if name == "OrchestratorCoordinator":
+        from orchestrator.coordinator import OrchestratorCoordinator
+        return OrchestratorCoordinator
+    if name == "OrchestrationConfig":
+        from orchestrator.config import OrchestrationConfig
+        return OrchestrationConfig
+    if name == "OrchestrationResult":
+        from orchestrator.models import OrchestrationResult
+        return OrchestrationResult
+    if name == "ExecutionEngine":
+        from orchestrator.engine import ExecutionEngine
+        return ExecutionEngine
+    if name == "ProcessRegistry":
+        from orchestrator.registry import ProcessRegistry
+        return ProcessRegistry
+    if name == "TaskAnalyzer":
+        from orchestrator.analyzer import TaskAnalyzer
+        return TaskAnalyzer
+    if name == "WorktreeManager":
+        from orchestrator.worktrees import WorktreeManager
+        return WorktreeManager
+    raise AttributeError(name)

@@ -1,0 +1,75 @@
+"""The exact agent command line for a task, and the up-front check that the agent exists."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from orchestrator.agents import claude, generic
+from orchestrator.cmd import which
+from orchestrator.config import OrchestrationConfig
+from orchestrator.errors import AgentUnavailable, InputError
+from orchestrator.models import Plan, TaskSpec
+
+INSTALL_HINT = {
+    "claude": "install Claude Code with `npm install -g @anthropic-ai/claude-code`, then run `claude` "
+    "once and /login (or set ANTHROPIC_API_KEY)",
+}
+KNOWN_AGENTS = ("claude",)
+
+
+def agent_command(
+    config: OrchestrationConfig,
+    spec: TaskSpec,
+    *,
+    env: Mapping[str, str],
+    worktree: Path,
+    branch: str,
+    prompt_file: Path | None,
+    run_id: str = "<run-id>",
+) -> list[str]:
+    """argv for the task's agent; the prompt itself always goes on stdin (or via {prompt_file})."""
+    if config.agent_cmd:
+        values = {
+            "prompt_file": str(prompt_file) if prompt_file else f".gadugi/runs/{run_id}/tasks/{spec.id}/prompt.md",
+            "worktree": str(worktree),
+            "task_id": spec.id,
+            "branch": branch,
+            "run_id": run_id,
+        }
+        argv = generic.build_command(config.agent_cmd, values)
+        return [_resolve(argv[0], env) or argv[0], *argv[1:], *config.agent_args]
+    agent = spec.agent or config.agent
+    if agent not in KNOWN_AGENTS:
+        raise InputError(
+            f"task '{spec.id}': unknown agent {agent!r} (known: {', '.join(KNOWN_AGENTS)}; or use --agent-cmd)"
+        )
+    return claude.build_command(
+        executable=_resolve("claude", env) or "claude",
+        model=spec.model or config.model,
+        max_turns=spec.max_turns or config.max_turns,
+        permission_mode=config.permission_mode,
+        allowed_tools=tuple(config.allowed_tools),
+        extra_args=tuple(config.agent_args),
+    )
+
+
+def _resolve(executable: str, env: Mapping[str, str]) -> str | None:
+    if os.sep in executable:
+        path = Path(executable).expanduser()
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return which(executable, path=env.get("PATH", ""))
+
+
+def check_agent_available(config: OrchestrationConfig, plan: Plan, *, env: Mapping[str, str]) -> None:
+    """One clear line, before anything is created, when the agent executable cannot be found."""
+    seen: set[str] = set()
+    for planned in plan.tasks:
+        exe = planned.agent_command[0]
+        if exe in seen:
+            continue
+        seen.add(exe)
+        if _resolve(exe, env) is None:
+            name = Path(exe).name
+            hint = INSTALL_HINT.get(name, "check --agent-cmd and PATH")
+            raise AgentUnavailable(f"agent `{name}` not found on PATH: {hint}")

@@ -1,0 +1,38 @@
+"""The backend interface: request → handle → events; results come back as `exit` events."""
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from orchestrator.wire import TaskRequest
+
+
+@dataclass
+class BackendEvent:
+    """`event`: a WorkflowManager event line; `exit`: the WorkflowManager is gone (rc in data)."""
+
+    kind: Literal["event", "exit"]
+    task_id: str
+    attempt: int
+    name: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    events: queue.Queue[BackendEvent]
+
+    def submit(self, request: TaskRequest) -> None:
+        """Start a WorkflowManager for the request; its events arrive on `events`."""
+
+    def cancel(self, task_id: str) -> None:
+        """Ask the task to stop gracefully (its WorkflowManager escalates on the agent)."""
+
+    def kill(self, task_id: str) -> None:
+        """Stop the task at once: SIGKILL to the WorkflowManager and the agent's process group."""
+
+    def running(self) -> list[str]:
+        """Task ids whose WorkflowManager has not exited yet."""
+
+    def close(self) -> None:
+        """Release resources; running WorkflowManagers are left alone (they outlive us)."""

@@ -1,0 +1,72 @@
+"""Run settings: one typed object built by the CLI (or a Python caller) and passed to the core."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from orchestrator.errors import InputError
+
+DEFAULT_TASK_TIMEOUT = 2 * 3600.0  # Gadugi's default: two hours per task
+
+
+class OrchestrationConfig(BaseModel):
+    """Everything a run needs to know; defaults match what the CLI does with no flags."""
+
+    max_parallel: int = Field(default=4, description="Tasks running at once; never exceeded.")
+    task_timeout_seconds: float = DEFAULT_TASK_TIMEOUT
+    base_ref: str | None = Field(default=None, description="Base ref; HEAD when unset.")
+    monitoring_dir: Path | None = Field(
+        default=None, description="Where the registry JSON goes; <root>/.gadugi/monitoring when unset."
+    )
+    worktrees_dir: str = ".worktrees"
+    branch_prefix: str = "gadugi/"
+    fallback_to_sequential: bool = True
+    worktree_cleanup: Literal["auto", "keep", "cleanup"] = "auto"
+    agent: str = "claude"
+    agent_cmd: str | None = Field(default=None, description="Command template replacing the agent.")
+    agent_args: list[str] = Field(default_factory=list)
+    model: str | None = None
+    max_turns: int | None = None
+    permission_mode: str | None = "acceptEdits"
+    allowed_tools: list[str] = Field(default_factory=list)
+    verify: str | None = None
+    interrupt_timeout: float = 5.0
+    terminate_timeout: float = 5.0
+    env: dict[str, str] | None = Field(
+        default=None, description="Environment for agents; the orchestrator's own when unset."
+    )
+
+    @field_validator("max_parallel")
+    @classmethod
+    def _positive_parallel(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("--max-parallel must be at least 1")
+        return value
+
+    def environment(self) -> dict[str, str]:
+        return dict(self.env) if self.env is not None else dict(os.environ)
+
+
+def auto_parallel(memory_per_agent_gb: float = 1.5) -> int:
+    """A limit from the hardware: agents mostly wait on the network, so allow two per CPU,
+    but never more than available memory can hold at ~1.5 GB per agent (node + git + tests)."""
+    import psutil
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    mem_gb = psutil.virtual_memory().available / 2**30
+    return max(1, min(cpus * 2, int(mem_gb / memory_per_agent_gb), 16))
+
+
+def parse_max_parallel(value: str) -> int:
+    if value.strip().lower() == "auto":
+        return auto_parallel()
+    try:
+        number = int(value)
+    except ValueError:
+        raise InputError(f"--max-parallel: {value!r} is not a number or 'auto'") from None
+    if number < 1:
+        raise InputError(f"--max-parallel must be at least 1 (got {number})")
+    return number

@@ -1,0 +1,69 @@
+"""The prompt each agent actually receives, generated once per task outside the worktree.
+
+Gadugi generated it twice and the second pass replaced the task text with an error string; here the
+whole original prompt is embedded verbatim and the file is written once, before launch.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.atomic import write_text_atomic
+from orchestrator.models import PlannedTask
+
+
+def render_prompt(
+    planned: PlannedTask,
+    *,
+    run_id: str,
+    start_sha: str,
+    predecessors: Sequence[str] = (),
+    verify: str | None = None,
+) -> str:
+    spec = planned.spec
+    lines = [
+        f"# Task {spec.id}: {spec.title}",
+        "",
+        "You are one of several coding agents working in parallel on this repository. You work",
+        "alone in your own git worktree on your own branch; other tasks have their own.",
+        "",
+        f"- Task id: {spec.id}",
+        f"- Run id: {run_id}",
+        f"- Branch: {planned.branch} (already checked out; do not switch branches)",
+        f"- Worktree: {planned.worktree} (your current directory; stay inside it)",
+        f"- Starts from commit: {start_sha}",
+    ]
+    if predecessors:
+        lines.append(f"- Builds on the finished work of: {', '.join(predecessors)} (already merged in)")
+    if spec.files:
+        lines.append(f"- Expected scope: {', '.join(spec.files)}")
+    lines += [
+        "",
+        "## What done means",
+        "",
+        "- The task below is implemented with real, working changes to the files in this worktree.",
+        "- Run the project's relevant tests and make them pass where the task touches tested code.",
+        "- Commit your work on this branch with `git add` and `git commit` and a message that says",
+        "  why. Anything left uncommitted is committed for you when you finish.",
+        "- Do not push, open pull requests, touch other worktrees or delete branches.",
+    ]
+    if verify:
+        lines.append(f"- Afterwards this command must succeed in the worktree: `{verify}`")
+    lines += [
+        "",
+        "## The task, exactly as written",
+        "",
+        f"Original prompt file: {spec.prompt_file}",
+        "",
+        "~~~~~~~~markdown",
+        spec.prompt_text.rstrip("\n"),
+        "~~~~~~~~",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_prompt(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
+    return path

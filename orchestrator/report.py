@@ -1,0 +1,74 @@
+"""report.json and report.md for a run, written in `finally` so even an interrupted run has one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.atomic import write_json_atomic, write_text_atomic
+from orchestrator.durations import format_duration
+from orchestrator.models import OrchestrationResult, Plan, TaskResult
+
+
+def write_reports(
+    run_dir: Path, result: OrchestrationResult, plan: Plan, results: dict[str, TaskResult], warnings: list[str]
+) -> Path:
+    report = {
+        **result.model_dump(mode="json"),
+        "warnings": warnings,
+        "edges": [e.model_dump(mode="json") for e in plan.edges],
+        "skipped": [{"task_id": s.id, "prompt_file": str(s.prompt_file), "reason": s.skip_reason} for s in plan.skipped],
+        "task_results": {tid: r.model_dump(mode="json") for tid, r in results.items()},
+    }
+    write_json_atomic(run_dir / "report.json", report)
+    path = run_dir / "report.md"
+    write_text_atomic(path, render_markdown(result, plan, results, warnings))
+    return path
+
+
+def render_markdown(
+    result: OrchestrationResult, plan: Plan, results: dict[str, TaskResult], warnings: list[str]
+) -> str:
+    lines = [
+        f"# Run {result.run_id}",
+        "",
+        f"- Tasks: {result.total_tasks} ({result.successful_tasks} completed, {result.failed_tasks} failed, "
+        f"{result.cancelled_tasks} cancelled, {result.skipped_tasks} skipped as done)",
+        f"- Wall time: {format_duration(result.execution_time_seconds)}; max parallel {result.max_parallel}",
+        f"- Parallel speedup (sum of task durations / wall time, measured): "
+        f"{result.parallel_speedup if result.parallel_speedup is not None else 'n/a'}",
+        f"- Base: `{result.base_sha}`",
+    ]
+    if result.total_cost_usd is not None:
+        lines.append(f"- Cost: ${result.total_cost_usd:.4f}")
+    if result.fallback_sequential:
+        lines.append("- Worktrees could not be created: tasks ran one at a time in the main checkout.")
+    if result.interrupted:
+        lines.append("- The run was interrupted.")
+    lines += ["", "| task | status | duration | commits | files | +/- | cost | branch |", "|---|---|---|---|---|---|---|---|"]
+    for row in result.tasks:
+        cost = f"${row.cost_usd:.4f}" if row.cost_usd is not None else "-"
+        work = "no changes" if row.no_changes and row.status.value == "completed" else str(len(row.commits))
+        lines.append(
+            f"| {row.task_id} | {row.status.value} | {format_duration(row.duration_seconds)} | {work} | "
+            f"{len(row.changed_files)} | +{row.insertions}/-{row.deletions} | {cost} | `{row.branch}` |"
+        )
+    for row in result.tasks:
+        r = results.get(row.task_id)
+        if r is None:
+            continue
+        lines += ["", f"## {row.task_id}: {row.title}", ""]
+        if row.error_message:
+            lines.append(f"- Error: {row.error_message}")
+        if r.verify is not None:
+            lines.append(f"- Verify `{r.verify.command}`: {'passed' if r.verify.passed else 'failed'} (exit {r.verify.exit_code})")
+        if r.commits:
+            lines.append(f"- Commits: {', '.join(c[:10] for c in r.commits)}")
+        if r.changed_files:
+            lines.append(f"- Files: {', '.join(r.changed_files[:20])}{' ...' if len(r.changed_files) > 20 else ''}")
+        if r.outcome.final_message:
+            lines += ["", "> " + r.outcome.final_message.strip().replace("\n", "\n> ")[:2000]]
+    if plan.edges:
+        lines += ["", "## Ordering", ""]
+        lines += [f"- {e.before} → {e.after} ({e.kind.value}): {e.reason}" for e in plan.edges]
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,57 @@
+"""What the ExecutionEngine hands a WorkflowManager, and the events it sends back.
+
+The request is a file (`request.json` in the task's run directory) so a WorkflowManager can be
+started, inspected and re-attached without the orchestrator; environment values (API keys) are
+never written into it, they reach the subprocess only through its environment.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Predecessor(BaseModel):
+    task_id: str
+    branch: str
+    head_sha: str
+
+
+class TaskRequest(BaseModel):
+    run_id: str
+    task_id: str
+    title: str = ""
+    attempt: int = 1
+    project_root: Path
+    task_dir: Path
+    prompt_path: Path
+    branch: str
+    worktree: Path
+    base_sha: str
+    predecessors: list[Predecessor] = Field(default_factory=list)
+    agent: Literal["claude", "generic"] = "claude"
+    agent_command: list[str]
+    timeout_seconds: float
+    verify: str | None = None
+    in_place: bool = Field(default=False, description="Sequential fallback: work in the main checkout.")
+    worktrees_dir: str = ".worktrees"
+    branch_prefix: str = "gadugi/"
+    interrupt_timeout: float = 5.0
+    terminate_timeout: float = 5.0
+
+    @property
+    def result_path(self) -> Path:
+        return self.task_dir / "result.json"
+
+
+EventName = Literal["phase", "agent_started", "heartbeat", "log", "result"]
+
+
+class WorkflowEvent(BaseModel):
+    """One line of a WorkflowManager's stdout."""
+
+    event: EventName
+    task_id: str
+    ts: str
+    data: dict[str, Any] = Field(default_factory=dict)

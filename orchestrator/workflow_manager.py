@@ -1,0 +1,295 @@
+"""The per-task subprocess: `python -m orchestrator.workflow_manager --request FILE`.
+
+It carries one task through setup → agent → verify → commit → report, in its own session so it
+outlives an orchestrator crash, and always leaves a `result.json` behind. Events go to stdout as
+NDJSON for the orchestrator; when nobody reads them any more the task still runs to the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from orchestrator import git
+from orchestrator.agents import make_parser
+from orchestrator.atomic import write_json_atomic
+from orchestrator.errors import OrchestratorError
+from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
+from orchestrator.process import AgentProcess
+from orchestrator.verify import run_verify
+from orchestrator.wire import TaskRequest
+from orchestrator.worktrees import WorktreeManager
+
+HEARTBEAT_INTERVAL = 0.25  # seconds between heartbeat events sent upstream (every event counts)
+
+
+class Emitter:
+    """Writes events to stdout; once the reader is gone it goes quiet instead of failing the task."""
+
+    def __init__(self, task_id: str, log_path: Path) -> None:
+        self.task_id = task_id
+        self.alive = True
+        self._lock = threading.Lock()
+        self._log = log_path.open("a", encoding="utf-8")
+
+    def emit(self, event: str, **data: Any) -> None:
+        line = json.dumps({"event": event, "task_id": self.task_id, "ts": iso(), "data": data})
+        with self._lock:
+            if event in ("phase", "log", "agent_started", "result"):
+                self._log.write(line + "\n")
+                self._log.flush()
+            if not self.alive:
+                return
+            try:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+            except (BrokenPipeError, OSError):
+                self.alive = False
+
+    def log(self, message: str) -> None:
+        self.emit("log", message=message)
+
+
+class WorkflowManager:
+    def __init__(self, request: TaskRequest, emitter: Emitter) -> None:
+        self.request = request
+        self.emitter = emitter
+        self.env = git.no_git_env(os.environ)
+        self.env.update(
+            {
+                "GADUGI_RUN_ID": request.run_id,
+                "GADUGI_TASK_ID": request.task_id,
+                "GADUGI_BRANCH": request.branch,
+                "GADUGI_WORKTREE": str(request.worktree),
+                "GADUGI_BASE_SHA": request.base_sha,
+                "GADUGI_ATTEMPT": str(request.attempt),
+                "NO_COLOR": "1",
+            }
+        )
+        self.process: AgentProcess | None = None
+        self.stop_reason: TaskStatus | None = None
+        self._stop_lock = threading.Lock()
+
+    # -- control -------------------------------------------------------------------------------
+
+    def request_stop(self, status: TaskStatus, why: str) -> None:
+        """Stop the agent (timeout or cancel); the escalation runs on a thread, never in a handler."""
+        with self._stop_lock:
+            if self.stop_reason is not None:
+                return
+            self.stop_reason = status
+        self.emitter.log(f"stopping agent: {why}")
+        proc = self.process
+        if proc is not None:
+            threading.Thread(target=self._escalate, args=(proc, why), daemon=True).start()
+
+    def _escalate(self, proc: AgentProcess, why: str) -> None:
+        proc.stop(
+            why,
+            interrupt_timeout=self.request.interrupt_timeout,
+            terminate_timeout=self.request.terminate_timeout,
+            log=self.emitter.log,
+        )
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def run(self) -> TaskResult:
+        req = self.request
+        started = utcnow()
+        t0 = time.monotonic()
+        result = TaskResult(
+            task_id=req.task_id,
+            status=TaskStatus.FAILED,
+            attempt=req.attempt,
+            branch=req.branch,
+            worktree=str(req.worktree),
+            base_sha=req.base_sha,
+            started_at=iso(started),
+        )
+        start_sha = ""
+        try:
+            self._phase(Phase.SETUP)
+            start_sha = self._setup()
+            result.head_sha = start_sha
+            if self.stop_reason is None:
+                self._phase(Phase.AGENT)
+                result.outcome = self._run_agent(deadline=t0 + req.timeout_seconds)
+            else:
+                result.outcome = AgentOutcome(failure="cancelled", message="cancelled before start")
+            if result.outcome.success and self.stop_reason is None and req.verify:
+                self._phase(Phase.VERIFY)
+                remaining = max(1.0, req.timeout_seconds - (time.monotonic() - t0))
+                result.verify = run_verify(req.verify, req.worktree, self.env, timeout=remaining)
+            self._phase(Phase.COMMIT)
+            sha = git.commit_all(
+                req.worktree, f"{req.task_id}: work left uncommitted by the agent\n\nGadugi-Task: {req.task_id}"
+            )
+            result.auto_committed = sha is not None
+            self._phase(Phase.REPORT)
+            self._describe_work(result, start_sha)
+        except OrchestratorError as exc:
+            result.outcome.failure = result.outcome.failure if result.outcome.failure != "none" else "setup_failed"
+            result.error_message = str(exc)
+            self.emitter.log(f"error: {exc}")
+        finally:
+            if start_sha and not req.in_place:
+                try:
+                    self._worktrees().finish(req.worktree)
+                except OrchestratorError as exc:
+                    self.emitter.log(f"could not unlock worktree: {exc}")
+        result.status, message = self._final_status(result)
+        if result.error_message is None and result.status != TaskStatus.COMPLETED:
+            result.error_message = message
+        result.completed_at = iso()
+        result.duration_seconds = round(time.monotonic() - t0, 3)
+        self._phase(Phase.DONE)
+        return result
+
+    def _phase(self, phase: Phase) -> None:
+        self.emitter.emit("phase", phase=phase.value)
+
+    def _worktrees(self) -> WorktreeManager:
+        req = self.request
+        return WorktreeManager(req.project_root, worktrees_dir=req.worktrees_dir, branch_prefix=req.branch_prefix)
+
+    def _setup(self) -> str:
+        req = self.request
+        manager = self._worktrees()
+        preds = [(p.branch, p.head_sha) for p in req.predecessors]
+        if req.in_place:
+            start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
+            git.switch_new_branch(req.worktree, req.branch, start)
+            return start
+        created = manager.create(
+            req.task_id,
+            req.branch,
+            req.worktree,
+            base_sha=req.base_sha,
+            predecessors=preds,
+            lock_reason=f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}",
+        )
+        if created.merged_from:
+            self.emitter.log(f"started from the merge of {', '.join(created.merged_from)}")
+        return created.start_sha
+
+    def _run_agent(self, *, deadline: float) -> AgentOutcome:
+        req = self.request
+        parser = make_parser(req.agent)
+        proc = AgentProcess(
+            req.agent_command,
+            cwd=req.worktree,
+            env=self.env,
+            stdin_path=req.prompt_path,
+            stdout_log=req.task_dir / "agent.jsonl",
+            stderr_log=req.task_dir / "agent.stderr.log",
+        )
+        try:
+            proc.start()
+        except OSError as exc:
+            return AgentOutcome(failure="agent_error", message=f"could not start agent: {exc}")
+        self.process = proc
+        self.emitter.emit("agent_started", pid=proc.pid, create_time=proc.create_time, command=req.agent_command)
+        if self.stop_reason is not None:  # a cancel arrived while we were starting
+            threading.Thread(target=self._escalate, args=(proc, "cancelled"), daemon=True).start()
+        timer = threading.Timer(
+            max(0.0, deadline - time.monotonic()),
+            self.request_stop,
+            args=(TaskStatus.TIMEOUT, f"task timeout of {req.timeout_seconds:g}s reached"),
+        )
+        timer.daemon = True
+        timer.start()
+        last_sent = 0.0
+        try:
+            for line in proc.lines():
+                event = parser.feed(line)
+                if event is None:
+                    continue
+                now = time.monotonic()
+                if now - last_sent >= HEARTBEAT_INTERVAL or event.type in ("system", "result"):
+                    last_sent = now
+                    self._heartbeat(parser, event.summary)
+            exit_code = proc.wait()
+        finally:
+            timer.cancel()
+        # Whatever the agent left running in its group (a dev server, a watcher) goes with it.
+        proc.stop("agent finished", interrupt_timeout=0.5, terminate_timeout=0.5, log=self.emitter.log)
+        self._heartbeat(parser, "agent exited")
+        return parser.outcome(exit_code, stderr=_tail(req.task_dir / "agent.stderr.log"))
+
+    def _heartbeat(self, parser: Any, summary: str) -> None:
+        self.emitter.emit(
+            "heartbeat",
+            summary=summary,
+            session_id=parser.session_id,
+            turns=parser.turns,
+            cost_usd=parser.cost_usd,
+            tokens=parser.tokens.model_dump(),
+            events=parser.events,
+        )
+
+    def _describe_work(self, result: TaskResult, start_sha: str) -> None:
+        req = self.request
+        head = git.head_sha(req.worktree)
+        result.head_sha = head
+        result.commits = git.commits_between(req.worktree, start_sha, head)
+        files, insertions, deletions = git.diffstat(req.worktree, start_sha, head)
+        result.changed_files, result.insertions, result.deletions = files, insertions, deletions
+        result.no_changes = not result.commits
+
+    def _final_status(self, result: TaskResult) -> tuple[TaskStatus, str]:
+        if self.stop_reason is TaskStatus.TIMEOUT:
+            return TaskStatus.TIMEOUT, f"timed out after {self.request.timeout_seconds:g}s"
+        if self.stop_reason is TaskStatus.CANCELLED:
+            return TaskStatus.CANCELLED, "cancelled"
+        if result.error_message:
+            return TaskStatus.FAILED, result.error_message
+        outcome = result.outcome
+        if not outcome.success:
+            return TaskStatus.FAILED, outcome.message or f"agent failed ({outcome.failure})"
+        if result.verify is not None and not result.verify.passed:
+            result.outcome.failure = "verify_failed"
+            return TaskStatus.FAILED, f"verify failed: `{result.verify.command}` exited {result.verify.exit_code}"
+        return TaskStatus.COMPLETED, ""
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _install_signal_handlers(manager: WorkflowManager) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        manager.request_stop(TaskStatus.CANCELLED, f"received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.workflow_manager")
+    parser.add_argument("--request", required=True, type=Path, help="request.json written by the orchestrator")
+    args = parser.parse_args(argv)
+    request = TaskRequest.model_validate_json(args.request.read_text(encoding="utf-8"))
+    request.task_dir.mkdir(parents=True, exist_ok=True)
+    emitter = Emitter(request.task_id, request.task_dir / "workflow_manager.log")
+    manager = WorkflowManager(request, emitter)
+    _install_signal_handlers(manager)
+    result = manager.run()
+    write_json_atomic(request.result_path, result.model_dump(mode="json"))
+    emitter.emit("result", result=result.model_dump(mode="json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The CLI shell: bad input is one clear line and exit 1, with nothing created."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import orchestrator
+from orchestrator.cli import main
+from conftest import git
+
+
+def invoke(args: list[str], *, input_text: str | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, args, input=input_text, catch_exceptions=False)
+
+
+def one_line_error(result, needle: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def repo_with_prompt(make_repo, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = make_repo({"README.md": "# r\n", "prompts/a.md": "# Task A\nDo it.\n"})
+    monkeypatch.chdir(repo)
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "a", "--max-parallel", "0"], "--max-parallel must be at least 1"),
+        (["run", "a", "--max-parallel", "-2"], "--max-parallel must be at least 1"),
+        (["run", "a", "--max-parallel", "many"], "is not a number or 'auto'"),
+        (["run", "a", "--timeout", "soon"], "is not a duration"),
+        (["run", "nope"], "prompt 'nope' not found"),
+        (["run", "a", "--base", "no-such-ref", "--dry-run"], "base ref 'no-such-ref' does not exist"),
+        (["run"], "no prompt files given"),
+    ],
+)
+def test_bad_input_is_one_line(repo_with_prompt: Path, args: list[str], needle: str) -> None:
+    one_line_error(invoke(args), needle)
+    assert not (repo_with_prompt / ".worktrees").exists()
+    assert not (repo_with_prompt / ".gadugi").exists()
+
+
+def test_not_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.md").write_text("# A\n")
+    monkeypatch.chdir(tmp_path)
+    one_line_error(invoke(["run", "a.md", "--dry-run"]), "not a git repository")
+
+
+def test_repository_without_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.md").write_text("# A\n")
+    monkeypatch.chdir(tmp_path)
+    one_line_error(invoke(["run", "a.md", "--dry-run"]), "has no commits")
+
+
+def test_bare_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    git(tmp_path, "init", "-q", "--bare", "bare.git")
+    monkeypatch.chdir(tmp_path / "bare.git")
+    (tmp_path / "a.md").write_text("# A\n")
+    one_line_error(invoke(["run", str(tmp_path / "a.md"), "--dry-run"]), "bare repository")
+
+
+def test_directory_as_prompt(repo_with_prompt: Path) -> None:
+    one_line_error(invoke(["run", "prompts", "--dry-run"]), "is a directory")
+
+
+def test_cycle_names_the_tasks(repo_with_prompt: Path) -> None:
+    (repo_with_prompt / "prompts" / "x.md").write_text("---\ndepends_on: [y]\n---\n# X\n")
+    (repo_with_prompt / "prompts" / "y.md").write_text("---\ndepends_on: [x]\n---\n# Y\n")
+    result = invoke(["plan", "x", "y"])
+    one_line_error(result, "cycle")
+    assert "x" in result.output and "y" in result.output
+
+
+def test_unknown_dependency(repo_with_prompt: Path) -> None:
+    (repo_with_prompt / "prompts" / "x.md").write_text("---\ndepends_on: [ghost]\n---\n# X\n")
+    one_line_error(invoke(["plan", "x"]), "ghost")
+
+
+def test_stdin_one_line_list(repo_with_prompt: Path) -> None:
+    (repo_with_prompt / "prompts" / "b.md").write_text("# Task B\n")
+    result = invoke(["plan", "--stdin", "--json"], input_text="Execute these prompts: a.md, `prompts/b.md`\n")
+    assert result.exit_code == 0, result.output
+    assert '"total_tasks": 2' in result.output
+
+
+def test_bare_prompt_names_default_to_run(repo_with_prompt: Path) -> None:
+    result = invoke(["a", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "gadugi/a" in result.output
+
+
+def test_python_dash_m_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True, check=True)
+    assert "run" in proc.stdout and "plan" in proc.stdout
+
+
+def test_every_module_imports_alone() -> None:
+    """No circular imports: each module imports in a fresh interpreter."""
+    names = [m.name for m in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")]
+    code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"
+    for name in names:
+        subprocess.run([sys.executable, "-c", code, name], check=True)
+    assert importlib.import_module("orchestrator.workflow_manager")

@@ -1,0 +1,208 @@
+"""End to end: the real CLI in a subprocess, real git worktrees, the fake `claude` as the agent."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import git
+
+REQUIRED_PROCESS_KEYS = {
+    "task_id", "task_name", "status", "command", "working_directory", "created_at", "prompt_file", "pid",
+    "started_at", "completed_at", "last_heartbeat", "exit_code", "error_message", "resource_usage",
+    "run_id", "attempt", "branch", "base_sha", "worktree", "session_id", "phase", "cost_usd", "tokens",
+}
+
+
+def write_prompt(repo: Path, name: str, front: str, body: str) -> Path:
+    path = repo / "prompts" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"---\n{front.strip()}\n---\n{body.strip()}\n")
+    return path
+
+
+def run_cli(repo: Path, path_env: str, *args: str, log: Path | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PATH=path_env)
+    if log is not None:
+        env["FAKE_CLAUDE_LOG"] = str(log)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def intervals(log: Path) -> dict[str, tuple[float, float]]:
+    spans: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        rec = json.loads(line)
+        spans.setdefault(rec["task"], []).append(rec["ts"])
+    return {task: (min(ts), max(ts)) for task, ts in spans.items()}
+
+
+@pytest.fixture
+def six_prompt_repo(make_repo) -> Path:
+    repo = make_repo({"src/app.py": "print('app')\n", "src/util.py": "X = 1\n", "README.md": "# demo\n"})
+    write_prompt(repo, "a.md", "id: a\nfiles: [src/app.py]", "# Task A\nfake-claude: slow seconds=0.6 write=src/app.py")
+    write_prompt(repo, "b.md", "id: b\ndepends_on: [a]", "# Task B\nfake-claude: commit")
+    write_prompt(repo, "c.md", "id: c\nfiles: [src/app.py]", "# Task C\nfake-claude: commit write=src/app.py")
+    write_prompt(repo, "d.md", "id: d", "# Task D\nfake-claude: slow seconds=0.6")
+    write_prompt(repo, "e.md", "id: e\ndepends_on: [b, d.md]", "# Task E\nfake-claude: commit")
+    write_prompt(repo, "f.md", "id: f", "# Task F\nfake-claude: slow seconds=0.4")
+    return repo
+
+
+def test_six_prompts_dependencies_and_conflict(six_prompt_repo: Path, path_with: str, tmp_path: Path) -> None:
+    repo = six_prompt_repo
+    log = tmp_path / "agents.log"
+    proc = run_cli(repo, path_with, "run", *[f"prompts/{n}.md" for n in "abcdef"], "--max-parallel", "3", "--json", log=log)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = json.loads(proc.stdout)
+    assert result["total_tasks"] == 6 and result["successful_tasks"] == 6 and result["failed_tasks"] == 0
+    tasks = {t["task_id"]: t for t in result["tasks"]}
+    assert set(tasks) == set("abcdef")
+
+    spans = intervals(log)
+    # Start order respects the DAG: every "after" starts once its "before" has ended.
+    for before, after in [("a", "b"), ("b", "e"), ("d", "e"), ("a", "c")]:
+        assert spans[after][0] >= spans[before][1], (before, after, spans)
+    # Never more than 3 agents at once.
+    points = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()], key=lambda p: (p[0], p[1]))
+    running = peak = 0
+    for _, delta in points:
+        running += delta
+        peak = max(peak, running)
+    assert peak <= 3
+
+    branches = {tid: t["branch"] for tid, t in tasks.items()}
+    for tid, branch in branches.items():
+        log_text = git(repo, "log", "--format=%s", branch)
+        assert f"{tid}: fake change" in log_text, (tid, log_text)
+        assert len(tasks[tid]["commits"]) >= 1
+    # Dependents (and conflict followers) stack on their predecessors' work.
+    for before, after in [("a", "b"), ("b", "e"), ("d", "e"), ("a", "c")]:
+        subprocess.run(["git", "merge-base", "--is-ancestor", branches[before], branches[after]], cwd=repo, check=True)
+    # Completed tasks' worktrees are removed, their branches kept; nothing shows in git status.
+    assert not any((repo / ".worktrees").iterdir()) if (repo / ".worktrees").exists() else True
+    status = git(repo, "status", "--porcelain", "--untracked-files=all")
+    assert ".worktrees" not in status and ".gadugi" not in status
+
+    monitoring = repo / ".gadugi" / "monitoring"
+    registry = json.loads((monitoring / "process_registry.json").read_text())
+    assert set(registry["processes"]) == set("abcdef")
+    for info in registry["processes"].values():
+        assert REQUIRED_PROCESS_KEYS <= set(info), REQUIRED_PROCESS_KEYS - set(info)
+        assert info["status"] == "completed"
+        assert info["pid"] and info["attempt"] == 1
+    status_file = json.loads((monitoring / f"{result['run_id']}_status.json").read_text())
+    assert status_file["status_breakdown"] == {"queued": 0, "running": 0, "completed": 6, "failed": 0, "timeout": 0, "cancelled": 0}
+    assert (monitoring / f"{result['run_id']}_final.json").exists()
+    run_dir = repo / ".gadugi" / "runs" / result["run_id"]
+    assert (run_dir / "report.json").exists() and (run_dir / "report.md").exists()
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "run_finished" for e in events)
+    prompt = (run_dir / "tasks" / "e" / "prompt.md").read_text()
+    assert "fake-claude: commit" in prompt and branches["e"] in prompt
+
+
+def test_failing_prompt_exit_1_others_unaffected(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo({"README.md": "# demo\n"})
+    write_prompt(repo, "ok1.md", "id: ok1", "# One\nfake-claude: commit")
+    write_prompt(repo, "bad.md", "id: bad", "# Bad\nfake-claude: fail")
+    write_prompt(repo, "after-bad.md", "id: after-bad\ndepends_on: [bad]", "# After\nfake-claude: commit")
+    write_prompt(repo, "ok2.md", "id: ok2", "# Two\nfake-claude: commit")
+    proc = run_cli(repo, path_with, "run", "ok1", "bad", "after-bad", "ok2", "--json")
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    tasks = {t["task_id"]: t for t in result["tasks"]}
+    assert tasks["ok1"]["status"] == "completed" and tasks["ok2"]["status"] == "completed"
+    assert tasks["bad"]["status"] == "failed" and tasks["bad"]["error_message"]
+    assert tasks["after-bad"]["status"] == "cancelled"
+    assert "bad" in tasks["after-bad"]["error_message"]
+    # The failed task's worktree is kept for inspection; the completed ones are gone.
+    assert Path(tasks["bad"]["worktree"]).is_dir()
+    assert not (repo / ".worktrees" / "ok1").exists()
+
+
+def test_wrong_subtype_exit_zero_is_a_failure(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "w.md", "id: w", "# W\nfake-claude: wrong-subtype")
+    write_prompt(repo, "n.md", "id: n", "# N\nfake-claude: no-result")
+    proc = run_cli(repo, path_with, "run", "w", "n", "--json")
+    assert proc.returncode == 1
+    tasks = {t["task_id"]: t for t in json.loads(proc.stdout)["tasks"]}
+    assert tasks["w"]["status"] == "failed" and "turn limit" in tasks["w"]["error_message"]
+    assert tasks["n"]["status"] == "failed" and "result" in tasks["n"]["error_message"]
+
+
+def test_uncommitted_work_is_committed_and_no_change_is_reported(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "e.md", "id: e", "# E\nfake-claude: edit")
+    write_prompt(repo, "n.md", "id: n", "# N\nfake-claude: no-change")
+    proc = run_cli(repo, path_with, "run", "e", "n", "--json")
+    assert proc.returncode == 0, proc.stderr
+    tasks = {t["task_id"]: t for t in json.loads(proc.stdout)["tasks"]}
+    assert len(tasks["e"]["commits"]) == 1 and not tasks["e"]["no_changes"]
+    assert "e: work left uncommitted by the agent" in git(repo, "log", "-1", "--format=%s", tasks["e"]["branch"])
+    assert tasks["n"]["no_changes"] and tasks["n"]["commits"] == []
+
+
+def test_verify_decides_success(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "good.md", "id: good\nverify: test -f fake/good.txt", "# G\nfake-claude: commit")
+    write_prompt(repo, "bad.md", "id: bad\nverify: 'exit 3'", "# B\nfake-claude: commit")
+    proc = run_cli(repo, path_with, "run", "good", "bad", "--json")
+    assert proc.returncode == 1
+    tasks = {t["task_id"]: t for t in json.loads(proc.stdout)["tasks"]}
+    assert tasks["good"]["status"] == "completed" and tasks["good"]["verify_passed"] is True
+    assert tasks["bad"]["status"] == "failed" and "verify failed" in tasks["bad"]["error_message"]
+
+
+def test_missing_agent_one_clear_line(make_repo, tmp_path: Path) -> None:
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# A")
+    proc = run_cli(repo, "/usr/bin:/bin", "run", "a")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "claude" in proc.stderr and "npm install -g @anthropic-ai/claude-code" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (repo / ".worktrees").exists() and not (repo / ".gadugi" / "runs").exists()
+
+
+def test_dry_run_creates_nothing(six_prompt_repo: Path, path_with: str) -> None:
+    repo = six_prompt_repo
+    before = git(repo, "for-each-ref", "--format=%(refname)")
+    proc = run_cli(repo, path_with, "run", "--dry-run", *[f"prompts/{n}.md" for n in "abcdef"])
+    assert proc.returncode == 0, proc.stderr
+    assert "a -> c" in proc.stdout and "src/app.py" in proc.stdout
+    assert "--output-format stream-json --verbose" in proc.stdout
+    assert git(repo, "for-each-ref", "--format=%(refname)") == before
+    assert not (repo / ".worktrees").exists() and not (repo / ".gadugi").exists()
+    plan = json.loads(run_cli(repo, path_with, "plan", "--json", *[f"prompts/{n}.md" for n in "abcdef"]).stdout)
+    for key in ("total_tasks", "parallelizable_tasks", "sequential_tasks", "execution_groups", "groups", "edges"):
+        assert key in plan
+    assert plan["total_tasks"] == 6
+    kinds = {(e["before"], e["after"]): e["kind"] for e in plan["edges"]}
+    assert kinds[("a", "b")] == "dependency" and kinds[("a", "c")] == "conflict"
+
+
+def test_fallback_runs_one_at_a_time_in_main_checkout(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    (repo / ".worktrees").write_text("not a directory\n")
+    git(repo, "add", ".worktrees")
+    git(repo, "commit", "-qm", "block worktrees")
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    write_prompt(repo, "b.md", "id: b", "# B\nfake-claude: commit")
+    git(repo, "add", "prompts")
+    git(repo, "commit", "-qm", "prompts")
+    proc = run_cli(repo, path_with, "run", "a", "b", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["fallback_sequential"] is True and result["max_parallel"] == 1
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    for t in result["tasks"]:
+        assert f"{t['task_id']}: fake change" in git(repo, "log", "--format=%s", t["branch"])
+    no_fallback = run_cli(repo, path_with, "run", "a", "--no-fallback")
+    assert no_fallback.returncode == 1 and "cannot create worktrees" in no_fallback.stderr
