@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs (once), then run it. Extra arguments go to pytest.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+cd "$here"
+venv="${GADUGI_VENV:-$here/.venv}"
+py="$venv/bin/python"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$py" ] || ! "$py" -c 'import orchestrator, pytest, hypothesis, xdist' 2>/dev/null; then
+  echo "setting up $venv with the package and its test dependencies" >&2
+  "$python" -m venv "$venv"
+  "$py" -m pip install --quiet --disable-pip-version-check -e ".[dev]" >&2
+fi
+
+exec "$py" -m pytest -n 2 "$@"
