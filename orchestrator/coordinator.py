@@ -266,4 +266,5 @@ class OrchestratorCoordinator:
             tasks=rows,
             fallback_sequential=in_place,
             interrupted=engine.interrupted,
+            abort_reason=engine.abort_reason,
         )

@@ -21,6 +21,12 @@ from orchestrator.registry import ProcessRegistry
 from orchestrator.wire import Predecessor, TaskRequest
 
 RESOURCE_SAMPLE_INTERVAL = 2.0  # seconds between psutil samples of running agents
+BREAKER_THRESHOLD = 3  # same permanent failure this many times in a row stops new launches
+
+# Failures that no retry or other task will fix by itself. Not being logged in holds for the whole
+# account, so it stops the run at the first occurrence.
+PERMANENT_FAILURES = frozenset({"auth", "max_turns", "budget", "verify_failed"})
+ACCOUNT_WIDE_FAILURES = frozenset({"auth"})
 
 MakeRequest = Callable[[PlannedTask, list[Predecessor], int], TaskRequest]
 Observer = Callable[[str, str, dict[str, Any]], None]
@@ -70,9 +76,13 @@ class ExecutionEngine:
         }
         self._ready: list[tuple[tuple[int, int, int], str]] = []
         self.running: set[str] = set()
-        self.stopping = False
+        self.stopping = False  # interrupted: running tasks are being stopped
+        self.halted = False  # no new launches (interrupt or circuit breaker)
         self.interrupted = False
         self.peak_parallel = 0
+        self.abort_reason: str | None = None
+        self.breaker_threshold = BREAKER_THRESHOLD
+        self._failure_streak: tuple[str, int] = ("", 0)
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -98,13 +108,13 @@ class ExecutionEngine:
                     self.registry.sample_resources()
             except KeyboardInterrupt:
                 self._interrupt()
-        self._cancel_unstarted("run interrupted" if self.interrupted else "not started")
+        self._cancel_unstarted(self.abort_reason or ("run interrupted" if self.interrupted else "not started"))
         return {tid: s.result for tid, s in self.tasks.items() if s.result is not None}
 
     # -- scheduling ------------------------------------------------------------------------------
 
     def _launch_ready(self) -> None:
-        while self._ready and len(self.running) < self.max_parallel and not self.stopping:
+        while self._ready and len(self.running) < self.max_parallel and not self.halted:
             _, tid = heapq.heappop(self._ready)
             state = self.tasks[tid]
             if state.result is not None:  # cancelled while waiting
@@ -167,6 +177,7 @@ class ExecutionEngine:
             phase="done",
         )
         self.observer(tid, "finished", {"result": result})
+        self._check_breaker(result)
         for succ, kind in state.succs.items():
             succ_state = self.tasks[succ]
             succ_state.waiting -= 1
@@ -174,6 +185,23 @@ class ExecutionEngine:
                 self._cancel(succ, f"dependency '{tid}' {result.status.value}")
             elif succ_state.waiting == 0 and succ_state.result is None:
                 heapq.heappush(self._ready, (self._rank[succ], succ))
+
+    def _check_breaker(self, result: TaskResult) -> None:
+        """Stop launching when the same permanent failure keeps happening (e.g. not logged in):
+        the remaining tasks would only fail the same way and cost money doing it."""
+        failure = result.outcome.failure
+        if result.status == TaskStatus.COMPLETED or failure not in PERMANENT_FAILURES:
+            self._failure_streak = ("", 0)
+            return
+        last, count = self._failure_streak
+        count = count + 1 if failure == last else 1
+        self._failure_streak = (failure, count)
+        if self.abort_reason is None and (failure in ACCOUNT_WIDE_FAILURES or count >= self.breaker_threshold):
+            message = result.error_message or result.outcome.message or failure
+            self.abort_reason = f"stopped launching after {count} task(s) failed the same way: {message}"
+            self.halted = True
+            self.observer(result.task_id, "breaker", {"reason": self.abort_reason})
+            self._cancel_unstarted(self.abort_reason)
 
     def _read_result(self, state: _TaskState, returncode: int | None) -> TaskResult:
         assert state.request is not None
@@ -218,7 +246,7 @@ class ExecutionEngine:
             self.tasks[succ].waiting -= 1
             if kind == EdgeKind.DEPENDENCY:
                 self._cancel(succ, f"dependency '{tid}' cancelled")
-            elif self.tasks[succ].waiting == 0 and self.tasks[succ].result is None and not self.stopping:
+            elif self.tasks[succ].waiting == 0 and self.tasks[succ].result is None and not self.halted:
                 heapq.heappush(self._ready, (self._rank[succ], succ))
 
     def _cancel_unstarted(self, reason: str) -> None:
@@ -228,7 +256,7 @@ class ExecutionEngine:
 
     def _interrupt(self) -> None:
         if not self.stopping:
-            self.stopping = True
+            self.stopping = self.halted = True
             self.interrupted = True
             self.observer("", "interrupt", {"running": sorted(self.running)})
             self._cancel_unstarted("run interrupted")

@@ -246,6 +246,9 @@ class OrchestrationResult(BaseModel):
     tasks: list[TaskSummary] = Field(default_factory=list)
     fallback_sequential: bool = False
     interrupted: bool = False
+    abort_reason: str | None = Field(
+        default=None, description="Why the run stopped launching tasks early (circuit breaker)."
+    )
     report_path: str | None = None
 
     @property

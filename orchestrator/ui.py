@@ -89,6 +89,8 @@ class ProgressPrinter:
         elif what == "interrupt":
             click.echo(f"{stamp} interrupted: stopping {len(data['running'])} running task(s); "
                        "press Ctrl-C again to kill them at once", err=True)
+        elif what == "breaker":
+            click.echo(f"{stamp} {data['reason']}", err=True)
         elif what == "kill":
             click.echo(f"{stamp} killing {len(data['running'])} task(s) now", err=True)
         elif self.verbose and what in ("phase", "log"):
@@ -121,6 +123,8 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
         click.echo(f"warning: {warning}", err=True)
     if result.report_path:
         click.echo(f"report: {result.report_path}")
+    if result.abort_reason:
+        click.echo(f"error: {result.abort_reason}", err=True)
 
 
 def print_error(message: str) -> None:

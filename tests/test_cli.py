@@ -114,3 +114,10 @@ def test_every_module_imports_alone() -> None:
     for name in names:
         subprocess.run([sys.executable, "-c", code, name], check=True)
     assert importlib.import_module("orchestrator.workflow_manager")
+
+
+def test_interactive_lists_prompts(repo_with_prompt: Path) -> None:
+    (repo_with_prompt / "prompts" / "b.md").write_text("# Task B\n")
+    result = CliRunner().invoke(main, ["plan", "--interactive", "--json"], input="a\nb.md\n\n")
+    assert result.exit_code == 0, result.output
+    assert '"total_tasks": 2' in result.output

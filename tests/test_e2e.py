@@ -206,3 +206,112 @@ def test_fallback_runs_one_at_a_time_in_main_checkout(make_repo, path_with: str)
         assert f"{t['task_id']}: fake change" in git(repo, "log", "--format=%s", t["branch"])
     no_fallback = run_cli(repo, path_with, "run", "a", "--no-fallback")
     assert no_fallback.returncode == 1 and "cannot create worktrees" in no_fallback.stderr
+
+
+def test_twelve_prompts_mixed(make_repo, path_with: str, tmp_path: Path) -> None:
+    """Dependencies, directory and glob conflicts, a failure with dependents, at --max-parallel 3."""
+    repo = make_repo({"src/core/engine.py": "E = 1\n", "src/core/util.py": "U = 1\n", "docs/a.md": "a\n", "README.md": "r\n"})
+    # verify runs while the task is still running: its worktree must be locked then.
+    locked = 'git worktree list --porcelain | grep -A6 "^worktree $PWD$" | grep -q "^locked"'
+    specs = {
+        "t01": ("files: [src/core/]", "slow seconds=0.5 write=src/core/new.py"),
+        "t02": ("files: [src/core/engine.py]", "commit write=src/core/engine.py"),  # inside t01's directory
+        "t03": ("files: ['docs/*.md']", "slow seconds=0.3 write=docs/b.md"),
+        "t04": ("files: [docs/a.md]", "commit write=docs/a.md"),  # glob match with t03
+        "t05": ("depends_on: [t02]", "commit"),
+        "t06": ("depends_on: [t05, t03]", "commit"),
+        "t07": ("", "fail"),
+        "t08": ("depends_on: [t07]", "commit"),
+        "t09": ("depends_on: [t08]", "commit"),
+        "t10": (f"verify: '{locked}'", "slow seconds=0.3"),
+        "t11": ("priority: 1", "commit"),
+        "t12": ("conflicts_with: [t11]", "commit"),
+    }
+    for tid, (front, mode) in specs.items():
+        write_prompt(repo, f"{tid}.md", f"id: {tid}\n{front}", f"# Task {tid}\nfake-claude: {mode}")
+    log = tmp_path / "agents.log"
+    proc = run_cli(repo, path_with, "run", *specs, "--max-parallel", "3", "--json", log=log)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    tasks = {t["task_id"]: t for t in result["tasks"]}
+    expected_failed, expected_cancelled = {"t07"}, {"t08", "t09"}
+    for tid in specs:
+        want = "failed" if tid in expected_failed else "cancelled" if tid in expected_cancelled else "completed"
+        assert tasks[tid]["status"] == want, (tid, tasks[tid])
+    assert "t07" in tasks["t08"]["error_message"] and "t08" in tasks["t09"]["error_message"]
+    assert result["successful_tasks"] == 9 and result["failed_tasks"] == 1 and result["cancelled_tasks"] == 2
+
+    spans = intervals(log)
+    assert "t08" not in spans and "t09" not in spans  # never started
+    ordered = [("t01", "t02"), ("t03", "t04"), ("t02", "t05"), ("t05", "t06"), ("t03", "t06"), ("t11", "t12")]
+    for before, after in ordered:
+        assert spans[after][0] >= spans[before][1], (before, after)
+        subprocess.run(["git", "merge-base", "--is-ancestor", tasks[before]["branch"], tasks[after]["branch"]],
+                       cwd=repo, check=True)
+    points = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()])
+    running = peak = 0
+    for _, delta in points:
+        running += delta
+        peak = max(peak, running)
+    assert peak <= 3
+    assert tasks["t10"]["verify_passed"] is True
+    registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
+    assert {k: v["status"] for k, v in registry["processes"].items()} == {k: tasks[k]["status"] for k in specs}
+
+
+def test_python_api(make_repo, path_with: str) -> None:
+    from orchestrator import OrchestrationConfig, OrchestratorCoordinator
+
+    repo = make_repo()
+    a = write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    b = write_prompt(repo, "b.md", "id: b\ndepends_on: [a]", "# B\nfake-claude: commit")
+    config = OrchestrationConfig(max_parallel=2, env=dict(os.environ, PATH=path_with))
+    result = OrchestratorCoordinator(config, repo).orchestrate([a, b])
+    assert result.exit_code == 0 and result.successful_tasks == 2 and result.total_tasks == 2
+    assert result.parallel_speedup is not None and result.parallel_speedup > 0
+    assert [t.task_id for t in result.tasks] == ["a", "b"]
+    assert all(t.commits for t in result.tasks)
+
+
+def test_not_logged_in_stops_the_run_with_one_line(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo()
+    for tid in ("a", "b", "c"):
+        write_prompt(repo, f"{tid}.md", f"id: {tid}", f"# {tid}\nfake-claude: auth")
+    log = tmp_path / "agents.log"
+    proc = run_cli(repo, path_with, "run", "a", "b", "c", "--max-parallel", "1", log=log)
+    assert proc.returncode == 1
+    assert len(intervals(log)) == 1, "after the first auth failure nothing else is launched"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "/login" in errors[0] and "ANTHROPIC_API_KEY" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_generic_agent_command(make_repo, path_with: str, tmp_path: Path) -> None:
+    tool = tmp_path / "my agent"  # a space in the path: arguments never pass through a shell
+    tool.mkdir()
+    script = tool / "tool.sh"
+    script.write_text('#!/bin/sh\nset -e\ntest "$1" = --prompt-file\ngrep -q "Task G" "$2"\necho "$3" > generic.txt\necho working\n')
+    script.chmod(0o755)
+    repo = make_repo()
+    write_prompt(repo, "g.md", "id: g", "# Task G\n")
+    template = f"'{script}' --prompt-file {{prompt_file}} {{task_id}}"
+    proc = run_cli(repo, path_with, "run", "g", "--agent-cmd", template, "--json")
+    assert proc.returncode == 0, proc.stderr
+    task = json.loads(proc.stdout)["tasks"][0]
+    assert task["status"] == "completed" and len(task["commits"]) == 1
+    assert git(repo, "show", f"{task['branch']}:generic.txt") == "g"
+
+
+def test_keep_and_cleanup_worktrees(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "ok.md", "id: ok", "# OK\nfake-claude: commit")
+    write_prompt(repo, "bad.md", "id: bad", "# Bad\nfake-claude: fail")
+    kept = json.loads(run_cli(repo, path_with, "run", "ok", "bad", "--keep-worktrees", "--json").stdout)
+    assert all(Path(t["worktree"]).is_dir() for t in kept["tasks"])
+    cleaned = json.loads(run_cli(repo, path_with, "run", "ok", "bad", "--cleanup-worktrees", "--json").stdout)
+    assert all(t["worktree"] == "" for t in cleaned["tasks"])
+    # The second run got fresh branch names; nothing of the first run was reused or deleted.
+    assert {t["branch"] for t in cleaned["tasks"]} == {"gadugi/ok-2", "gadugi/bad-2"}
+    assert git(repo, "rev-parse", "--verify", "gadugi/ok")
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert "prunable" not in listed
