@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from orchestrator import __version__
+from orchestrator.admission import parse_size
 from orchestrator.config import OrchestrationConfig, parse_max_parallel
 from orchestrator.coordinator import OrchestratorCoordinator
 from orchestrator.durations import parse_duration
@@ -56,10 +57,30 @@ def _prompt_paths(prompts: tuple[str, ...], from_stdin: bool, interactive: bool,
     return resolve_prompt_paths(names, cwd=Path.cwd(), project_root=project_root)
 
 
+def _seconds(value: str | None, what: str, *, allow_off: bool = False, allow_zero: bool = False) -> float | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if allow_off and text in ("off", "none", "0"):
+        return None
+    if allow_zero and text in ("0", "0s"):
+        return 0.0
+    return parse_duration(text, bare_unit="s", what=what)
+
+
 def _config(options: dict[str, Any]) -> OrchestrationConfig:
     return OrchestrationConfig(
         max_parallel=parse_max_parallel(str(options.get("max_parallel", "4"))),
         task_timeout_seconds=parse_duration(options.get("timeout", "2h"), what="--timeout"),
+        run_timeout_seconds=_seconds(options.get("run_timeout"), "--run-timeout"),
+        stall_timeout_seconds=_seconds(options.get("stall_timeout", "15m"), "--stall-timeout", allow_off=True),
+        interrupt_timeout=_seconds(options.get("interrupt_timeout", "5s"), "--interrupt-timeout") or 5.0,
+        terminate_timeout=_seconds(options.get("terminate_timeout", "5s"), "--terminate-timeout") or 5.0,
+        launch_stagger=_seconds(options.get("launch_stagger", "0.5s"), "--launch-stagger", allow_zero=True) or 0.0,
+        retries=options.get("retries", 2),
+        backoff_base=_seconds(options.get("retry_backoff", "5s"), "--retry-backoff", allow_zero=True) or 0.0,
+        min_free_memory=parse_size(str(options.get("min_free_memory", "512M")), what="--min-free-memory"),
+        min_free_disk=parse_size(str(options.get("min_free_disk", "1G")), what="--min-free-disk"),
         base_ref=options.get("base_ref"),
         monitoring_dir=Path(options["monitoring_dir"]) if options.get("monitoring_dir") else None,
         fallback_to_sequential=not options.get("no_fallback", False),
@@ -113,6 +134,27 @@ def plan(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_
     the_plan, _ = coordinator.plan(paths)
     ui.print_plan(the_plan, coordinator.warnings, as_json=as_json)
     return 0
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_id", required=False)
+@click.option("--project-root", type=click.Path(file_okay=False, path_type=str), default=".", show_default=True)
+@agent_options
+@run_options
+@handle_errors
+def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, verbose: bool, quiet: bool,
+           **options: Any) -> int:
+    """Continue a run whose orchestrator was killed: re-attach to running tasks, adopt finished
+    ones, re-queue lost ones, run the rest. Nothing that completed runs twice."""
+    coordinator = OrchestratorCoordinator(_config(options), project_root)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    progress = ui.ProgressPrinter(quiet=quiet or as_json, verbose=verbose)
+    result = coordinator.resume(run_id, observer=progress)
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        ui.print_summary(result, coordinator.warnings)
+    return result.exit_code
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -33,8 +33,17 @@ class OrchestrationConfig(BaseModel):
     permission_mode: str | None = "acceptEdits"
     allowed_tools: list[str] = Field(default_factory=list)
     verify: str | None = None
-    interrupt_timeout: float = 5.0
-    terminate_timeout: float = 5.0
+    interrupt_timeout: float = Field(default=5.0, description="Seconds after SIGINT before SIGTERM.")
+    terminate_timeout: float = Field(default=5.0, description="Seconds after SIGTERM before SIGKILL.")
+    run_timeout_seconds: float | None = None
+    stall_timeout_seconds: float | None = Field(default=900.0, description="None turns stall detection off.")
+    retries: int = Field(default=2, ge=0)
+    backoff_base: float = Field(default=5.0, ge=0)
+    backoff_cap: float = Field(default=300.0, ge=0)
+    launch_stagger: float = Field(default=0.5, ge=0, description="Seconds between launches (jittered).")
+    min_free_memory: int = Field(default=512 * 2**20, ge=0, description="Bytes; launches wait below it.")
+    min_free_disk: int = Field(default=1024 * 2**20, ge=0, description="Bytes; launches wait below it.")
+    breaker_threshold: int = Field(default=3, ge=1)
     env: dict[str, str] | None = Field(
         default=None, description="Environment for agents; the orchestrator's own when unset."
     )

@@ -1,6 +1,8 @@
 """OrchestratorCoordinator: prompt files in, one branch per prompt and an honest result out."""
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import time
 from collections.abc import Sequence
@@ -9,19 +11,26 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestrator import git
-from orchestrator.agentcmd import agent_command, check_agent_available
+from orchestrator.agentcmd import agent_command, check_agent_available, supports_resume
 from orchestrator.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
+from orchestrator.atomic import read_json, write_bytes_atomic
 from orchestrator.backends.local import LocalBackend
 from orchestrator.config import OrchestrationConfig
-from orchestrator.engine import ExecutionEngine, Observer
-from orchestrator.errors import InputError
+from orchestrator.engine import Attached, EngineSettings, ExecutionEngine, Observer
+from orchestrator.errors import InputError, StateError
 from orchestrator.journal import Journal
-from orchestrator.models import OrchestrationResult, Plan, PlannedTask, TaskResult, TaskStatus, TaskSummary
-from orchestrator.promptgen import render_prompt, write_prompt
+from orchestrator.liveness import is_alive
+from orchestrator.models import OrchestrationResult, Plan, PlannedTask, TaskResult, TaskStatus
+from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.registry import ProcessRegistry
+from orchestrator.results import build_result
 from orchestrator.report import write_reports
+from orchestrator.runlock import RunLock
+from orchestrator.secrets import Redactor
 from orchestrator.wire import Predecessor, TaskRequest
 from orchestrator.worktrees import WorktreeManager
+
+PLAN_FILE = "plan.json"
 
 
 def new_run_id() -> str:
@@ -34,6 +43,7 @@ class RunContext:
     run_id: str
     run_dir: Path
     monitoring_dir: Path
+    in_place: bool = False
 
 
 class OrchestratorCoordinator:
@@ -44,9 +54,11 @@ class OrchestratorCoordinator:
         self.project_root = git.toplevel(Path(project_root).resolve())
         if not git.has_commits(self.project_root):
             raise InputError(f"repository {self.project_root} has no commits yet: commit something to branch from")
+        self.gadugi_dir = self.project_root / ".gadugi"
         self.worktrees = WorktreeManager(
             self.project_root, worktrees_dir=config.worktrees_dir, branch_prefix=config.branch_prefix
         )
+        self.redactor = Redactor.from_env(config.environment())
         self.warnings: list[str] = []
 
     # -- planning --------------------------------------------------------------------------------
@@ -66,94 +78,216 @@ class OrchestratorCoordinator:
         for spec in analysis.tasks:
             branch, path = names[spec.id]
             command = agent_command(self.config, spec, env=env, worktree=path, branch=branch, prompt_file=None)
-            planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=command))
-        plan = Plan(
-            tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha
-        )
+            planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command)))
+        plan = Plan(tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
         return plan, analysis
 
     # -- running ---------------------------------------------------------------------------------
 
     def orchestrate(self, prompt_files: Sequence[Path], *, observer: Observer | None = None) -> OrchestrationResult:
-        plan, analysis = self.plan(prompt_files)
+        plan, _ = self.plan(prompt_files)
         env = self.config.environment()
         if plan.tasks:
             check_agent_available(self.config, plan, env=env)
         if git.is_dirty(self.project_root):
             self.warnings.append(
-                "the working tree has uncommitted changes; tasks start from the committed base "
-                f"{plan.base_sha[:10]}, not from those changes"
+                "the working tree has uncommitted changes or untracked files; tasks start from the "
+                f"committed base {plan.base_sha[:10]}, not from those changes"
             )
-        ctx = self._start_run()
+        lock = RunLock(self.gadugi_dir)
+        run_id = new_run_id()
+        lock.acquire(run_id)
+        try:
+            ctx = self._start_run(run_id)
+            self.worktrees.ensure_ignored()
+            ctx.in_place = self._needs_fallback()
+            saved = {
+                "plan": plan.model_dump(mode="json"),
+                "config": self.config.model_dump(mode="json", exclude={"env"}),
+                "in_place": ctx.in_place,
+                "warnings": self.warnings,
+            }
+            write_bytes_atomic(ctx.run_dir / PLAN_FILE, self.redactor.text(json.dumps(saved)).encode())
+            journal = Journal(ctx.run_dir / "events.jsonl", run_id=ctx.run_id)
+            registry = ProcessRegistry(ctx.monitoring_dir, ctx.run_id, journal=journal)
+            journal.append("run_started", project_root=str(self.project_root), base_sha=plan.base_sha,
+                           tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel)
+            with registry.batch():
+                for planned in plan.tasks:
+                    where = str(self.project_root if ctx.in_place else planned.worktree)
+                    registry.register(
+                        planned.spec.id,
+                        task_name=planned.spec.title,
+                        command=planned.agent_command,
+                        working_directory=where,
+                        prompt_file=str(planned.spec.prompt_file),
+                        branch=planned.branch,
+                        base_sha=plan.base_sha,
+                        worktree=where,
+                        priority=planned.spec.priority,
+                    )
+            return self._execute(ctx, plan, registry, journal, observer)
+        finally:
+            lock.release()
+
+    def resume(self, run_id: str | None = None, *, observer: Observer | None = None) -> OrchestrationResult:
+        """Continue a run whose orchestrator died: re-attach to WorkflowManagers still running,
+        adopt results that arrived meanwhile, re-queue lost tasks, run the rest. Nothing that
+        completed runs again; the journal is the checkpoint."""
+        run_dir = self._find_run(run_id)
+        run_id = run_dir.name
+        saved = read_json(run_dir / PLAN_FILE)
+        if not isinstance(saved, dict):
+            raise StateError(f"run {run_id} has no {PLAN_FILE}; it cannot be resumed")
+        plan = Plan.model_validate(saved["plan"])
+        self.warnings.extend(saved.get("warnings", []))
+        lock = RunLock(self.gadugi_dir)
+        lock.acquire(run_id)
+        try:
+            monitoring = self._monitoring_dir()
+            ctx = RunContext(run_id=run_id, run_dir=run_dir, monitoring_dir=monitoring, in_place=bool(saved.get("in_place")))
+            journal = Journal(run_dir / "events.jsonl", run_id=run_id)
+            registry = ProcessRegistry.load(monitoring, run_id, journal=journal)
+            journal.append("run_resumed", pid=os.getpid())
+            finished, attached, requeued = self._recover(ctx, plan, registry)
+            return self._execute(ctx, plan, registry, journal, observer, finished=finished, attached=attached,
+                                 requeued=requeued)
+        finally:
+            lock.release()
+
+    def _execute(
+        self,
+        ctx: RunContext,
+        plan: Plan,
+        registry: ProcessRegistry,
+        journal: Journal,
+        observer: Observer | None,
+        *,
+        finished: dict[str, TaskResult] | None = None,
+        attached: dict[str, Attached] | None = None,
+        requeued: dict[str, TaskResult] | None = None,
+    ) -> OrchestrationResult:
         started = time.monotonic()
-        self.worktrees.ensure_ignored()
-        in_place = False
-        reason = self.worktrees.probe()
-        if reason is not None:
-            if not self.config.fallback_to_sequential:
-                raise InputError(f"cannot create worktrees ({reason}) and --no-fallback was given")
-            if git.is_dirty(self.project_root):
-                raise InputError(
-                    f"cannot create worktrees ({reason}); the sequential fallback works in the main checkout, "
-                    "which has uncommitted changes: commit or stash them first"
-                )
-            self.warnings.append(f"cannot create worktrees ({reason}): running tasks one at a time in the main checkout")
-            in_place = True
-        journal = Journal(ctx.run_dir / "events.jsonl", run_id=ctx.run_id)
-        registry = ProcessRegistry(ctx.monitoring_dir, ctx.run_id, journal=journal)
-        journal.append("run_started", project_root=str(self.project_root), base_sha=plan.base_sha,
-                       tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel)
-        with registry.batch():
-            for planned in plan.tasks:
-                registry.register(
-                planned.spec.id,
-                    task_name=planned.spec.title,
-                    command=planned.agent_command,
-                    working_directory=str(self.project_root if in_place else planned.worktree),
-                    prompt_file=str(planned.spec.prompt_file),
-                    branch=planned.branch,
-                    base_sha=plan.base_sha,
-                    worktree=str(self.project_root if in_place else planned.worktree),
-                    priority=planned.spec.priority,
-                )
-        original_branch = git.current_branch(self.project_root) if in_place else None
+        env = self.config.environment()
+        original_branch = git.current_branch(self.project_root) if ctx.in_place else None
         backend = LocalBackend(env)
+        cfg = self.config
+        settings = EngineSettings(
+            max_parallel=1 if ctx.in_place else cfg.max_parallel,
+            retries=cfg.retries,
+            backoff_base=cfg.backoff_base,
+            backoff_cap=cfg.backoff_cap,
+            run_timeout=cfg.run_timeout_seconds,
+            launch_stagger=cfg.launch_stagger,
+            min_free_memory=cfg.min_free_memory,
+            min_free_disk=cfg.min_free_disk,
+            disk_path=self.project_root,
+            control_dir=ctx.run_dir / "control",
+            breaker_threshold=cfg.breaker_threshold,
+        )
         engine = ExecutionEngine(
             plan,
-            max_parallel=1 if in_place else self.config.max_parallel,
+            settings=settings,
             backend=backend,
             registry=registry,
-            make_request=lambda p, preds, attempt: self._request(ctx, plan, p, preds, attempt, in_place, env),
-            remaining_path=longest_remaining_path(plan.tasks and [t.spec for t in plan.tasks], plan.edges),
+            make_request=lambda p, preds, attempt, previous: self._request(ctx, plan, p, preds, attempt, previous, env),
+            remaining_path=longest_remaining_path([t.spec for t in plan.tasks], plan.edges),
             observer=observer,
         )
         results: dict[str, TaskResult] = {}
         try:
-            results = engine.run()
+            results = engine.run(finished=finished, attached=attached, requeued=requeued)
         finally:
             backend.close()
-            if in_place and original_branch:
+            if ctx.in_place and original_branch:
                 git.switch_branch(self.project_root, original_branch)
             wall = time.monotonic() - started
-            if not in_place:
+            if not ctx.in_place:
                 self._cleanup(plan, results)
-            result = self._result(ctx, plan, results, wall, engine, in_place)
+            result = build_result(ctx.run_id, plan, results, wall, engine, in_place=ctx.in_place)
             registry.finalize()
             journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
                            wall_seconds=round(wall, 3), interrupted=result.interrupted)
             result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings))
         return result
 
-    def _start_run(self) -> RunContext:
-        run_id = new_run_id()
-        gadugi = self.project_root / ".gadugi"
-        run_dir = gadugi / "runs" / run_id
+    def _needs_fallback(self) -> bool:
+        reason = self.worktrees.probe()
+        if reason is None:
+            return False
+        if not self.config.fallback_to_sequential:
+            raise InputError(f"cannot create worktrees ({reason}) and --no-fallback was given")
+        if git.is_dirty(self.project_root):
+            raise InputError(
+                f"cannot create worktrees ({reason}); the sequential fallback works in the main checkout, "
+                "which has uncommitted changes: commit or stash them first"
+            )
+        self.warnings.append(f"cannot create worktrees ({reason}): running tasks one at a time in the main checkout")
+        return True
+
+    def _monitoring_dir(self) -> Path:
+        monitoring = self.config.monitoring_dir or self.gadugi_dir / "monitoring"
+        return monitoring if monitoring.is_absolute() else self.project_root / monitoring
+
+    def _start_run(self, run_id: str) -> RunContext:
+        run_dir = self.gadugi_dir / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=False)
-        monitoring = self.config.monitoring_dir or gadugi / "monitoring"
-        if not monitoring.is_absolute():
-            monitoring = self.project_root / monitoring
+        monitoring = self._monitoring_dir()
         monitoring.mkdir(parents=True, exist_ok=True)
         return RunContext(run_id=run_id, run_dir=run_dir, monitoring_dir=monitoring)
+
+    def _find_run(self, run_id: str | None) -> Path:
+        runs = self.gadugi_dir / "runs"
+        if run_id:
+            path = runs / run_id
+            if not path.is_dir():
+                raise InputError(f"no run {run_id!r} under {runs}")
+            return path
+        candidates = sorted((p for p in runs.glob("orchestration-*") if p.is_dir()), key=lambda p: p.name)
+        if not candidates:
+            raise InputError(f"no runs under {runs}")
+        return candidates[-1]
+
+    def _recover(
+        self, ctx: RunContext, plan: Plan, registry: ProcessRegistry
+    ) -> tuple[dict[str, TaskResult], dict[str, Attached], dict[str, TaskResult]]:
+        finished: dict[str, TaskResult] = {}
+        attached: dict[str, Attached] = {}
+        requeued: dict[str, TaskResult] = {}
+        snapshot = registry.snapshot()
+        for planned in plan.tasks:
+            tid = planned.spec.id
+            info = snapshot.get(tid)
+            if info is None:
+                continue
+            task_dir = ctx.run_dir / "tasks" / tid
+            status = TaskStatus(info.status)
+            result = _read_result(task_dir, info.attempt)
+            if status.terminal:
+                finished[tid] = result or TaskResult(
+                    task_id=tid, status=status, attempt=info.attempt, branch=planned.branch,
+                    worktree=info.worktree or "", base_sha=plan.base_sha, error_message=info.error_message,
+                )
+                continue
+            if status != TaskStatus.RUNNING:
+                continue
+            request = _read_request(task_dir)
+            wm = _read_wm(task_dir, info.attempt)
+            if wm is not None and request is not None and is_alive(*wm):
+                attached[tid] = Attached(request=request, wm_pid=wm[0], wm_create_time=wm[1])
+            elif result is not None:
+                # Finished while nobody watched: adopt its result as if we had seen it end.
+                registry.transition(tid, result.status, error_message=result.error_message, phase="done",
+                                    session_id=result.outcome.session_id, cost_usd=result.outcome.cost_usd)
+                finished[tid] = result
+            else:
+                lost = TaskResult(task_id=tid, status=TaskStatus.FAILED, attempt=info.attempt,
+                                  branch=planned.branch, worktree=info.worktree or "", base_sha=plan.base_sha,
+                                  start_sha=_setup_start(task_dir), error_message="lost when the orchestrator stopped")
+                lost.outcome.failure = "lost"
+                registry.transition(tid, TaskStatus.QUEUED, attempt=info.attempt + 1, reason=lost.error_message)
+                requeued[tid] = lost
+        return finished, attached, requeued
 
     def _request(
         self,
@@ -162,20 +296,28 @@ class OrchestratorCoordinator:
         planned: PlannedTask,
         preds: list[Predecessor],
         attempt: int,
-        in_place: bool,
+        previous: TaskResult | None,
         env: dict[str, str],
     ) -> TaskRequest:
         spec = planned.spec
         task_dir = ctx.run_dir / "tasks" / spec.id
         verify = spec.verify or self.config.verify
-        worktree = self.project_root if in_place else planned.worktree
-        prompt_path = write_prompt(
-            task_dir / "prompt.md",
-            render_prompt(planned, run_id=ctx.run_id, start_sha=plan.base_sha,
-                          predecessors=[p.task_id for p in preds], verify=verify),
-        )
+        worktree = self.project_root if ctx.in_place else planned.worktree
+        agent = "generic" if self.config.agent_cmd else (spec.agent or self.config.agent)
+        resume_session = None
+        if previous is not None and previous.outcome.session_id and supports_resume(agent):
+            resume_session = previous.outcome.session_id
+        if attempt == 1 or previous is None:
+            text = render_prompt(planned, run_id=ctx.run_id, start_sha=plan.base_sha,
+                                 predecessors=[p.task_id for p in preds], verify=verify)
+            prompt_path = write_prompt(task_dir / "prompt.md", text)
+        else:
+            text = render_retry_prompt(planned, previous, attempt=attempt, resumed=resume_session is not None,
+                                       run_id=ctx.run_id, base_sha=plan.base_sha, verify=verify)
+            prompt_path = write_prompt(task_dir / f"prompt-attempt-{attempt}.md", text)
         command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
-                                prompt_file=prompt_path, run_id=ctx.run_id)
+                                prompt_file=prompt_path, run_id=ctx.run_id, resume_session=resume_session)
+        reuse = previous is not None and (bool(previous.start_sha) or git.branch_exists(self.project_root, planned.branch))
         return TaskRequest(
             run_id=ctx.run_id,
             task_id=spec.id,
@@ -192,11 +334,15 @@ class OrchestratorCoordinator:
             agent_command=command,
             timeout_seconds=spec.timeout_seconds or self.config.task_timeout_seconds,
             verify=verify,
-            in_place=in_place,
+            in_place=ctx.in_place,
             worktrees_dir=self.config.worktrees_dir,
             branch_prefix=self.config.branch_prefix,
             interrupt_timeout=self.config.interrupt_timeout,
             terminate_timeout=self.config.terminate_timeout,
+            stall_timeout=self.config.stall_timeout_seconds,
+            start_sha=(previous.start_sha or plan.base_sha) if reuse and previous is not None else "",
+            reuse_worktree=reuse,
+            resume_session=resume_session,
         )
 
     def _cleanup(self, plan: Plan, results: dict[str, TaskResult]) -> None:
@@ -210,61 +356,42 @@ class OrchestratorCoordinator:
             if remove and not self.worktrees.remove(planned.worktree):
                 self.warnings.append(f"kept worktree {planned.worktree}: it has uncommitted changes")
 
-    def _result(
-        self,
-        ctx: RunContext,
-        plan: Plan,
-        results: dict[str, TaskResult],
-        wall: float,
-        engine: ExecutionEngine,
-        in_place: bool,
-    ) -> OrchestrationResult:
-        rows = []
-        for planned in plan.tasks:
-            r = results.get(planned.spec.id)
-            if r is None:
-                continue
-            rows.append(
-                TaskSummary(
-                    task_id=r.task_id,
-                    title=planned.spec.title,
-                    status=r.status,
-                    branch=r.branch,
-                    worktree=r.worktree if Path(r.worktree).exists() and not in_place else "",
-                    commits=r.commits,
-                    changed_files=r.changed_files,
-                    insertions=r.insertions,
-                    deletions=r.deletions,
-                    no_changes=r.no_changes,
-                    duration_seconds=r.duration_seconds,
-                    attempts=r.attempt,
-                    error_message=r.error_message,
-                    cost_usd=r.outcome.cost_usd,
-                    tokens=r.outcome.tokens,
-                    session_id=r.outcome.session_id,
-                    verify_passed=r.verify.passed if r.verify else None,
-                    started_at=r.started_at,
-                    completed_at=r.completed_at,
-                )
-            )
-        successful = sum(1 for r in rows if r.status == TaskStatus.COMPLETED)
-        cancelled = sum(1 for r in rows if r.status == TaskStatus.CANCELLED)
-        busy = sum(r.duration_seconds for r in rows)
-        costs = [r.cost_usd for r in rows if r.cost_usd is not None]
-        return OrchestrationResult(
-            run_id=ctx.run_id,
-            total_tasks=len(plan.tasks),
-            successful_tasks=successful,
-            failed_tasks=len(plan.tasks) - successful - cancelled,
-            cancelled_tasks=cancelled,
-            skipped_tasks=len(plan.skipped),
-            execution_time_seconds=round(wall, 3),
-            parallel_speedup=round(busy / wall, 2) if wall > 0 and busy > 0 else None,
-            max_parallel=engine.max_parallel,
-            base_sha=plan.base_sha,
-            total_cost_usd=round(sum(costs), 6) if costs else None,
-            tasks=rows,
-            fallback_sequential=in_place,
-            interrupted=engine.interrupted,
-            abort_reason=engine.abort_reason,
-        )
+
+def _read_result(task_dir: Path, attempt: int) -> TaskResult | None:
+    try:
+        data = read_json(task_dir / "result.json")
+    except StateError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        result = TaskResult.model_validate(data)
+    except ValueError:
+        return None
+    return result if result.attempt == attempt else None
+
+
+def _read_request(task_dir: Path) -> TaskRequest | None:
+    try:
+        return TaskRequest.model_validate_json((task_dir / "request.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_wm(task_dir: Path, attempt: int) -> tuple[int, float] | None:
+    """The WorkflowManager of this attempt, as it recorded itself when it started."""
+    try:
+        data = json.loads((task_dir / "wm.json").read_text(encoding="utf-8"))
+        if int(data["attempt"]) == attempt:
+            return int(data["pid"]), float(data["create_time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _setup_start(task_dir: Path) -> str:
+    try:
+        data = json.loads((task_dir / "setup.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("start_sha", "")) if isinstance(data, dict) else ""

@@ -2,25 +2,33 @@
 
 Whenever a slot is free, the best ready task starts (priority, then longest remaining path, then
 input order); nothing waits for a whole "wave" to finish. A task whose dependency failed ends
-`cancelled` with the reason; a conflict-only predecessor never blocks, it only orders.
+`cancelled` with the reason; a conflict-only predecessor never blocks, it only orders. Transient
+failures go back to the queue after a backoff; the registry never sees them as terminal.
 """
 from __future__ import annotations
 
 import heapq
 import queue
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from orchestrator.admission import shortage
 from orchestrator.atomic import read_json
 from orchestrator.backends.base import Backend, BackendEvent
+from orchestrator.durations import format_duration
 from orchestrator.errors import StateError
-from orchestrator.models import EdgeKind, Plan, PlannedTask, TaskResult, TaskStatus, iso
+from orchestrator.liveness import is_alive
+from orchestrator.models import AttemptRecord, EdgeKind, Plan, PlannedTask, TaskResult, TaskStatus, iso
 from orchestrator.registry import ProcessRegistry
+from orchestrator.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay
 from orchestrator.wire import Predecessor, TaskRequest
 
-RESOURCE_SAMPLE_INTERVAL = 2.0  # seconds between psutil samples of running agents
+TICK = 1.0  # seconds between housekeeping passes (control files, timers) while waiting on events
+LIVENESS_INTERVAL = 5.0  # seconds between liveness heartbeats and resource samples
 BREAKER_THRESHOLD = 3  # same permanent failure this many times in a row stops new launches
 
 # Failures that no retry or other task will fix by itself. Not being logged in holds for the whole
@@ -28,8 +36,32 @@ BREAKER_THRESHOLD = 3  # same permanent failure this many times in a row stops n
 PERMANENT_FAILURES = frozenset({"auth", "max_turns", "budget", "verify_failed"})
 ACCOUNT_WIDE_FAILURES = frozenset({"auth"})
 
-MakeRequest = Callable[[PlannedTask, list[Predecessor], int], TaskRequest]
+MakeRequest = Callable[[PlannedTask, list[Predecessor], int, "TaskResult | None"], TaskRequest]
 Observer = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass
+class EngineSettings:
+    max_parallel: int = 4
+    retries: int = 2
+    backoff_base: float = BACKOFF_BASE
+    backoff_cap: float = BACKOFF_CAP
+    run_timeout: float | None = None
+    launch_stagger: float = 0.5
+    min_free_memory: int = 0
+    min_free_disk: int = 0
+    disk_path: Path = Path(".")
+    control_dir: Path | None = None
+    breaker_threshold: int = BREAKER_THRESHOLD
+
+
+@dataclass
+class Attached:
+    """A WorkflowManager from an earlier orchestrator process that is still running (resume)."""
+
+    request: TaskRequest
+    wm_pid: int
+    wm_create_time: float
 
 
 @dataclass
@@ -38,8 +70,11 @@ class _TaskState:
     preds: dict[str, EdgeKind] = field(default_factory=dict)
     succs: dict[str, EdgeKind] = field(default_factory=dict)
     waiting: int = 0
+    attempt: int = 0
     result: TaskResult | None = None
     request: TaskRequest | None = None
+    previous: TaskResult | None = None
+    history: list[AttemptRecord] = field(default_factory=list)
 
 
 class ExecutionEngine:
@@ -49,21 +84,24 @@ class ExecutionEngine:
         self,
         plan: Plan,
         *,
-        max_parallel: int,
+        settings: EngineSettings,
         backend: Backend,
         registry: ProcessRegistry,
         make_request: MakeRequest,
-        remaining_path: dict[str, int] | None = None,
+        remaining_path: Mapping[str, int] | None = None,
         observer: Observer | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        if max_parallel < 1:
+        if settings.max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
         self.plan = plan
-        self.max_parallel = max_parallel
+        self.settings = settings
+        self.max_parallel = settings.max_parallel
         self.backend = backend
         self.registry = registry
         self.make_request = make_request
         self.observer = observer or (lambda task_id, what, data: None)
+        self.rng = rng or random.Random()
         self.tasks: dict[str, _TaskState] = {p.spec.id: _TaskState(p) for p in plan.tasks}
         for edge in plan.edges:
             self.tasks[edge.after].preds[edge.before] = edge.kind
@@ -75,68 +113,136 @@ class ExecutionEngine:
             tid: (s.planned.spec.priority, -lrp.get(tid, 1), s.planned.spec.index) for tid, s in self.tasks.items()
         }
         self._ready: list[tuple[tuple[int, int, int], str]] = []
+        self._delayed: list[tuple[float, str]] = []
         self.running: set[str] = set()
+        self._launch_order: list[str] = []
         self.stopping = False  # interrupted: running tasks are being stopped
-        self.halted = False  # no new launches (interrupt or circuit breaker)
+        self.halted = False  # no new launches (interrupt, circuit breaker, run timeout)
         self.interrupted = False
         self.peak_parallel = 0
         self.abort_reason: str | None = None
-        self.breaker_threshold = BREAKER_THRESHOLD
         self._failure_streak: tuple[str, int] = ("", 0)
+        self._next_launch_at = 0.0
+        self._deadline = time.monotonic() + settings.run_timeout if settings.run_timeout else None
+        self._waiting_for: str | None = None
 
     # -- public ----------------------------------------------------------------------------------
 
-    def run(self) -> dict[str, TaskResult]:
-        """Run every task to a terminal state; Ctrl-C once stops gracefully, twice kills."""
+    def run(
+        self,
+        *,
+        finished: Mapping[str, TaskResult] | None = None,
+        attached: Mapping[str, Attached] | None = None,
+        requeued: Mapping[str, TaskResult] | None = None,
+    ) -> dict[str, TaskResult]:
+        """Run every task to a terminal state; Ctrl-C once stops gracefully, twice kills.
+
+        On resume, `finished` holds results adopted from the earlier run and `attached` the
+        WorkflowManagers still running from it; neither is started again. `requeued` holds the
+        lost attempt of tasks that must run again (continuing on their branch).
+        """
+        for tid, lost in (requeued or {}).items():
+            self.tasks[tid].attempt = lost.attempt
+            self.tasks[tid].previous = lost
+        self._adopt(finished or {}, attached or {})
         for tid, state in self.tasks.items():
-            if state.waiting == 0:
+            if state.waiting == 0 and state.result is None and tid not in self.running:
                 heapq.heappush(self._ready, (self._rank[tid], tid))
-        last_sample = time.monotonic()
+        last_liveness = time.monotonic()
         while True:
             try:
-                self._launch_ready()
-                if not self.running:
+                now = time.monotonic()
+                self._housekeeping(now)
+                self._launch_ready(now)
+                if not self.running and not self._delayed and not (self._ready and not self.halted):
                     break
                 try:
-                    event = self.backend.events.get(timeout=RESOURCE_SAMPLE_INTERVAL)
+                    event = self.backend.events.get(timeout=self._wait_timeout(now))
                 except queue.Empty:
                     event = None
                 if event is not None:
                     self._handle(event)
-                if time.monotonic() - last_sample >= RESOURCE_SAMPLE_INTERVAL:
-                    last_sample = time.monotonic()
-                    self.registry.sample_resources()
+                if time.monotonic() - last_liveness >= LIVENESS_INTERVAL:
+                    last_liveness = time.monotonic()
+                    self._liveness()
             except KeyboardInterrupt:
                 self._interrupt()
-        self._cancel_unstarted(self.abort_reason or ("run interrupted" if self.interrupted else "not started"))
+        reason = self.abort_reason or ("run interrupted" if self.interrupted else "not started")
+        self._cancel_unstarted(reason)
         return {tid: s.result for tid, s in self.tasks.items() if s.result is not None}
 
     # -- scheduling ------------------------------------------------------------------------------
 
-    def _launch_ready(self) -> None:
+    def _wait_timeout(self, now: float) -> float:
+        timeout = TICK
+        if self._delayed:
+            timeout = min(timeout, self._delayed[0][0] - now)
+        if self._ready and len(self.running) < self.max_parallel:
+            timeout = min(timeout, self._next_launch_at - now)
+        return max(0.01, timeout)
+
+    def _housekeeping(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, tid = heapq.heappop(self._delayed)
+            if self.tasks[tid].result is None:
+                heapq.heappush(self._ready, (self._rank[tid], tid))
+        if self._deadline is not None and now >= self._deadline and self.abort_reason is None:
+            self._run_timeout()
+        self._read_control()
+
+    def _launch_ready(self, now: float) -> None:
         while self._ready and len(self.running) < self.max_parallel and not self.halted:
+            if now < self._next_launch_at:
+                return
+            why = shortage(
+                min_free_memory=self.settings.min_free_memory,
+                min_free_disk=self.settings.min_free_disk,
+                disk_path=self.settings.disk_path,
+            )
+            if why is not None:
+                if why != self._waiting_for:
+                    self._waiting_for = why
+                    self.observer("", "waiting", {"reason": why})
+                return
+            self._waiting_for = None
             _, tid = heapq.heappop(self._ready)
             state = self.tasks[tid]
             if state.result is not None:  # cancelled while waiting
                 continue
-            preds = [
-                Predecessor(task_id=p, branch=self.tasks[p].planned.branch, head_sha=r.head_sha)
-                for p in state.preds
-                if (r := self.tasks[p].result) is not None and r.status == TaskStatus.COMPLETED and r.head_sha
-            ]
-            request = self.make_request(state.planned, preds, 1)
-            state.request = request
-            self.backend.submit(request)
-            self.running.add(tid)
-            self.peak_parallel = max(self.peak_parallel, len(self.running))
-            self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt)
-            self.observer(tid, "started", {"branch": state.planned.branch, "predecessors": [p.task_id for p in preds]})
+            self._launch(state)
+            # Jittered spacing: simultaneous `claude` starts are known to corrupt its settings files.
+            stagger = self.settings.launch_stagger
+            self._next_launch_at = time.monotonic() + (stagger * self.rng.uniform(0.5, 1.5) if stagger > 0 else 0)
+            now = time.monotonic()
+
+    def _launch(self, state: _TaskState) -> None:
+        tid = state.planned.spec.id
+        preds = [
+            Predecessor(task_id=p, branch=self.tasks[p].planned.branch, head_sha=r.head_sha)
+            for p in state.preds
+            if (r := self.tasks[p].result) is not None and r.status == TaskStatus.COMPLETED and r.head_sha
+        ]
+        state.attempt += 1
+        request = self.make_request(state.planned, preds, state.attempt, state.previous)
+        state.request = request
+        # Recorded before the spawn: if we die in between, resume sees a running task and looks
+        # for its WorkflowManager (wm.json) instead of starting a second one.
+        self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt)
+        pid, created = self.backend.submit(request)
+        self.running.add(tid)
+        self._launch_order.append(tid)
+        self.peak_parallel = max(self.peak_parallel, len(self.running))
+        if pid is not None:
+            self.registry.update(tid, wm_pid=pid, wm_create_time=created)
+        self.observer(tid, "started", {
+            "branch": state.planned.branch, "predecessors": [p.task_id for p in preds], "attempt": state.attempt,
+        })
 
     def _handle(self, event: BackendEvent) -> None:
         tid = event.task_id
         state = self.tasks.get(tid)
-        if state is None:
-            return
+        if state is None or state.request is None or event.attempt != state.request.attempt:
+            return  # a late event of an earlier attempt
         if event.kind == "exit":
             self._finish(state, event.data.get("returncode"))
             return
@@ -164,26 +270,59 @@ class ExecutionEngine:
         tid = state.planned.spec.id
         self.running.discard(tid)
         result = self._read_result(state, returncode)
-        state.result = result
+        delay = self._retry_delay(result)
+        if delay is not None:
+            self._schedule_retry(state, result, delay)
+            return
+        result.attempts = list(state.history)
+        self._complete(state, result)
+
+    def _retry_delay(self, result: TaskResult) -> float | None:
+        if self.halted or result.attempt > self.settings.retries:
+            return None
+        return retry_delay(result, base=self.settings.backoff_base, cap=self.settings.backoff_cap, rng=self.rng)
+
+    def _schedule_retry(self, state: _TaskState, result: TaskResult, delay: float) -> None:
+        tid = state.planned.spec.id
+        state.history.append(AttemptRecord(
+            attempt=result.attempt, status=result.status, failure=result.outcome.failure,
+            error_message=result.error_message, session_id=result.outcome.session_id,
+            duration_seconds=result.duration_seconds, cost_usd=result.outcome.cost_usd,
+            retry_delay_seconds=round(delay, 3),
+        ))
+        state.previous = result
         self.registry.transition(
-            tid,
-            result.status,
-            exit_code=result.outcome.exit_code,
-            error_message=result.error_message,
-            session_id=result.outcome.session_id,
-            cost_usd=result.outcome.cost_usd,
-            tokens=result.outcome.tokens.model_dump(),
-            turns=result.outcome.num_turns,
-            phase="done",
+            tid, TaskStatus.QUEUED, attempt=result.attempt + 1,
+            reason=f"attempt {result.attempt} failed ({result.outcome.failure}): {result.error_message}; "
+                   f"retrying in {format_duration(delay)}",
         )
-        self.observer(tid, "finished", {"result": result})
-        self._check_breaker(result)
+        heapq.heappush(self._delayed, (time.monotonic() + delay, tid))
+        self.observer(tid, "retry", {"attempt": result.attempt, "delay": delay, "error": result.error_message,
+                                     "failure": result.outcome.failure})
+
+    def _complete(self, state: _TaskState, result: TaskResult, *, adopted: bool = False) -> None:
+        tid = state.planned.spec.id
+        state.result = result
+        if not adopted:
+            self.registry.transition(
+                tid,
+                result.status,
+                exit_code=result.outcome.exit_code,
+                error_message=result.error_message,
+                session_id=result.outcome.session_id,
+                cost_usd=_total_cost(result),
+                tokens=result.outcome.tokens.model_dump(),
+                turns=result.outcome.num_turns,
+                phase="done",
+            )
+            self.observer(tid, "finished", {"result": result})
+            self._check_breaker(result)
         for succ, kind in state.succs.items():
             succ_state = self.tasks[succ]
             succ_state.waiting -= 1
             if kind == EdgeKind.DEPENDENCY and result.status != TaskStatus.COMPLETED:
                 self._cancel(succ, f"dependency '{tid}' {result.status.value}")
-            elif succ_state.waiting == 0 and succ_state.result is None:
+            elif succ_state.waiting == 0 and succ_state.result is None and succ not in self.running:
                 heapq.heappush(self._ready, (self._rank[succ], succ))
 
     def _check_breaker(self, result: TaskResult) -> None:
@@ -196,7 +335,7 @@ class ExecutionEngine:
         last, count = self._failure_streak
         count = count + 1 if failure == last else 1
         self._failure_streak = (failure, count)
-        if self.abort_reason is None and (failure in ACCOUNT_WIDE_FAILURES or count >= self.breaker_threshold):
+        if self.abort_reason is None and (failure in ACCOUNT_WIDE_FAILURES or count >= self.settings.breaker_threshold):
             message = result.error_message or result.outcome.message or failure
             self.abort_reason = f"stopped launching after {count} task(s) failed the same way: {message}"
             self.halted = True
@@ -211,35 +350,43 @@ class ExecutionEngine:
             data = None
         if isinstance(data, dict):
             try:
-                return TaskResult.model_validate(data)
+                result = TaskResult.model_validate(data)
+                if result.attempt == state.request.attempt:
+                    return result
             except ValueError:
                 pass
         status = TaskStatus.CANCELLED if self.stopping else TaskStatus.FAILED
-        return TaskResult(
+        result = TaskResult(
             task_id=state.planned.spec.id,
             status=status,
             attempt=state.request.attempt,
             branch=state.planned.branch,
-            worktree=str(state.planned.worktree),
+            worktree=str(state.request.worktree),
             base_sha=self.plan.base_sha,
             error_message=f"WorkflowManager exited {returncode} without a result "
             f"(see {state.request.task_dir / 'workflow_manager.stderr.log'})",
         )
+        result.outcome.failure = "lost"
+        return result
+
+    # -- stopping --------------------------------------------------------------------------------
 
     def _cancel(self, tid: str, reason: str) -> None:
-        """End a task that never started, and, through dependency edges, everything after it."""
+        """End a task that is not running, and, through dependency edges, everything after it."""
         state = self.tasks[tid]
         if state.result is not None or tid in self.running:
             return
         state.result = TaskResult(
             task_id=tid,
             status=TaskStatus.CANCELLED,
-            attempt=0,
+            attempt=state.attempt,
             branch=state.planned.branch,
             worktree=str(state.planned.worktree),
             base_sha=self.plan.base_sha,
             error_message=reason,
+            attempts=list(state.history),
         )
+        state.result.outcome.failure = "cancelled"
         self.registry.transition(tid, TaskStatus.CANCELLED, error_message=reason)
         self.observer(tid, "cancelled", {"reason": reason})
         for succ, kind in state.succs.items():
@@ -250,9 +397,44 @@ class ExecutionEngine:
                 heapq.heappush(self._ready, (self._rank[succ], succ))
 
     def _cancel_unstarted(self, reason: str) -> None:
+        self._delayed.clear()
         for tid, state in self.tasks.items():
             if state.result is None and tid not in self.running:
                 self._cancel(tid, reason)
+
+    def cancel_tasks(self, task_ids: list[str], reason: str = "cancelled by user") -> None:
+        """Stop the named tasks (running ones gracefully) and dequeue queued ones; others go on."""
+        for tid in task_ids:
+            if tid not in self.tasks:
+                continue
+            if tid in self.running:
+                self.backend.cancel(tid)
+            else:
+                self._delayed = [(t, d) for t, d in self._delayed if d != tid]
+                heapq.heapify(self._delayed)
+                self._cancel(tid, reason)
+
+    def _read_control(self) -> None:
+        """`orchestrator cancel` drops request files here; each is acted on once, then removed."""
+        directory = self.settings.control_dir
+        if directory is None or not directory.is_dir():
+            return
+        for path in sorted(directory.glob("cancel-*")):
+            target = path.name.removeprefix("cancel-")
+            path.unlink(missing_ok=True)
+            ids = sorted(self.tasks) if target == "--all" else [target]
+            self.observer("", "cancel_request", {"tasks": ids})
+            self.cancel_tasks(ids)
+
+    def _run_timeout(self) -> None:
+        limit = self.settings.run_timeout or 0
+        waiting = f" (launches were waiting: {self._waiting_for})" if self._waiting_for else ""
+        self.abort_reason = f"run timeout of {format_duration(limit)} reached{waiting}"
+        self.halted = True
+        self.observer("", "run_timeout", {"reason": self.abort_reason, "running": sorted(self.running)})
+        self._cancel_unstarted(self.abort_reason)
+        for tid in list(self.running):
+            self.backend.cancel(tid, timeout=True)
 
     def _interrupt(self) -> None:
         if not self.stopping:
@@ -260,10 +442,52 @@ class ExecutionEngine:
             self.interrupted = True
             self.observer("", "interrupt", {"running": sorted(self.running)})
             self._cancel_unstarted("run interrupted")
-            # Reverse launch order, as tox does: the newest work has the least to lose.
-            for tid in reversed(sorted(self.running, key=lambda t: self._rank[t])):
-                self.backend.cancel(tid)
+            # Newest first, as tox does: the most recent work has the least to lose.
+            for tid in reversed(self._launch_order):
+                if tid in self.running:
+                    self.backend.cancel(tid)
         else:
             self.observer("", "kill", {"running": sorted(self.running)})
             for tid in list(self.running):
                 self.backend.kill(tid)
+
+    # -- resume and liveness ---------------------------------------------------------------------
+
+    def _adopt(self, finished: Mapping[str, TaskResult], attached: Mapping[str, Attached]) -> None:
+        order = [p.spec.id for p in self.plan.tasks]
+        for tid in order:
+            if tid in attached:
+                info = attached[tid]
+                state = self.tasks[tid]
+                state.request = info.request
+                state.attempt = info.request.attempt
+                self.running.add(tid)
+                self._launch_order.append(tid)
+                self.backend.attach(info.request, info.wm_pid, info.wm_create_time)
+                self.observer(tid, "attached", {"pid": info.wm_pid, "attempt": state.attempt})
+        # Adopted results release their successors in plan order, as if they had just finished.
+        for tid in order:
+            if tid in finished and self.tasks[tid].result is None:
+                state = self.tasks[tid]
+                state.attempt = finished[tid].attempt
+                self._complete(state, finished[tid], adopted=True)
+
+    def _liveness(self) -> None:
+        """Heartbeats reflect real liveness: the agent's pid and create time still match."""
+        snapshot = self.registry.snapshot()
+        with self.registry.batch():
+            for tid in list(self.running):
+                info = snapshot.get(tid)
+                if info is None:
+                    continue
+                pid, created = info.pid or info.wm_pid, info.pid_create_time or info.wm_create_time
+                if pid and created and is_alive(pid, created):
+                    self.registry.heartbeat(tid)
+        self.registry.sample_resources()
+
+
+def _total_cost(result: TaskResult) -> float | None:
+    costs = [a.cost_usd for a in result.attempts if a.cost_usd is not None]
+    if result.outcome.cost_usd is not None:
+        costs.append(result.outcome.cost_usd)
+    return round(sum(costs), 6) if costs else None

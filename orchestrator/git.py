@@ -225,6 +225,12 @@ def add_worktree(
     _git(repo, *args)
 
 
+def add_worktree_for_branch(repo: Path, path: Path, branch: str) -> None:
+    """Register a worktree at `path` checking out the existing `branch` (a retry or resume whose
+    worktree went missing continues on the branch that holds the earlier attempt's work)."""
+    _git(repo, "worktree", "add", "--quiet", str(path), branch)
+
+
 def checkout_worktree(path: Path) -> None:
     """Fill the index and files of a worktree created with `--no-checkout`."""
     # What `worktree add` itself runs to check out; the new directory holds nothing to lose.

@@ -150,6 +150,8 @@ FailureClass = Literal[
     "verify_failed",
     "setup_failed",
     "no_result",
+    "stalled",
+    "lost",
 ]
 
 
@@ -168,6 +170,9 @@ class AgentOutcome(BaseModel):
     last_tool: str | None = None
     result_subtype: str | None = None
     events: int = 0
+    rate_limit_resets_at: float | None = Field(
+        default=None, description="Unix time a rejected rate limit resets, when the agent said."
+    )
 
 
 class VerifyResult(BaseModel):
@@ -176,6 +181,19 @@ class VerifyResult(BaseModel):
     passed: bool
     output_tail: str = ""
     duration_seconds: float = 0.0
+
+
+class AttemptRecord(BaseModel):
+    """One finished attempt of a task that was tried again."""
+
+    attempt: int
+    status: TaskStatus
+    failure: FailureClass = "none"
+    error_message: str | None = None
+    session_id: str | None = None
+    duration_seconds: float = 0.0
+    cost_usd: float | None = None
+    retry_delay_seconds: float | None = None
 
 
 class TaskResult(BaseModel):
@@ -200,6 +218,8 @@ class TaskResult(BaseModel):
     started_at: str | None = None
     completed_at: str | None = None
     duration_seconds: float = 0.0
+    start_sha: str = Field(default="", description="Commit the task's branch started from.")
+    attempts: list[AttemptRecord] = Field(default_factory=list, description="Earlier attempts, oldest first.")
 
 
 class TaskSummary(BaseModel):

@@ -75,8 +75,10 @@ class AgentProcess:
         max_line_bytes: int = MAX_LINE_BYTES,
         scan_interval: float = DESCENDANT_SCAN_INTERVAL,
         exit_grace: float = EXIT_GRACE,
+        redact: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.argv = list(argv)
+        self.redact = redact
         self.cwd = Path(cwd)
         self.env = dict(env)
         self.stdin_path = Path(stdin_path) if stdin_path is not None else None
@@ -152,7 +154,7 @@ class AgentProcess:
             if truncated:
                 self.truncated_lines += 1
             if self._log_file is not None:
-                self._log_file.write(raw)
+                self._log_file.write(self.redact(raw) if self.redact is not None else raw)
                 self._log_file.flush()
             yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
         self._close_log()

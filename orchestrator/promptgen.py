@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.atomic import write_text_atomic
-from orchestrator.models import PlannedTask
+from orchestrator.models import PlannedTask, TaskResult
 
 
 def render_prompt(
@@ -61,6 +61,30 @@ def render_prompt(
         "",
     ]
     return "\n".join(lines)
+
+
+def render_retry_prompt(
+    planned: PlannedTask,
+    previous: TaskResult,
+    *,
+    attempt: int,
+    resumed: bool,
+    run_id: str,
+    base_sha: str,
+    verify: str | None = None,
+) -> str:
+    """What a retry is told. A resumed session already holds the task and its own progress, so it
+    gets a short continuation; a fresh session gets the whole prompt again plus what happened."""
+    what = previous.error_message or previous.outcome.message or previous.outcome.failure
+    note = [
+        f"Attempt {attempt}: the previous attempt ended early ({what}).",
+        f"You are still on branch {planned.branch} in {planned.worktree}; everything the previous attempt",
+        "changed is committed there. Check `git log` and the files, then finish the task.",
+    ]
+    if resumed:
+        done = f" Afterwards `{verify}` must succeed." if verify else ""
+        return "\n".join(note) + f"\nCommit your work when it is done.{done}\n"
+    return "\n".join(note) + "\n\n" + render_prompt(planned, run_id=run_id, start_sha=base_sha, verify=verify)
 
 
 def write_prompt(path: Path, text: str) -> Path:

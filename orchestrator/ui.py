@@ -71,8 +71,10 @@ class ProgressPrinter:
         self.verbose = verbose
         self.t0 = time.monotonic()
 
+    ALWAYS = frozenset({"waiting", "run_timeout", "breaker", "interrupt", "kill"})
+
     def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
-        if self.quiet:
+        if self.quiet and what not in self.ALWAYS:
             return
         stamp = f"[{format_duration(time.monotonic() - self.t0):>7}]"
         if what == "started":
@@ -89,6 +91,15 @@ class ProgressPrinter:
         elif what == "interrupt":
             click.echo(f"{stamp} interrupted: stopping {len(data['running'])} running task(s); "
                        "press Ctrl-C again to kill them at once", err=True)
+        elif what == "retry":
+            click.echo(f"{stamp} retry  {task_id}: attempt {data['attempt']} failed ({data['failure']}): "
+                       f"{data['error']}; again in {format_duration(data['delay'])}")
+        elif what == "attached":
+            click.echo(f"{stamp} attach {task_id}: still running (pid {data['pid']}, attempt {data['attempt']})")
+        elif what in ("waiting", "run_timeout"):
+            click.echo(f"{stamp} {data['reason']}", err=True)
+        elif what == "cancel_request":
+            click.echo(f"{stamp} cancel requested for {', '.join(data['tasks'])}", err=True)
         elif what == "breaker":
             click.echo(f"{stamp} {data['reason']}", err=True)
         elif what == "kill":

@@ -12,6 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 
+AGENT_ARGV_ENV = "GADUGI_AGENT_ARGV"  # the unmasked agent argv, when it holds a secret
+
+
 class Predecessor(BaseModel):
     task_id: str
     branch: str
@@ -39,6 +42,10 @@ class TaskRequest(BaseModel):
     branch_prefix: str = "gadugi/"
     interrupt_timeout: float = 5.0
     terminate_timeout: float = 5.0
+    stall_timeout: float | None = Field(default=900.0, description="Seconds of no sign of life before a stall.")
+    start_sha: str = Field(default="", description="On a retry: the commit the task's branch started from.")
+    reuse_worktree: bool = Field(default=False, description="On a retry: continue in the task's worktree.")
+    resume_session: str | None = None
 
     @property
     def result_path(self) -> Path:

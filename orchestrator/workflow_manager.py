@@ -17,14 +17,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psutil
+
 from orchestrator import git
 from orchestrator.agents import make_parser
-from orchestrator.atomic import write_json_atomic
+from orchestrator.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.errors import OrchestratorError
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
 from orchestrator.process import AgentProcess
+from orchestrator.secrets import Redactor
+from orchestrator.stall import StallWatch
 from orchestrator.verify import run_verify
-from orchestrator.wire import TaskRequest
+from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
 from orchestrator.worktrees import WorktreeManager
 
 HEARTBEAT_INTERVAL = 0.25  # seconds between heartbeat events sent upstream (every event counts)
@@ -33,14 +37,15 @@ HEARTBEAT_INTERVAL = 0.25  # seconds between heartbeat events sent upstream (eve
 class Emitter:
     """Writes events to stdout; once the reader is gone it goes quiet instead of failing the task."""
 
-    def __init__(self, task_id: str, log_path: Path) -> None:
+    def __init__(self, task_id: str, log_path: Path, redactor: Redactor) -> None:
         self.task_id = task_id
+        self.redactor = redactor
         self.alive = True
         self._lock = threading.Lock()
         self._log = log_path.open("a", encoding="utf-8")
 
     def emit(self, event: str, **data: Any) -> None:
-        line = json.dumps({"event": event, "task_id": self.task_id, "ts": iso(), "data": data})
+        line = self.redactor.text(json.dumps({"event": event, "task_id": self.task_id, "ts": iso(), "data": data}))
         with self._lock:
             if event in ("phase", "log", "agent_started", "result"):
                 self._log.write(line + "\n")
@@ -74,17 +79,21 @@ class WorkflowManager:
             }
         )
         self.process: AgentProcess | None = None
-        self.stop_reason: TaskStatus | None = None
+        self.stop_reason: str | None = None  # "timeout", "cancelled" or "stalled"
+        self.stop_detail = ""
         self._stop_lock = threading.Lock()
+        self._last_event = time.monotonic()
 
     # -- control -------------------------------------------------------------------------------
 
-    def request_stop(self, status: TaskStatus, why: str) -> None:
-        """Stop the agent (timeout or cancel); the escalation runs on a thread, never in a handler."""
+    def request_stop(self, reason: str, why: str) -> None:
+        """Stop the agent (timeout, cancel or stall); the escalation runs on a thread, never in a
+        signal handler, and the first reason wins."""
         with self._stop_lock:
             if self.stop_reason is not None:
                 return
-            self.stop_reason = status
+            self.stop_reason = reason
+            self.stop_detail = why
         self.emitter.log(f"stopping agent: {why}")
         proc = self.process
         if proc is not None:
@@ -117,12 +126,14 @@ class WorkflowManager:
         try:
             self._phase(Phase.SETUP)
             start_sha = self._setup()
-            result.head_sha = start_sha
+            result.head_sha = result.start_sha = start_sha
+            # Written before the agent starts, so a resume can continue this branch if we die.
+            write_json_atomic(req.task_dir / "setup.json", {"attempt": req.attempt, "start_sha": start_sha})
             if self.stop_reason is None:
                 self._phase(Phase.AGENT)
                 result.outcome = self._run_agent(deadline=t0 + req.timeout_seconds)
             else:
-                result.outcome = AgentOutcome(failure="cancelled", message="cancelled before start")
+                result.outcome = AgentOutcome(failure="cancelled", message="stopped before the agent started")
             if result.outcome.success and self.stop_reason is None and req.verify:
                 self._phase(Phase.VERIFY)
                 remaining = max(1.0, req.timeout_seconds - (time.monotonic() - t0))
@@ -162,6 +173,16 @@ class WorkflowManager:
     def _setup(self) -> str:
         req = self.request
         manager = self._worktrees()
+        if req.reuse_worktree and req.start_sha:
+            # A retry continues in the worktree (and on the branch) of the earlier attempt, whose
+            # leftovers were committed, so nothing done so far is lost or redone from scratch.
+            if req.in_place:
+                git.switch_branch(req.worktree, req.branch)
+            else:
+                manager.reattach(req.task_id, req.branch, req.worktree,
+                                 lock_reason=f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}")
+            self.emitter.log(f"attempt {req.attempt}: continuing on {req.branch} in {req.worktree}")
+            return req.start_sha
         preds = [(p.branch, p.head_sha) for p in req.predecessors]
         if req.in_place:
             start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
@@ -189,6 +210,7 @@ class WorkflowManager:
             stdin_path=req.prompt_path,
             stdout_log=req.task_dir / "agent.jsonl",
             stderr_log=req.task_dir / "agent.stderr.log",
+            redact=self.emitter.redactor.raw,
         )
         try:
             proc.start()
@@ -201,13 +223,15 @@ class WorkflowManager:
         timer = threading.Timer(
             max(0.0, deadline - time.monotonic()),
             self.request_stop,
-            args=(TaskStatus.TIMEOUT, f"task timeout of {req.timeout_seconds:g}s reached"),
+            args=("timeout", f"task timeout of {req.timeout_seconds:g}s reached"),
         )
         timer.daemon = True
         timer.start()
+        watchdog = self._start_stall_watch(proc)
         last_sent = 0.0
         try:
             for line in proc.lines():
+                self._last_event = time.monotonic()
                 event = parser.feed(line)
                 if event is None:
                     continue
@@ -218,10 +242,31 @@ class WorkflowManager:
             exit_code = proc.wait()
         finally:
             timer.cancel()
+            if watchdog is not None:
+                watchdog.set()
         # Whatever the agent left running in its group (a dev server, a watcher) goes with it.
         proc.stop("agent finished", interrupt_timeout=0.5, terminate_timeout=0.5, log=self.emitter.log)
         self._heartbeat(parser, "agent exited")
+        _redact_file(req.task_dir / "agent.stderr.log", self.emitter.redactor)
         return parser.outcome(exit_code, stderr=_tail(req.task_dir / "agent.stderr.log"))
+
+    def _start_stall_watch(self, proc: AgentProcess) -> threading.Event | None:
+        stall_timeout = self.request.stall_timeout
+        if not stall_timeout:
+            return None
+        done = threading.Event()
+        watch = StallWatch(proc.pid, self.request.worktree, stall_timeout, last_event=lambda: self._last_event)
+        interval = max(0.05, min(30.0, stall_timeout / 4))
+
+        def loop() -> None:
+            while not done.wait(interval):
+                reason = watch.check()
+                if reason is not None:
+                    self.request_stop("stalled", reason)
+                    return
+
+        threading.Thread(target=loop, daemon=True, name="stall-watch").start()
+        return done
 
     def _heartbeat(self, parser: Any, summary: str) -> None:
         self.emitter.emit(
@@ -244,10 +289,16 @@ class WorkflowManager:
         result.no_changes = not result.commits
 
     def _final_status(self, result: TaskResult) -> tuple[TaskStatus, str]:
-        if self.stop_reason is TaskStatus.TIMEOUT:
-            return TaskStatus.TIMEOUT, f"timed out after {self.request.timeout_seconds:g}s"
-        if self.stop_reason is TaskStatus.CANCELLED:
-            return TaskStatus.CANCELLED, "cancelled"
+        if self.stop_reason == "timeout":
+            result.outcome.failure = "timeout"
+            return TaskStatus.TIMEOUT, self.stop_detail or f"timed out after {self.request.timeout_seconds:g}s"
+        if self.stop_reason == "cancelled":
+            result.outcome.failure = "cancelled"
+            return TaskStatus.CANCELLED, self.stop_detail or "cancelled"
+        if self.stop_reason == "stalled":
+            result.outcome.success = False
+            result.outcome.failure = "stalled"
+            return TaskStatus.FAILED, self.stop_detail
         if result.error_message:
             return TaskStatus.FAILED, result.error_message
         outcome = result.outcome
@@ -257,6 +308,16 @@ class WorkflowManager:
             result.outcome.failure = "verify_failed"
             return TaskStatus.FAILED, f"verify failed: `{result.verify.command}` exited {result.verify.exit_code}"
         return TaskStatus.COMPLETED, ""
+
+
+def _redact_file(path: Path, redactor: Redactor) -> None:
+    """The agent wrote its stderr straight to the file; mask secrets in it once it is done."""
+    if not redactor.secrets or not path.exists():
+        return
+    raw = path.read_bytes()
+    cleaned = redactor.raw(raw)
+    if cleaned != raw:
+        write_bytes_atomic(path, cleaned)
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -269,11 +330,16 @@ def _tail(path: Path, limit: int = 4000) -> str:
 
 
 def _install_signal_handlers(manager: WorkflowManager) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        manager.request_stop(TaskStatus.CANCELLED, f"received {signal.Signals(signum).name}")
+    def cancel(signum: int, frame: FrameType | None) -> None:
+        manager.request_stop("cancelled", f"cancelled ({signal.Signals(signum).name})")
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    def timeout(signum: int, frame: FrameType | None) -> None:
+        manager.request_stop("timeout", "run timeout reached")
+
+    signal.signal(signal.SIGTERM, cancel)
+    signal.signal(signal.SIGINT, cancel)
+    # The orchestrator's run timeout: the task ends `timeout`, not `cancelled`.
+    signal.signal(signal.SIGUSR1, timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,12 +347,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request", required=True, type=Path, help="request.json written by the orchestrator")
     args = parser.parse_args(argv)
     request = TaskRequest.model_validate_json(args.request.read_text(encoding="utf-8"))
+    if AGENT_ARGV_ENV in os.environ:
+        request.agent_command = json.loads(os.environ.pop(AGENT_ARGV_ENV))
     request.task_dir.mkdir(parents=True, exist_ok=True)
-    emitter = Emitter(request.task_id, request.task_dir / "workflow_manager.log")
+    # First thing: who we are, so a resumed orchestrator can find us even if it died before it
+    # recorded our pid.
+    write_json_atomic(request.task_dir / "wm.json", {
+        "pid": os.getpid(), "create_time": psutil.Process().create_time(), "attempt": request.attempt,
+    })
+    redactor = Redactor.from_env(os.environ)
+    emitter = Emitter(request.task_id, request.task_dir / "workflow_manager.log", redactor)
     manager = WorkflowManager(request, emitter)
     _install_signal_handlers(manager)
     result = manager.run()
-    write_json_atomic(request.result_path, result.model_dump(mode="json"))
+    write_bytes_atomic(request.result_path, redactor.text(result.model_dump_json()).encode())
     emitter.emit("result", result=result.model_dump(mode="json"))
     return 0
 

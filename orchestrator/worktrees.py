@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 
 MAX_SLUG = 50
 RUNTIME_EXCLUDES = (
-    "/.gadugi/monitoring/",
-    "/.gadugi/runs/",
-    "/.gadugi/*.lock",
-    "/.gadugi/crash-*.log",
+    # Everything the orchestrator writes under .gadugi/ is runtime state; only the user's own
+    # config.toml there is meant to be committed.
+    "/.gadugi/*",
+    "!/.gadugi/config.toml",
 )
 
 _SLUG_JUNK = re.compile(r"[^a-z0-9._-]+")
@@ -271,6 +271,25 @@ class WorktreeManager:
                     log.warning("kept branch %s after failed create: it moved from %s", branch, start)
         except OrchestratorError as exc:
             log.warning("rollback of %s incomplete: %s", path, exc)
+
+    def reattach(self, task_id: str, branch: str, path: Path, *, lock_reason: str) -> None:
+        """Make `path` the locked worktree of `branch` again, for a retry or a resumed run: reuse
+        it when it is still there on that branch, otherwise check the branch out there anew."""
+        path = Path(os.path.abspath(path))
+        with self._repo_lock():
+            entry = self._entry(path)
+            if entry is not None and not path.is_dir():
+                git.prune_worktrees(self.project_root)
+                entry = None
+            if entry is None:
+                if os.path.lexists(path):
+                    raise WorktreeError(f"{path} exists but is not a worktree; not reusing it for task {task_id}")
+                git.add_worktree_for_branch(self.project_root, path, branch)
+            elif entry.branch != branch:
+                raise WorktreeError(f"{path} has {entry.branch or 'a detached HEAD'} checked out, not {branch}")
+            elif entry.locked:
+                git.unlock_worktree(self.project_root, path)
+            git.lock_worktree(self.project_root, path, lock_reason)
 
     def finish(self, path: Path) -> None:
         """The task stopped running: lift the lock so the worktree can be removed or pruned."""

@@ -5,7 +5,8 @@ print mode, with behaviour chosen per task.
 The mode comes from the first prompt line `fake-claude: <mode> [key=value ...]`, else the env var
 FAKE_CLAUDE_MODE, else `commit`. Modes: commit, edit, no-change, fail, wrong-subtype, no-result,
 slow (seconds=N), hang, ignore-sigterm, crash, flood (mb=N), auth, rate-limited,
-overloaded (times=K state=FILE), grandchild (grandchild=FILE). `write=PATH` names the file written.
+overloaded (times=K state=FILE), crash-once (times=K state=FILE), quiet-busy (seconds=N),
+leak (var=NAME), grandchild (grandchild=FILE). `write=PATH` names the file written.
 
 Env: GADUGI_TASK_ID (task id; default the cwd's name), FAKE_CLAUDE_LOG (append start/end records as
 JSON lines), FAKE_CLAUDE_MODE. Standard library only.
@@ -376,6 +377,23 @@ def run_mode(mode: str, params: dict[str, str], stream: Stream) -> NoReturn:
         stream.assistant([text(said)], error="rate_limit", synthetic=True)
         stream.result(is_error=True, text=said, api_error_status=429)
         finish(stream, 1)
+    if mode == "quiet-busy":
+        # Silent on stdout while a child burns CPU (a long test run): not a stall.
+        seconds = float(params.get("seconds", "2"))
+        subprocess.run([sys.executable, "-c",
+                        f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"], check=True)
+        do_commit(stream, params)
+    if mode == "leak":
+        secret = os.environ.get(params.get("var", "ANTHROPIC_API_KEY"), "")
+        print(f"debug: key is {secret}", file=sys.stderr, flush=True)
+        stream.assistant([text(f"The key in my environment is {secret}.")])
+        do_commit(stream, params)
+    if mode == "crash-once":
+        default_state = Path(tempfile.gettempdir()) / f"fake-claude-crash-{stream.task_id}"
+        if count_invocation(Path(params.get("state") or default_state)) <= int(params.get("times", "1")):
+            stream.assistant([text("Working on it…")])
+            os._exit(3)
+        do_commit(stream, params)
     if mode == "overloaded":
         default_state = Path(tempfile.gettempdir()) / f"fake-claude-overloaded-{stream.task_id}"
         count = count_invocation(Path(params.get("state") or default_state))
@@ -417,8 +435,17 @@ def main() -> None:
     if not prompt.strip():
         die("Error: Input must be provided either through stdin or as a prompt argument when using --print")
     task_id = os.environ.get("GADUGI_TASK_ID") or Path(os.getcwd()).name
-    mode, params = directive(prompt)
     stream = Stream(opts, task_id)
+    # Like the real CLI, a resumed session continues the same conversation: it keeps the task
+    # (and so the directive) it was first given, whatever the new prompt says.
+    sessions = Path(os.environ.get("HOME", tempfile.gettempdir())) / ".fake-claude" / "sessions"
+    saved = sessions / f"{stream.session_id}.txt"
+    if opts.get("resume") and saved.exists():
+        prompt = saved.read_text() + "\n" + prompt
+    else:
+        sessions.mkdir(parents=True, exist_ok=True)
+        saved.write_text(prompt)
+    mode, params = directive(prompt)
     log_record(task_id, "start", mode=mode)
     try:
         run_mode(mode, params, stream)

@@ -27,6 +27,8 @@ def write_prompt(repo: Path, name: str, front: str, body: str) -> Path:
 
 def run_cli(repo: Path, path_env: str, *args: str, log: Path | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PATH=path_env)
+    if args and args[0] in ("run", "resume") and "--launch-stagger" not in args:
+        args = (args[0], "--launch-stagger", "0", *args[1:])  # tests need no pacing between fake agents
     if log is not None:
         env["FAKE_CLAUDE_LOG"] = str(log)
     return subprocess.run(
@@ -130,7 +132,7 @@ def test_wrong_subtype_exit_zero_is_a_failure(make_repo, path_with: str) -> None
     repo = make_repo()
     write_prompt(repo, "w.md", "id: w", "# W\nfake-claude: wrong-subtype")
     write_prompt(repo, "n.md", "id: n", "# N\nfake-claude: no-result")
-    proc = run_cli(repo, path_with, "run", "w", "n", "--json")
+    proc = run_cli(repo, path_with, "run", "w", "n", "--json", "--retries", "0")
     assert proc.returncode == 1
     tasks = {t["task_id"]: t for t in json.loads(proc.stdout)["tasks"]}
     assert tasks["w"]["status"] == "failed" and "turn limit" in tasks["w"]["error_message"]

@@ -333,8 +333,8 @@ def test_ensure_ignored_keeps_status_clean(repo: Path, manager: WorktreeManager)
     (created.path / ".gadugi" / "monitoring").mkdir(parents=True)
     (created.path / ".gadugi" / "monitoring" / "x.json").write_text("{}")
     assert sh(created.path, "status", "--porcelain") == ""
-    # User config in .gadugi stays visible: only runtime parts are hidden.
-    (runtime / "config.yaml").write_text("x: 1\n")
+    # The user's config.toml in .gadugi stays visible: everything else there is runtime state.
+    (runtime / "config.toml").write_text("max_parallel = 2\n")
     assert sh(repo, "status", "--porcelain") == "?? .gadugi/"
 
 

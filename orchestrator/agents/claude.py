@@ -312,6 +312,7 @@ class ClaudeStreamParser:
             last_tool=self.last_tool,
             result_subtype=self.result_subtype,
             events=self.events,
+            rate_limit_resets_at=self.rate_limit.resets_at if self.rate_limit is not None else None,
         )
 
     def _classify(self, exit_code: int | None, stderr: str) -> tuple[FailureClass, str]:

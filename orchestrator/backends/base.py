@@ -22,11 +22,16 @@ class BackendEvent:
 class Backend(Protocol):
     events: queue.Queue[BackendEvent]
 
-    def submit(self, request: TaskRequest) -> None:
-        """Start a WorkflowManager for the request; its events arrive on `events`."""
+    def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
+        """Start a WorkflowManager for the request; returns its (pid, create time) where there is
+        one; its events arrive on `events`."""
 
-    def cancel(self, task_id: str) -> None:
-        """Ask the task to stop gracefully (its WorkflowManager escalates on the agent)."""
+    def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
+        """Watch a WorkflowManager started by an earlier orchestrator (resume) until it exits."""
+
+    def cancel(self, task_id: str, *, timeout: bool = False) -> None:
+        """Ask the task to stop gracefully (its WorkflowManager escalates on the agent); with
+        `timeout` the task ends `timeout` rather than `cancelled`."""
 
     def kill(self, task_id: str) -> None:
         """Stop the task at once: SIGKILL to the WorkflowManager and the agent's process group."""

@@ -8,12 +8,18 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 import orchestrator
 from orchestrator.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
+from orchestrator.liveness import is_alive
+from orchestrator.secrets import Redactor
+from orchestrator.wire import AGENT_ARGV_ENV
 from orchestrator.wire import TaskRequest
 
 # Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the
@@ -21,49 +27,90 @@ from orchestrator.wire import TaskRequest
 _PACKAGE_PARENT = Path(orchestrator.__file__).resolve().parent.parent
 
 
+ATTACH_POLL = 0.5  # seconds between liveness checks of a re-attached WorkflowManager
+
+
 @dataclass
 class _Handle:
     request: TaskRequest
-    proc: subprocess.Popen[bytes]
+    pid: int
+    create_time: float
+    proc: subprocess.Popen[bytes] | None = None
     agent_pid: int | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return is_alive(self.pid, self.create_time)
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
 
 
 class LocalBackend:
     def __init__(self, env: dict[str, str], *, python: str = sys.executable) -> None:
         self.env = env
+        self.redactor = Redactor.from_env(env)
         self.python = python
         self.events: queue.Queue[BackendEvent] = queue.Queue()
         self._handles: dict[str, _Handle] = {}
         self._lock = threading.Lock()
 
-    def submit(self, request: TaskRequest) -> None:
+    def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         request.task_dir.mkdir(parents=True, exist_ok=True)
         request_path = request.task_dir / "request.json"
-        write_json_atomic(request_path, request.model_dump(mode="json"))
+        env = self.env
+        shown = self.redactor.argv(request.agent_command)
+        if shown != request.agent_command:
+            # A secret among the agent's arguments reaches the WorkflowManager only through its
+            # environment; the request file on disk records the masked command line.
+            env = {**env, AGENT_ARGV_ENV: json.dumps(request.agent_command)}
+        write_json_atomic(request_path, request.model_copy(update={"agent_command": shown}).model_dump(mode="json"))
         with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
             proc = subprocess.Popen(
                 [self.python, "-m", "orchestrator.workflow_manager", "--request", str(request_path)],
                 cwd=_PACKAGE_PARENT,
-                env=self.env,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 start_new_session=True,
             )
-        handle = _Handle(request=request, proc=proc)
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            create_time = 0.0
+        handle = _Handle(request=request, pid=proc.pid, create_time=create_time, proc=proc)
         with self._lock:
             self._handles[request.task_id] = handle
         handle.reader = threading.Thread(target=self._read, args=(handle,), daemon=True, name=f"wm-{request.task_id}")
         handle.reader.start()
+        return proc.pid, create_time
 
-    def wm_pid(self, task_id: str) -> int | None:
-        handle = self._handles.get(task_id)
-        return handle.proc.pid if handle else None
+    def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
+        handle = _Handle(request=request, pid=pid, create_time=create_time)
+        with self._lock:
+            self._handles[request.task_id] = handle
+        handle.reader = threading.Thread(target=self._watch, args=(handle,), daemon=True, name=f"wm-{request.task_id}")
+        handle.reader.start()
+
+    def _watch(self, handle: _Handle) -> None:
+        # No pipe to a process we did not start: its exit (and result.json) is all we can see.
+        while handle.alive():
+            time.sleep(ATTACH_POLL)
+        req = handle.request
+        with self._lock:
+            self._handles.pop(req.task_id, None)
+        self.events.put(BackendEvent("exit", req.task_id, req.attempt, "exit", {"returncode": None}))
 
     def _read(self, handle: _Handle) -> None:
         req = handle.request
-        assert handle.proc.stdout is not None
+        assert handle.proc is not None and handle.proc.stdout is not None
         for raw in handle.proc.stdout:
             try:
                 line = json.loads(raw)
@@ -79,16 +126,19 @@ class LocalBackend:
             self._handles.pop(req.task_id, None)
         self.events.put(BackendEvent("exit", req.task_id, req.attempt, "exit", {"returncode": rc}))
 
-    def cancel(self, task_id: str) -> None:
+    def cancel(self, task_id: str, *, timeout: bool = False) -> None:
         handle = self._handles.get(task_id)
-        if handle is not None and handle.proc.poll() is None:
-            handle.proc.send_signal(signal.SIGTERM)
+        if handle is not None:
+            # The WorkflowManager maps SIGUSR1 to "timed out" and SIGTERM to "cancelled".
+            handle.signal(signal.SIGUSR1 if timeout else signal.SIGTERM)
 
     def kill(self, task_id: str) -> None:
         handle = self._handles.get(task_id)
         if handle is None:
             return
-        for pgid in (handle.agent_pid, handle.proc.pid):
+        if not handle.alive():
+            return
+        for pgid in (handle.agent_pid, handle.pid):
             if pgid:
                 try:
                     os.killpg(pgid, signal.SIGKILL)

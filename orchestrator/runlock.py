@@ -1,0 +1,72 @@
+"""One orchestrator per repository: an flock held for the whole run, plus who holds it.
+
+The kernel drops an flock when its holder dies, so a lock left by a killed run is taken over
+without guessing from pids; the JSON beside it only names the holder for the error message.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import psutil
+
+from orchestrator.atomic import read_json, write_json_atomic
+from orchestrator.errors import StateError
+from orchestrator.models import iso
+
+LOCK_NAME = "orchestrator.lock"
+HOLDER_NAME = "active_run.json"
+
+
+class RunLock:
+    def __init__(self, gadugi_dir: Path) -> None:
+        self.path = gadugi_dir / LOCK_NAME
+        self.holder_path = gadugi_dir / HOLDER_NAME
+        self._fd: int | None = None
+
+    def acquire(self, run_id: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.holder()
+            who = f"run {holder.get('run_id')} (pid {holder.get('pid')})" if holder else "another run"
+            raise StateError(f"{who} is active in this repository; wait for it or stop it first") from None
+        self._fd = fd
+        write_json_atomic(self.holder_path, {
+            "run_id": run_id, "pid": os.getpid(), "create_time": psutil.Process().create_time(), "since": iso(),
+        })
+
+    def holder(self) -> dict[str, object]:
+        try:
+            data = read_json(self.holder_path)
+        except StateError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def held_by_other(self) -> bool:
+        """True while some live process holds the lock (used by doctor and clean)."""
+        if self._fd is not None:
+            return False
+        if not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.holder_path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None

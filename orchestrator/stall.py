@@ -1,0 +1,80 @@
+"""Telling a stalled agent from a quiet one.
+
+An agent is stalled only when, for the whole stall window, it produced no event, changed nothing
+in its worktree, and its process tree used no CPU: a silent agent running a long test suite keeps
+its children busy and is left alone (a false kill costs more than a late one).
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from orchestrator import git
+from orchestrator.errors import OrchestratorError
+
+CPU_EPSILON = 0.05  # seconds of CPU between checks that still count as idle (psutil bookkeeping)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (gone ones count as 0)."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+        except psutil.Error:
+            continue
+    return total
+
+
+def worktree_fingerprint(worktree: Path) -> tuple[object, ...]:
+    """HEAD plus every changed path with its mtime: moves when the agent edits or commits."""
+    try:
+        head = git.head_sha(worktree)
+        paths = git.status_paths(worktree)
+    except OrchestratorError:
+        return ("unreadable",)
+    stamped: list[tuple[str, int | None]] = []
+    for rel in sorted(paths):
+        try:
+            stamped.append((rel, os.stat(worktree / rel).st_mtime_ns))
+        except OSError:
+            stamped.append((rel, None))
+    return (head, tuple(stamped))
+
+
+class StallWatch:
+    """Call `check()` periodically; it returns a reason once the agent has been idle too long."""
+
+    def __init__(self, pid: int, worktree: Path, stall_timeout: float, *,
+                 last_event: Callable[[], float], clock: Callable[[], float] = time.monotonic) -> None:
+        self.pid = pid
+        self.worktree = worktree
+        self.stall_timeout = stall_timeout
+        self.last_event = last_event
+        self.clock = clock
+        self._cpu = tree_cpu_seconds(pid)
+        self._fingerprint = worktree_fingerprint(worktree)
+        self._last_activity = clock()
+
+    def check(self) -> str | None:
+        now = self.clock()
+        cpu = tree_cpu_seconds(self.pid)
+        fingerprint = worktree_fingerprint(self.worktree)
+        if cpu - self._cpu > CPU_EPSILON or fingerprint != self._fingerprint:
+            self._last_activity = now
+        self._cpu, self._fingerprint = cpu, fingerprint
+        idle_since = max(self._last_activity, self.last_event())
+        if now - idle_since >= self.stall_timeout:
+            return (f"stalled: no agent event, no change in the worktree and no CPU use for "
+                    f"{now - idle_since:.0f}s (--stall-timeout {self.stall_timeout:g}s)")
+        return None
