@@ -1,0 +1,125 @@
+"""Settings: CLI > env > file > default for every run option, with the source of each value."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.commands import config as config_cmd
+from orchestrator.config import OrchestrationConfig
+from orchestrator.errors import InputError
+from orchestrator.settings import SETTINGS, resolve_settings
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_defaults_match_orchestration_config(tmp_path: Path) -> None:
+    settings = resolve_settings(tmp_path, {}, {})
+    assert {r.source for r in settings.values.values()} == {"default"}
+    kwargs = settings.config_kwargs()
+    known = {k: v for k, v in kwargs.items() if k in OrchestrationConfig.model_fields}
+    default = OrchestrationConfig()
+    for field, value in known.items():
+        assert getattr(default, field) == value, field
+    assert set(kwargs) - set(OrchestrationConfig.model_fields) <= {"setup", "teardown", "port_range", "worktree_include"}
+
+
+def test_precedence_cli_env_file_default(tmp_path: Path) -> None:
+    write(tmp_path / ".gadugi/config.toml",
+          'max_parallel = 2\ntimeout = "30m"\nmodel = "file-model"\nallowed_tools = ["Read", "Edit"]\n'
+          'port_range = [9000, 9010]\nsetup = "make deps"\n')
+    env = {"GADUGI_MAX_PARALLEL": "3", "GADUGI_TIMEOUT": "45m", "GADUGI_ALLOWED_TOOLS": "Bash, Write",
+           "GADUGI_WORKTREE": "/elsewhere"}  # hook variables are not settings: ignored
+    settings = resolve_settings(tmp_path, {"max_parallel": "5", "dry_run": True}, env)
+    got = {k: (r.value, r.source) for k, r in settings.values.items()}
+    assert got["max_parallel"] == (5, "cli")
+    assert got["timeout"] == (2700.0, "env:GADUGI_TIMEOUT")
+    assert got["allowed_tools"] == (["Bash", "Write"], "env:GADUGI_ALLOWED_TOOLS")
+    assert got["model"] == ("file-model", "file:.gadugi/config.toml")
+    assert got["port_range"] == ((9000, 9010), "file:.gadugi/config.toml")
+    assert got["setup"] == ("make deps", "file:.gadugi/config.toml")
+    assert got["verify"] == (None, "default")
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.key)
+def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
+    samples = {
+        "max_parallel": ("3", 3), "timeout": ("90s", 90.0), "base": ("dev", "dev"),
+        "monitoring_dir": ("mon", "mon"), "fallback": ("false", False), "worktree_cleanup": ("keep", "keep"),
+        "worktrees_dir": ("wt", "wt"), "branch_prefix": ("x/", "x/"), "agent": ("codex", "codex"),
+        "agent_cmd": ("tool {prompt_file}", "tool {prompt_file}"), "agent_args": ("a,b", ["a", "b"]),
+        "model": ("m", "m"), "max_turns": ("7", 7), "permission_mode": ("plan", "plan"),
+        "allowed_tools": ("Read", ["Read"]), "verify": ("make test", "make test"),
+        "interrupt_timeout": ("2", 2.0), "terminate_timeout": ("1m", 60.0), "setup": ("npm ci", "npm ci"),
+        "teardown": ("make clean", "make clean"), "port_range": ("8000-8009", (8000, 8009)),
+        "worktree_include": (".includes", ".includes"), "retries": ("0", 0), "run_timeout": ("2h", 7200.0),
+        "stall_timeout": ("off", None), "launch_stagger": ("0", 0.0), "min_free_memory": ("1G", 2**30),
+        "min_free_disk": ("2G", 2 * 2**30), "backoff_base": ("1", 1.0), "backoff_cap": ("1m", 60.0),
+        "breaker_threshold": ("5", 5),
+    }
+    text, expected = samples[setting.key]
+    assert resolve_settings(tmp_path, {}, {setting.env: text}).values[setting.key].value == expected
+    write(tmp_path / ".gadugi/config.toml", f"{setting.key} = {json.dumps(text)}\n")
+    resolved = resolve_settings(tmp_path, {}, {})
+    assert (resolved[setting.key], resolved.values[setting.key].source) == (expected, "file:.gadugi/config.toml")
+
+
+def test_pyproject_tool_table_and_config_file_wins(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n[tool.gadugi]\nmodel = "py"\nverify = "pytest"\n')
+    assert resolve_settings(tmp_path, {}, {}).values["model"].source == "file:pyproject.toml"
+    write(tmp_path / ".gadugi/config.toml", 'model = "cfg"\nworktree_include = false\n')
+    settings = resolve_settings(tmp_path, {}, {})
+    assert (settings["model"], settings["verify"], settings["worktree_include"]) == ("cfg", "pytest", None)
+
+
+def test_cli_aliases_and_typed_values(tmp_path: Path) -> None:
+    settings = resolve_settings(tmp_path, {"base_ref": "main", "no_fallback": True, "max_turns": 4,
+                                           "allowed_tools": ("Read", "Edit"), "max_parallel": "auto"}, {})
+    assert settings["base"] == "main" and settings["fallback"] is False and settings["max_turns"] == 4
+    assert settings["allowed_tools"] == ["Read", "Edit"] and settings["max_parallel"] == "auto"
+    kwargs = settings.config_kwargs()
+    assert kwargs["base_ref"] == "main" and kwargs["fallback_to_sequential"] is False
+    assert isinstance(kwargs["max_parallel"], int) and kwargs["max_parallel"] >= 1
+
+
+def test_unknown_key_and_bad_values_name_the_place(tmp_path: Path) -> None:
+    write(tmp_path / ".gadugi/config.toml", "max_paralel = 3\n")
+    with pytest.raises(InputError, match=r"config.toml: unknown setting 'max_paralel'"):
+        resolve_settings(tmp_path, {}, {})
+    write(tmp_path / ".gadugi/config.toml", 'port_range = "9000"\n')
+    with pytest.raises(InputError, match=r"config.toml: port_range: expected a range"):
+        resolve_settings(tmp_path, {}, {})
+    write(tmp_path / ".gadugi/config.toml", "")
+    with pytest.raises(InputError, match="GADUGI_MAX_PARALLEL: expected a whole number"):
+        resolve_settings(tmp_path, {}, {"GADUGI_MAX_PARALLEL": "many"})
+    with pytest.raises(InputError, match="GADUGI_TIMEOUT"):
+        resolve_settings(tmp_path, {}, {"GADUGI_TIMEOUT": "soon"})
+    write(tmp_path / ".gadugi/config.toml", "max_parallel = [")
+    with pytest.raises(InputError, match="not valid TOML"):
+        resolve_settings(tmp_path, {}, {})
+
+
+def test_config_command(make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo()
+    write(repo / ".gadugi/config.toml", 'verify = "make check"\n')
+    monkeypatch.setenv("GADUGI_MAX_PARALLEL", "2")
+    group = click.Group()
+    group.add_command(config_cmd.command)
+    res = CliRunner().invoke(group, ["config", "--project-root", str(repo), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["max_parallel"] == {"value": 2, "source": "env:GADUGI_MAX_PARALLEL"}
+    assert data["verify"] == {"value": "make check", "source": "file:.gadugi/config.toml"}
+    res = CliRunner().invoke(group, ["config", "--project-root", str(repo)])
+    assert res.exit_code == 0
+    line = next(li for li in res.output.splitlines() if li.startswith("verify"))
+    assert line.split() == ["verify", "make", "check", "file:.gadugi/config.toml"]
+    write(repo / ".gadugi/config.toml", "colour = 1\n")
+    res = CliRunner().invoke(group, ["config", "--project-root", str(repo)])
+    assert res.exit_code == 1 and res.output.startswith("error: ") and "unknown setting 'colour'" in res.output
