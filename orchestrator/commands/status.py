@@ -1,0 +1,88 @@
+"""`orchestrator status [RUN_ID] [--watch] [--json]`: the live table, from another terminal."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from orchestrator import git
+from orchestrator.error_handler import handle_errors
+from orchestrator.live import render_view, summary_line
+from orchestrator.status import RunView, load_run
+
+WATCH_INTERVAL = 1.0
+EPILOG = """\b
+Examples:
+  orchestrator status                      # the latest run
+  orchestrator status --watch              # redraw every second until the run finishes
+  orchestrator status orchestration-20250101-120000-ab12 --json
+"""
+
+
+def _dirs(project_root: str, monitoring_dir: str | None) -> tuple[Path, Path]:
+    root = git.toplevel(Path(project_root).resolve())
+    monitoring = Path(monitoring_dir) if monitoring_dir else root / ".gadugi" / "monitoring"
+    if not monitoring.is_absolute():
+        monitoring = root / monitoring
+    return monitoring, root / ".gadugi" / "runs"
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)  # a seam: tests replace it to advance the run instead of waiting
+
+
+@click.command("status", epilog=EPILOG)
+@click.argument("run_id", required=False)
+@click.option("--watch", is_flag=True, help="Redraw every second until the run finishes (or Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with --watch: one object per line).")
+@click.option("--project-root", type=click.Path(file_okay=False, path_type=str), default=".", show_default=True,
+              help="Any directory inside the target git repository.")
+@click.option("--monitoring-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Where the registry JSON is (default: .gadugi/monitoring).")
+@handle_errors
+def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, monitoring_dir: str | None) -> int:
+    """Show each task of a run (default: the latest): status, phase, attempt, elapsed, cost."""
+    monitoring, runs = _dirs(project_root, monitoring_dir)
+    run_id = run_id or None
+
+    def load() -> RunView:
+        return load_run(monitoring, run_id, runs_dir=runs)
+
+    view = load()
+    run_id = view.run_id  # --watch follows this run even if another one starts meanwhile
+    if as_json:
+        click.echo(json.dumps(view.to_json(), indent=None if watch else 2))
+        while watch and not view.finished:
+            _sleep(WATCH_INTERVAL)
+            view = load()
+            click.echo(json.dumps(view.to_json()))
+        return 0
+    console = Console()
+    if not watch or view.finished:
+        console.print(render_view(view, width=console.width))
+        return 0
+    try:
+        if console.is_terminal:
+            with Live(render_view(view, width=console.width), console=console, auto_refresh=False) as live:
+                while not view.finished:
+                    _sleep(WATCH_INTERVAL)
+                    view = load()
+                    live.update(render_view(view, width=console.width), refresh=True)
+        else:
+            # No redrawing on a pipe: one progress line whenever the counts change, the table at the end.
+            last = None
+            while not view.finished:
+                counts = view.progress.counts
+                if counts != last:
+                    console.print(summary_line(view))
+                    last = dict(counts)
+                _sleep(WATCH_INTERVAL)
+                view = load()
+            console.print(render_view(view, width=console.width))
+    except KeyboardInterrupt:  # the usual way out of --watch, not an error
+        return 0
+    return 0

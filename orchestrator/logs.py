@@ -1,0 +1,153 @@
+"""The run's own log: `.gadugi/runs/<run-id>/orchestrator.jsonl` (`--log-format json`) or
+`orchestrator.log` (text), with run_id and task_id on every record.
+
+Stdlib logging only: the package's modules already log through `logging.getLogger(__name__)`, so
+one handler on the `orchestrator` logger catches all of it, and `EventLog` adds every engine event.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from orchestrator.models import TaskResult, iso
+
+LogFormat = Literal["text", "json"]
+ROOT_LOGGER = "orchestrator"
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(run_id)s %(task_id)s] %(message)s"
+# Attributes every LogRecord has; anything else on a record came in through `extra=` and is kept.
+_saved_levels: dict[int, int] = {}  # handler id -> the logger level before attach_run_log
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "run_id", "task_id"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, run_id, task_id, then any extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": iso(datetime.fromtimestamp(record.created, tz=UTC)),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "run_id": getattr(record, "run_id", None),
+            "task_id": getattr(record, "task_id", None),
+        }
+        data.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_"))
+        if record.exc_info:
+            data["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+class _RunContext(logging.Filter):
+    """Stamps run_id on every record (and an empty task_id where none was given)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "run_id", None) is None:
+            record.run_id = self.run_id
+        if not hasattr(record, "task_id"):
+            record.task_id = None
+        return True
+
+
+def log_path(run_dir: Path, log_format: LogFormat) -> Path:
+    return run_dir / ("orchestrator.jsonl" if log_format == "json" else "orchestrator.log")
+
+
+def attach_run_log(run_dir: Path, run_id: str, log_format: LogFormat = "text",
+                   level: int = logging.INFO) -> logging.Handler:
+    """Start writing the `orchestrator` logger (and its children) to the run's log file.
+    Returns the handler; pass it to `detach_run_log` when the run ends."""
+    handler = logging.FileHandler(log_path(run_dir, log_format), encoding="utf-8")
+    handler.setLevel(level)
+    handler.addFilter(_RunContext(run_id))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    logger = logging.getLogger(ROOT_LOGGER)
+    logger.addHandler(handler)
+    _saved_levels.setdefault(id(handler), logger.level)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    return handler
+
+
+def detach_run_log(handler: logging.Handler) -> None:
+    logger = logging.getLogger(ROOT_LOGGER)
+    logger.removeHandler(handler)
+    logger.setLevel(_saved_levels.pop(id(handler), logger.level))
+    handler.close()
+
+
+class TaskLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose records carry task_id and attempt (merged under any per-call `extra`)."""
+
+    def __init__(self, logger: logging.Logger, task_id: str, attempt: int | None = None) -> None:
+        super().__init__(logger, {"task_id": task_id, "attempt": attempt})
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def task_logger(task_id: str, attempt: int | None = None, name: str = ROOT_LOGGER + ".task") -> TaskLogger:
+    return TaskLogger(logging.getLogger(name), task_id, attempt)
+
+
+def _event_fields(what: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-friendly part of an engine event's data."""
+    if what == "finished" and isinstance(data.get("result"), TaskResult):
+        r: TaskResult = data["result"]
+        return {"status": r.status.value, "attempt": r.attempt, "failure": r.outcome.failure,
+                "error": r.error_message, "duration_seconds": r.duration_seconds, "cost_usd": r.outcome.cost_usd,
+                "commits": len(r.commits), "branch": r.branch}
+    if what == "run_started":
+        return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()
+                if k in ("run_id", "run_dir", "monitoring_dir", "max_parallel", "total")}
+    if what == "run_finished":
+        result = data.get("result")
+        keys = ("total_tasks", "successful_tasks", "failed_tasks", "cancelled_tasks", "execution_time_seconds",
+                "total_cost_usd", "interrupted", "abort_reason")
+        return {k: getattr(result, k, None) for k in keys}
+    return {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
+
+
+class EventLog:
+    """Engine observer that logs every event, and owns the run log file: opened at `run_started`
+    (the first moment the run directory is known), closed at `run_finished` or `close()`.
+
+    Heartbeats are DEBUG (several a second per agent); failures WARNING; the rest INFO.
+    """
+
+    def __init__(self, log_format: LogFormat = "text", *, level: int = logging.INFO,
+                 logger: logging.Logger | None = None) -> None:
+        self.log_format = log_format
+        self.level = level
+        self.logger = logger or logging.getLogger(ROOT_LOGGER + ".events")
+        self.handler: logging.Handler | None = None
+        self.path: Path | None = None
+
+    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
+        if what == "run_started" and data.get("run_dir") and self.handler is None:
+            run_dir = Path(data["run_dir"])
+            self.handler = attach_run_log(run_dir, str(data.get("run_id") or run_dir.name), self.log_format,
+                                          self.level)
+            self.path = log_path(run_dir, self.log_format)
+        fields = _event_fields(what, data)
+        level = logging.DEBUG if what == "heartbeat" else logging.INFO
+        if fields.get("status") in ("failed", "timeout") or what in ("breaker", "kill", "interrupt"):
+            level = logging.WARNING
+        detail = fields.get("error") or fields.get("reason") or fields.get("phase") or fields.get("message") or ""
+        self.logger.log(level, "%s %s%s", what, task_id or "-", f": {detail}" if detail else "",
+                        extra={"event": what, "task_id": task_id or None, "data": fields})
+        if what == "run_finished":
+            self.close()
+
+    def close(self) -> None:
+        if self.handler is not None:
+            detach_run_log(self.handler)
+            self.handler = None

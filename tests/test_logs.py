@@ -1,0 +1,62 @@
+"""Run logs: JSON lines with run_id/task_id and every engine event; text otherwise."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from orchestrator.logs import EventLog, JsonFormatter, task_logger
+from orchestrator.models import TaskResult, TaskStatus
+
+
+def test_json_log_of_a_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "run-1"
+    run_dir.mkdir(parents=True)
+    events = EventLog("json", level=logging.DEBUG)
+    events("", "run_started", {"run_id": "run-1", "run_dir": run_dir, "monitoring_dir": tmp_path, "registry": object(),
+                               "max_parallel": 2, "total": 1})
+    try:
+        events("a", "started", {"branch": "gadugi/a", "predecessors": []})
+        events("a", "heartbeat", {"summary": "tool_use: Edit", "turns": 1})
+        logging.getLogger("orchestrator.registry").warning("disk %s", "slow", extra={"path": "/x"})
+        task_logger("a", 2).info("retrying", extra={"delay": 1.5})
+        events("a", "finished", {"result": TaskResult(task_id="a", status=TaskStatus.FAILED, error_message="boom")})
+    finally:
+        events("", "run_finished", {"result": None})
+    assert events.handler is None
+    records = [json.loads(line) for line in (run_dir / "orchestrator.jsonl").read_text().splitlines()]
+    assert all({"ts", "level", "logger", "message", "run_id", "task_id"} <= r.keys() for r in records)
+    assert all(r["run_id"] == "run-1" and r["ts"].endswith("+00:00") for r in records)
+    by_event = {r.get("event"): r for r in records if r.get("event")}
+    assert set(by_event) == {"run_started", "started", "heartbeat", "finished", "run_finished"}
+    assert by_event["started"]["task_id"] == "a" and by_event["started"]["data"]["branch"] == "gadugi/a"
+    assert by_event["heartbeat"]["level"] == "DEBUG"
+    assert by_event["finished"]["level"] == "WARNING" and by_event["finished"]["data"]["error"] == "boom"
+    module = next(r for r in records if r["logger"] == "orchestrator.registry")
+    assert module["message"] == "disk slow" and module["path"] == "/x" and module["task_id"] is None
+    retry = next(r for r in records if r["message"] == "retrying")
+    assert retry["task_id"] == "a" and retry["attempt"] == 2 and retry["delay"] == 1.5
+    # After the run the handler is gone: nothing more is written.
+    logging.getLogger("orchestrator.registry").warning("after")
+    assert "after" not in (run_dir / "orchestrator.jsonl").read_text()
+
+
+def test_text_log(tmp_path: Path) -> None:
+    events = EventLog("text")
+    events("", "run_started", {"run_id": "run-2", "run_dir": tmp_path})
+    events("b", "cancelled", {"reason": "dependency 'a' failed"})
+    events.close()
+    text = (tmp_path / "orchestrator.log").read_text()
+    assert "[run-2 b] cancelled b: dependency 'a' failed" in text
+
+
+def test_formatter_keeps_exceptions_and_odd_values() -> None:
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.makeLogRecord({"name": "x", "levelname": "ERROR", "msg": "oops", "obj": Path("/p"),
+                                    "exc_info": exc_info})
+    data = json.loads(JsonFormatter().format(record))
+    assert data["obj"] == "/p" and data["message"] == "oops" and "ValueError: bad" in data["exc_info"]
