@@ -14,4 +14,8 @@ if [ ! -x "$py" ] || ! "$py" -c 'import orchestrator, pytest, hypothesis, xdist'
   "$py" -m pip install --quiet --disable-pip-version-check -e ".[dev]" >&2
 fi
 
+# The real Claude Code CLI (pinned) for the integration tests, into the git-ignored .tools/;
+# without npm it says so and those tests skip with that reason.
+tools/install_claude.sh >&2
+
 exec "$py" -m pytest -n 2 "$@"

@@ -10,6 +10,7 @@ from orchestrator.cmd import which
 from orchestrator.config import OrchestrationConfig
 from orchestrator.errors import AgentUnavailable, InputError
 from orchestrator.models import Plan, TaskSpec
+from orchestrator.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_policy
 
 INSTALL_HINT = {
     "claude": "install Claude Code with `npm install -g @anthropic-ai/claude-code`, then run `claude` "
@@ -27,6 +28,7 @@ def agent_command(
     branch: str,
     prompt_file: Path | None,
     run_id: str = "<run-id>",
+    resume_session: str | None = None,
 ) -> list[str]:
     """argv for the task's agent; the prompt itself always goes on stdin (or via {prompt_file})."""
     if config.agent_cmd:
@@ -49,9 +51,16 @@ def agent_command(
         model=spec.model or config.model,
         max_turns=spec.max_turns or config.max_turns,
         permission_mode=config.permission_mode,
-        allowed_tools=tuple(config.allowed_tools),
+        # Added to, never replaced: allowing `Bash(pytest:*)` must not take away committing.
+        allowed_tools=tuple(dict.fromkeys((*DEFAULT_ALLOWED_TOOLS, *config.allowed_tools))),
         extra_args=tuple(config.agent_args),
+        resume_session=resume_session,
     )
+
+
+def supports_resume(agent: str) -> bool:
+    """Agents whose retries can continue the same session instead of starting over."""
+    return agent == "claude"
 
 
 def _resolve(executable: str, env: Mapping[str, str]) -> str | None:
@@ -65,6 +74,7 @@ def check_agent_available(config: OrchestrationConfig, plan: Plan, *, env: Mappi
     """One clear line, before anything is created, when the agent executable cannot be found."""
     seen: set[str] = set()
     for planned in plan.tasks:
+        check_permission_policy(planned.agent_command, env=env)
         exe = planned.agent_command[0]
         if exe in seen:
             continue

@@ -1,30 +1,46 @@
 """The command line: parse and validate, build a config, call the core, print. Nothing else."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from orchestrator import __version__
-from orchestrator.admission import parse_size
-from orchestrator.config import OrchestrationConfig, parse_max_parallel
+from orchestrator import __version__, git, live, ui
+from orchestrator.commands import cancel as cancel_cmd
+from orchestrator.commands import clean as clean_cmd
+from orchestrator.commands import config as config_cmd
+from orchestrator.commands import doctor as doctor_cmd
+from orchestrator.commands import export as export_cmd
+from orchestrator.commands import integrate as integrate_cmd
+from orchestrator.commands import merge_check as merge_check_cmd
+from orchestrator.commands import schema as schema_cmd
+from orchestrator.commands import status as status_cmd
+from orchestrator.config import OrchestrationConfig
 from orchestrator.coordinator import OrchestratorCoordinator
-from orchestrator.durations import parse_duration
+from orchestrator.error_handler import handle_errors
 from orchestrator.errors import InputError
 from orchestrator.inputs import parse_prompt_list, resolve_prompt_paths
+from orchestrator.logs import EventLog
+from orchestrator.metrics import MetricsObserver
+from orchestrator.models import OrchestrationResult
+from orchestrator.notify import Notifier
 from orchestrator.options import agent_options, prompt_inputs, run_options
-from orchestrator import ui
-from orchestrator.error_handler import handle_errors
+from orchestrator.settings import resolve_settings
 
 EPILOG = """\b
 Examples:
   orchestrator run prompts/add-login.md prompts/fix-cache.md --max-parallel 3
   orchestrator plan prompts/*.md            # what would run, in which order, and why
   echo "Execute these prompts: a.md, b.md" | orchestrator run --stdin
+  orchestrator status --watch               # from another terminal
+  orchestrator resume                       # after the orchestrator was killed
 """
 
 
@@ -57,43 +73,40 @@ def _prompt_paths(prompts: tuple[str, ...], from_stdin: bool, interactive: bool,
     return resolve_prompt_paths(names, cwd=Path.cwd(), project_root=project_root)
 
 
-def _seconds(value: str | None, what: str, *, allow_off: bool = False, allow_zero: bool = False) -> float | None:
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    if allow_off and text in ("off", "none", "0"):
-        return None
-    if allow_zero and text in ("0", "0s"):
-        return 0.0
-    return parse_duration(text, bare_unit="s", what=what)
+def _config(options: dict[str, Any], project_root: str) -> OrchestrationConfig:
+    """Options given on the command line win over GADUGI_* variables, then the config file."""
+    ctx = click.get_current_context()
+    explicit = {
+        key: value for key, value in options.items()
+        if ctx.get_parameter_source(key) not in (ParameterSource.DEFAULT, None)
+    }
+    root = git.toplevel(Path(project_root).resolve())
+    return OrchestrationConfig(**resolve_settings(root, explicit, os.environ).config_kwargs())
 
 
-def _config(options: dict[str, Any]) -> OrchestrationConfig:
-    return OrchestrationConfig(
-        max_parallel=parse_max_parallel(str(options.get("max_parallel", "4"))),
-        task_timeout_seconds=parse_duration(options.get("timeout", "2h"), what="--timeout"),
-        run_timeout_seconds=_seconds(options.get("run_timeout"), "--run-timeout"),
-        stall_timeout_seconds=_seconds(options.get("stall_timeout", "15m"), "--stall-timeout", allow_off=True),
-        interrupt_timeout=_seconds(options.get("interrupt_timeout", "5s"), "--interrupt-timeout") or 5.0,
-        terminate_timeout=_seconds(options.get("terminate_timeout", "5s"), "--terminate-timeout") or 5.0,
-        launch_stagger=_seconds(options.get("launch_stagger", "0.5s"), "--launch-stagger", allow_zero=True) or 0.0,
-        retries=options.get("retries", 2),
-        backoff_base=_seconds(options.get("retry_backoff", "5s"), "--retry-backoff", allow_zero=True) or 0.0,
-        min_free_memory=parse_size(str(options.get("min_free_memory", "512M")), what="--min-free-memory"),
-        min_free_disk=parse_size(str(options.get("min_free_disk", "1G")), what="--min-free-disk"),
-        base_ref=options.get("base_ref"),
-        monitoring_dir=Path(options["monitoring_dir"]) if options.get("monitoring_dir") else None,
-        fallback_to_sequential=not options.get("no_fallback", False),
-        worktree_cleanup=options.get("worktree_cleanup") or "auto",
-        agent=options.get("agent") or "claude",
-        agent_cmd=options.get("agent_cmd"),
-        agent_args=list(options.get("agent_args", ())),
-        model=options.get("model"),
-        max_turns=options.get("max_turns"),
-        permission_mode=options.get("permission_mode") or None,
-        allowed_tools=list(options.get("allowed_tools", ())),
-        verify=options.get("verify"),
-    )
+def _run_with_observers(options: dict[str, Any], *, quiet: bool, verbose: bool, as_json: bool,
+                        start: Callable[[live.Observer], OrchestrationResult]) -> OrchestrationResult:
+    notifier = Notifier(options.get("notify_cmd"), options.get("notify_url"))  # a bad URL fails before we start
+    display = live.make_observer(plain=bool(options.get("plain")), quiet=quiet or as_json, verbose=verbose,
+                                 stream=sys.stdout)
+    metrics_file = options.get("metrics_file")
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # The display goes first so its live table is gone before the summary prints.
+    with live.Observers(display, EventLog(options.get("log_format") or "text"),
+                        MetricsObserver(Path(metrics_file) if metrics_file else None), notifier) as observer:
+        return start(observer)
+
+
+def _report(result: OrchestrationResult, warnings: list[str], as_json: bool) -> int:
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if result.abort_reason:
+            ui.print_error(result.abort_reason)
+    else:
+        ui.print_summary(result, warnings)
+    return result.exit_code
 
 
 @main.command(epilog=EPILOG)
@@ -104,21 +117,15 @@ def _config(options: dict[str, Any]) -> OrchestrationConfig:
 def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, dry_run: bool,
         as_json: bool, verbose: bool, quiet: bool, **options: Any) -> int:
     """Run the prompt files: plan, worktrees, agents in parallel, summary."""
-    config = _config(options)
-    coordinator = OrchestratorCoordinator(config, project_root)
+    coordinator = OrchestratorCoordinator(_config(options, project_root), project_root)
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
     if dry_run:
         plan, _ = coordinator.plan(paths)
         ui.print_plan(plan, coordinator.warnings, as_json=as_json)
         return 0
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    progress = ui.ProgressPrinter(quiet=quiet or as_json, verbose=verbose)
-    result = coordinator.orchestrate(paths, observer=progress)
-    if as_json:
-        click.echo(result.model_dump_json(indent=2))
-    else:
-        ui.print_summary(result, coordinator.warnings)
-    return result.exit_code
+    result = _run_with_observers(options, quiet=quiet, verbose=verbose, as_json=as_json,
+                                 start=lambda observer: coordinator.orchestrate(paths, observer=observer))
+    return _report(result, coordinator.warnings, as_json)
 
 
 @main.command(epilog=EPILOG)
@@ -129,7 +136,7 @@ def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_r
 def plan(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, as_json: bool,
          **options: Any) -> int:
     """Print the plan: tasks, ordering edges and reasons, branches, worktrees, exact commands."""
-    coordinator = OrchestratorCoordinator(_config(options), project_root)
+    coordinator = OrchestratorCoordinator(_config(options, project_root), project_root)
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
     the_plan, _ = coordinator.plan(paths)
     ui.print_plan(the_plan, coordinator.warnings, as_json=as_json)
@@ -146,15 +153,15 @@ def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, 
            **options: Any) -> int:
     """Continue a run whose orchestrator was killed: re-attach to running tasks, adopt finished
     ones, re-queue lost ones, run the rest. Nothing that completed runs twice."""
-    coordinator = OrchestratorCoordinator(_config(options), project_root)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    progress = ui.ProgressPrinter(quiet=quiet or as_json, verbose=verbose)
-    result = coordinator.resume(run_id, observer=progress)
-    if as_json:
-        click.echo(result.model_dump_json(indent=2))
-    else:
-        ui.print_summary(result, coordinator.warnings)
-    return result.exit_code
+    coordinator = OrchestratorCoordinator(_config(options, project_root), project_root)
+    result = _run_with_observers(options, quiet=quiet, verbose=verbose, as_json=as_json,
+                                 start=lambda observer: coordinator.resume(run_id, observer=observer))
+    return _report(result, coordinator.warnings, as_json)
+
+
+for _command in (status_cmd.command, cancel_cmd.command, export_cmd.command, clean_cmd.command, doctor_cmd.command,
+                 merge_check_cmd.command, integrate_cmd.command, schema_cmd.command, config_cmd.command):
+    main.add_command(_command)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:

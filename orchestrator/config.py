@@ -44,6 +44,10 @@ class OrchestrationConfig(BaseModel):
     min_free_memory: int = Field(default=512 * 2**20, ge=0, description="Bytes; launches wait below it.")
     min_free_disk: int = Field(default=1024 * 2**20, ge=0, description="Bytes; launches wait below it.")
     breaker_threshold: int = Field(default=3, ge=1)
+    setup: str | None = Field(default=None, description="Shell command run in each new worktree.")
+    teardown: str | None = Field(default=None, description="Shell command run before a worktree is removed.")
+    port_range: tuple[int, int] | None = Field(default=None, description="$PORT is allocated from this range.")
+    worktree_include: str | None = Field(default=".worktreeinclude", description="Patterns file of ignored files to copy.")
     env: dict[str, str] | None = Field(
         default=None, description="Environment for agents; the orchestrator's own when unset."
     )

@@ -13,12 +13,13 @@ from pathlib import Path
 from orchestrator import git
 from orchestrator.agentcmd import agent_command, check_agent_available, supports_resume
 from orchestrator.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
-from orchestrator.atomic import read_json, write_bytes_atomic
+from orchestrator.atomic import read_json, write_bytes_atomic, write_json_atomic
 from orchestrator.backends.local import LocalBackend
 from orchestrator.config import OrchestrationConfig
 from orchestrator.engine import Attached, EngineSettings, ExecutionEngine, Observer
-from orchestrator.errors import InputError, StateError
+from orchestrator.errors import InputError, OrchestratorError, StateError
 from orchestrator.journal import Journal
+from orchestrator.merge import MergeReport, merge_check
 from orchestrator.liveness import is_alive
 from orchestrator.models import OrchestrationResult, Plan, PlannedTask, TaskResult, TaskStatus
 from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
@@ -28,6 +29,7 @@ from orchestrator.report import write_reports
 from orchestrator.runlock import RunLock
 from orchestrator.secrets import Redactor
 from orchestrator.wire import Predecessor, TaskRequest
+from orchestrator.worktree_setup import release_port, teardown_worktree
 from orchestrator.worktrees import WorktreeManager
 
 PLAN_FILE = "plan.json"
@@ -195,6 +197,11 @@ class OrchestratorCoordinator:
             observer=observer,
         )
         results: dict[str, TaskResult] = {}
+        if observer is not None:
+            observer("", "run_started", {
+                "run_id": ctx.run_id, "run_dir": ctx.run_dir, "monitoring_dir": ctx.monitoring_dir,
+                "registry": registry, "max_parallel": settings.max_parallel, "total": len(plan.tasks),
+            })
         try:
             results = engine.run(finished=finished, attached=attached, requeued=requeued)
         finally:
@@ -203,13 +210,31 @@ class OrchestratorCoordinator:
                 git.switch_branch(self.project_root, original_branch)
             wall = time.monotonic() - started
             if not ctx.in_place:
-                self._cleanup(plan, results)
+                self._cleanup(ctx, plan, results)
             result = build_result(ctx.run_id, plan, results, wall, engine, in_place=ctx.in_place)
             registry.finalize()
             journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
                            wall_seconds=round(wall, 3), interrupted=result.interrupted)
-            result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings))
+            merge = self._merge_check(ctx, plan, result)
+            result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings, merge))
+            if observer is not None:
+                observer("", "run_finished", {"result": result})
         return result
+
+    def _merge_check(self, ctx: RunContext, plan: Plan, result: OrchestrationResult) -> MergeReport | None:
+        """Do the completed branches merge with the base and with each other? Touches no refs."""
+        branches = [(t.task_id, t.branch) for t in result.tasks if t.status == TaskStatus.COMPLETED]
+        if not branches:
+            return None
+        try:
+            report = merge_check(self.project_root, plan.base_sha, branches, run_id=ctx.run_id)
+        except OrchestratorError as exc:
+            self.warnings.append(f"merge check failed: {exc}")
+            return None
+        write_json_atomic(ctx.run_dir / "merge_check.json", report.model_dump(mode="json"))
+        for pair in report.conflicts:
+            self.warnings.append(f"branches of {pair.a} and {pair.b} conflict in {', '.join(pair.files)}")
+        return report
 
     def _needs_fallback(self) -> bool:
         reason = self.worktrees.probe()
@@ -343,17 +368,28 @@ class OrchestratorCoordinator:
             start_sha=(previous.start_sha or plan.base_sha) if reuse and previous is not None else "",
             reuse_worktree=reuse,
             resume_session=resume_session,
+            setup=self.config.setup,
+            port_range=self.config.port_range,
+            worktree_include=self.config.worktree_include,
         )
 
-    def _cleanup(self, plan: Plan, results: dict[str, TaskResult]) -> None:
+    def _cleanup(self, ctx: RunContext, plan: Plan, results: dict[str, TaskResult]) -> None:
         """Completed tasks' worktrees go (their branches stay); failed ones stay for inspection."""
         policy = self.config.worktree_cleanup
         for planned in plan.tasks:
-            result = results.get(planned.spec.id)
+            tid = planned.spec.id
+            result = results.get(tid)
             if result is None or not planned.worktree.exists():
                 continue
             remove = policy == "cleanup" or (policy == "auto" and result.status == TaskStatus.COMPLETED)
-            if remove and not self.worktrees.remove(planned.worktree):
+            if not remove:
+                release_port(self.project_root, tid)
+                continue
+            teardown_worktree(
+                self.project_root, planned.worktree, task_id=tid, branch=planned.branch, base_sha=plan.base_sha,
+                teardown=self.config.teardown, log_path=ctx.run_dir / "tasks" / tid / "workflow_manager.log",
+            )
+            if not self.worktrees.remove(planned.worktree):
                 self.warnings.append(f"kept worktree {planned.worktree}: it has uncommitted changes")
 
 

@@ -5,27 +5,41 @@ from pathlib import Path
 
 from orchestrator.atomic import write_json_atomic, write_text_atomic
 from orchestrator.durations import format_duration
+from orchestrator.merge import MergeReport
 from orchestrator.models import OrchestrationResult, Plan, TaskResult
+from orchestrator.timeline import render_timeline
 
 
 def write_reports(
-    run_dir: Path, result: OrchestrationResult, plan: Plan, results: dict[str, TaskResult], warnings: list[str]
+    run_dir: Path,
+    result: OrchestrationResult,
+    plan: Plan,
+    results: dict[str, TaskResult],
+    warnings: list[str],
+    merge: MergeReport | None = None,
 ) -> Path:
     report = {
         **result.model_dump(mode="json"),
         "warnings": warnings,
+        "merge_check": merge.model_dump(mode="json") if merge is not None else None,
         "edges": [e.model_dump(mode="json") for e in plan.edges],
         "skipped": [{"task_id": s.id, "prompt_file": str(s.prompt_file), "reason": s.skip_reason} for s in plan.skipped],
         "task_results": {tid: r.model_dump(mode="json") for tid, r in results.items()},
     }
     write_json_atomic(run_dir / "report.json", report)
+    write_text_atomic(run_dir / "timeline.svg", render_timeline(
+        result.tasks, slots=max(1, result.max_parallel), title=f"Run {result.run_id}"))
     path = run_dir / "report.md"
-    write_text_atomic(path, render_markdown(result, plan, results, warnings))
+    write_text_atomic(path, render_markdown(result, plan, results, warnings, merge))
     return path
 
 
 def render_markdown(
-    result: OrchestrationResult, plan: Plan, results: dict[str, TaskResult], warnings: list[str]
+    result: OrchestrationResult,
+    plan: Plan,
+    results: dict[str, TaskResult],
+    warnings: list[str],
+    merge: MergeReport | None = None,
 ) -> str:
     lines = [
         f"# Run {result.run_id}",
@@ -43,6 +57,9 @@ def render_markdown(
         lines.append("- Worktrees could not be created: tasks ran one at a time in the main checkout.")
     if result.interrupted:
         lines.append("- The run was interrupted.")
+    if result.abort_reason:
+        lines.append(f"- Stopped early: {result.abort_reason}")
+    lines += ["", "![Timeline: one row per slot, one bar per task](timeline.svg)"]
     lines += ["", "| task | status | duration | commits | files | +/- | cost | branch |", "|---|---|---|---|---|---|---|---|"]
     for row in result.tasks:
         cost = f"${row.cost_usd:.4f}" if row.cost_usd is not None else "-"
@@ -56,8 +73,14 @@ def render_markdown(
         if r is None:
             continue
         lines += ["", f"## {row.task_id}: {row.title}", ""]
+        lines.append(f"- Status: {row.status.value} after {row.attempts} attempt(s) in {format_duration(row.duration_seconds)}")
         if row.error_message:
             lines.append(f"- Error: {row.error_message}")
+        for earlier in r.attempts:
+            lines.append(f"- Attempt {earlier.attempt}: {earlier.failure}: {earlier.error_message}")
+        if row.tokens.total:
+            t = row.tokens
+            lines.append(f"- Tokens: {t.input} in, {t.output} out, {t.cache_read} cache read, {t.cache_creation} cache write")
         if r.verify is not None:
             lines.append(f"- Verify `{r.verify.command}`: {'passed' if r.verify.passed else 'failed'} (exit {r.verify.exit_code})")
         if r.commits:
@@ -66,6 +89,11 @@ def render_markdown(
             lines.append(f"- Files: {', '.join(r.changed_files[:20])}{' ...' if len(r.changed_files) > 20 else ''}")
         if r.outcome.final_message:
             lines += ["", "> " + r.outcome.final_message.strip().replace("\n", "\n> ")[:2000]]
+    if merge is not None:
+        lines += ["", "## Merge check", ""]
+        lines.append(f"- Clean merge order: {', '.join(merge.merge_order) or 'none'}")
+        lines += [f"- {c.a} and {c.b} conflict in {', '.join(c.files)}" for c in merge.conflicts]
+        lines += [f"- Left out {r.task_id}: {r.reason}" for r in merge.rejected]
     if plan.edges:
         lines += ["", "## Ordering", ""]
         lines += [f"- {e.before} → {e.after} ({e.kind.value}): {e.reason}" for e in plan.edges]

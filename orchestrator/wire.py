@@ -46,6 +46,9 @@ class TaskRequest(BaseModel):
     start_sha: str = Field(default="", description="On a retry: the commit the task's branch started from.")
     reuse_worktree: bool = Field(default=False, description="On a retry: continue in the task's worktree.")
     resume_session: str | None = None
+    setup: str | None = Field(default=None, description="Shell command run in the new worktree before the agent.")
+    port_range: tuple[int, int] | None = None
+    worktree_include: str | None = ".worktreeinclude"
 
     @property
     def result_path(self) -> Path:

@@ -22,13 +22,14 @@ import psutil
 from orchestrator import git
 from orchestrator.agents import make_parser
 from orchestrator.atomic import write_bytes_atomic, write_json_atomic
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
 from orchestrator.process import AgentProcess
 from orchestrator.secrets import Redactor
 from orchestrator.stall import StallWatch
 from orchestrator.verify import run_verify
 from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
+from orchestrator.worktree_setup import WorktreeSetupError, prepare_worktree
 from orchestrator.worktrees import WorktreeManager
 
 HEARTBEAT_INTERVAL = 0.25  # seconds between heartbeat events sent upstream (every event counts)
@@ -198,7 +199,24 @@ class WorkflowManager:
         )
         if created.merged_from:
             self.emitter.log(f"started from the merge of {', '.join(created.merged_from)}")
+        self._prepare(created.start_sha)
         return created.start_sha
+
+    def _prepare(self, start_sha: str) -> None:
+        """.worktreeinclude copies, $PORT and the setup hook; a failing setup fails the task."""
+        req = self.request
+        try:
+            prepared = prepare_worktree(
+                req.project_root, req.worktree, task_id=req.task_id, branch=req.branch, base_sha=start_sha,
+                setup=req.setup, port_range=req.port_range, log_path=req.task_dir / "workflow_manager.log",
+                include_file=req.worktree_include, env=self.env,
+            )
+        except WorktreeSetupError as exc:
+            raise WorktreeError(f"{exc}\n{exc.output_tail[-2000:]}".rstrip()) from exc
+        if prepared.copied:
+            self.emitter.log(f"copied {len(prepared.copied)} ignored file(s) listed in {req.worktree_include}")
+        if prepared.port is not None:
+            self.env["PORT"] = str(prepared.port)
 
     def _run_agent(self, *, deadline: float) -> AgentOutcome:
         req = self.request

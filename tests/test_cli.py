@@ -37,9 +37,9 @@ def repo_with_prompt(make_repo, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "a", "--max-parallel", "0"], "--max-parallel must be at least 1"),
-        (["run", "a", "--max-parallel", "-2"], "--max-parallel must be at least 1"),
-        (["run", "a", "--max-parallel", "many"], "is not a number or 'auto'"),
+        (["run", "a", "--max-parallel", "0"], "must be at least 1"),
+        (["run", "a", "--max-parallel", "-2"], "must be at least 1"),
+        (["run", "a", "--max-parallel", "many"], "expected a whole number"),
         (["run", "a", "--timeout", "soon"], "is not a duration"),
         (["run", "nope"], "prompt 'nope' not found"),
         (["run", "a", "--base", "no-such-ref", "--dry-run"], "base ref 'no-such-ref' does not exist"),

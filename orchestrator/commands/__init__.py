@@ -1,0 +1,1 @@
+"""One module per CLI subcommand beyond run/plan; cli.py registers each `command` here."""
