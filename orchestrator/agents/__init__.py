@@ -42,10 +42,25 @@ class AgentParser(Protocol):
     def outcome(self, exit_code: int | None, stderr: str = "") -> AgentOutcome: ...
 
 
-def make_parser(agent: str) -> AgentParser:
-    """The stream parser for an agent name (`claude`, `generic`)."""
+def make_parser(agent: str, *, model: str | None = None) -> AgentParser:
+    """The stream parser for an agent name (`claude`, `codex`, `gemini`, `aider`, `generic`).
+
+    `model` prices the tokens of CLIs that report no dollars (codex needs it; gemini and aider
+    name their model in their output and use this only as a fallback)."""
     if agent == "claude":
         return ClaudeStreamParser()
+    if agent == "codex":
+        from orchestrator.agents.codex import CodexStreamParser
+
+        return CodexStreamParser(model=model)
+    if agent == "gemini":
+        from orchestrator.agents.gemini import GeminiStreamParser
+
+        return GeminiStreamParser(model=model)
+    if agent == "aider":
+        from orchestrator.agents.aider import AiderOutputParser
+
+        return AiderOutputParser(model=model)
     if agent == "generic":
         from orchestrator.agents.generic import GenericParser
 
