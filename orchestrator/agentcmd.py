@@ -5,7 +5,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator.agents import claude, generic
+from orchestrator.agents import generic
+from orchestrator.agents.commands import KNOWN_AGENTS, build_agent_command
 from orchestrator.cmd import which
 from orchestrator.config import OrchestrationConfig
 from orchestrator.errors import AgentUnavailable, InputError
@@ -15,8 +16,10 @@ from orchestrator.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_pol
 INSTALL_HINT = {
     "claude": "install Claude Code with `npm install -g @anthropic-ai/claude-code`, then run `claude` "
     "once and /login (or set ANTHROPIC_API_KEY)",
+    "codex": "install Codex with `npm install -g @openai/codex`, then `codex login` (or set OPENAI_API_KEY)",
+    "gemini": "install Gemini CLI with `npm install -g @google/gemini-cli`, then set GEMINI_API_KEY",
+    "aider": "install aider with `pipx install aider-chat`",
 }
-KNOWN_AGENTS = ("claude",)
 
 
 def agent_command(
@@ -46,21 +49,25 @@ def agent_command(
         raise InputError(
             f"task '{spec.id}': unknown agent {agent!r} (known: {', '.join(KNOWN_AGENTS)}; or use --agent-cmd)"
         )
-    return claude.build_command(
-        executable=_resolve("claude", env) or "claude",
+    return build_agent_command(
+        agent,
+        executable=_resolve(agent, env) or agent,
         model=spec.model or config.model,
         max_turns=spec.max_turns or config.max_turns,
         permission_mode=config.permission_mode,
         # Added to, never replaced: allowing `Bash(pytest:*)` must not take away committing.
         allowed_tools=tuple(dict.fromkeys((*DEFAULT_ALLOWED_TOOLS, *config.allowed_tools))),
         extra_args=tuple(config.agent_args),
+        worktree=str(worktree),
+        prompt_file=str(prompt_file) if prompt_file else f".gadugi/runs/{run_id}/tasks/{spec.id}/prompt.md",
         resume_session=resume_session,
+        max_budget_usd=config.max_budget_usd,
     )
 
 
 def supports_resume(agent: str) -> bool:
     """Agents whose retries can continue the same session instead of starting over."""
-    return agent == "claude"
+    return agent in ("claude", "codex", "gemini")
 
 
 def _resolve(executable: str, env: Mapping[str, str]) -> str | None:

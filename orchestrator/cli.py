@@ -18,6 +18,7 @@ from orchestrator.commands import clean as clean_cmd
 from orchestrator.commands import config as config_cmd
 from orchestrator.commands import doctor as doctor_cmd
 from orchestrator.commands import export as export_cmd
+from orchestrator.commands import install_agent as install_agent_cmd
 from orchestrator.commands import integrate as integrate_cmd
 from orchestrator.commands import merge_check as merge_check_cmd
 from orchestrator.commands import schema as schema_cmd
@@ -160,7 +161,8 @@ def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, 
 
 
 for _command in (status_cmd.command, cancel_cmd.command, export_cmd.command, clean_cmd.command, doctor_cmd.command,
-                 merge_check_cmd.command, integrate_cmd.command, schema_cmd.command, config_cmd.command):
+                 merge_check_cmd.command, integrate_cmd.command, schema_cmd.command, config_cmd.command,
+                 install_agent_cmd.command):
     main.add_command(_command)
 
 

@@ -44,6 +44,8 @@ class OrchestrationConfig(BaseModel):
     min_free_memory: int = Field(default=512 * 2**20, ge=0, description="Bytes; launches wait below it.")
     min_free_disk: int = Field(default=1024 * 2**20, ge=0, description="Bytes; launches wait below it.")
     breaker_threshold: int = Field(default=3, ge=1)
+    max_budget_usd: float | None = Field(default=None, gt=0, description="Per task, passed to the agent.")
+    run_budget_usd: float | None = Field(default=None, gt=0, description="No task starts once this is spent.")
     setup: str | None = Field(default=None, description="Shell command run in each new worktree.")
     teardown: str | None = Field(default=None, description="Shell command run before a worktree is removed.")
     port_range: tuple[int, int] | None = Field(default=None, description="$PORT is allocated from this range.")

@@ -186,6 +186,7 @@ class OrchestratorCoordinator:
             disk_path=self.project_root,
             control_dir=ctx.run_dir / "control",
             breaker_threshold=cfg.breaker_threshold,
+            run_budget_usd=cfg.run_budget_usd,
         )
         engine = ExecutionEngine(
             plan,
@@ -355,7 +356,8 @@ class OrchestratorCoordinator:
             worktree=worktree,
             base_sha=plan.base_sha,
             predecessors=preds,
-            agent="generic" if self.config.agent_cmd else "claude",
+            agent=agent,
+            model=spec.model or self.config.model,
             agent_command=command,
             timeout_seconds=spec.timeout_seconds or self.config.task_timeout_seconds,
             verify=verify,

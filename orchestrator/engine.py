@@ -53,6 +53,7 @@ class EngineSettings:
     disk_path: Path = Path(".")
     control_dir: Path | None = None
     breaker_threshold: int = BREAKER_THRESHOLD
+    run_budget_usd: float | None = None
 
 
 @dataclass
@@ -123,6 +124,7 @@ class ExecutionEngine:
         self.abort_reason: str | None = None
         self._failure_streak: tuple[str, int] = ("", 0)
         self._next_launch_at = 0.0
+        self._live_cost: dict[str, float] = {}  # cost of running attempts, from heartbeats
         self._deadline = time.monotonic() + settings.run_timeout if settings.run_timeout else None
         self._waiting_for: str | None = None
 
@@ -190,7 +192,23 @@ class ExecutionEngine:
             self._run_timeout()
         self._read_control()
 
+    def spent_usd(self) -> float:
+        """Cost so far: finished tasks (all attempts) plus what running attempts reported."""
+        done = sum(_total_cost(s.result) or 0.0 for s in self.tasks.values() if s.result is not None)
+        earlier = sum(a.cost_usd or 0.0 for s in self.tasks.values() if s.result is None for a in s.history)
+        return done + earlier + sum(self._live_cost.values())
+
+    def _check_budget(self) -> None:
+        budget = self.settings.run_budget_usd
+        if budget is None or self.abort_reason is not None or self.spent_usd() < budget:
+            return
+        self.abort_reason = f"run budget of ${budget:.2f} spent (${self.spent_usd():.2f}); no new task starts"
+        self.halted = True
+        self.observer("", "breaker", {"reason": self.abort_reason})
+        self._cancel_unstarted(self.abort_reason)
+
     def _launch_ready(self, now: float) -> None:
+        self._check_budget()
         while self._ready and len(self.running) < self.max_parallel and not self.halted:
             if now < self._next_launch_at:
                 return
@@ -253,6 +271,8 @@ class ExecutionEngine:
         elif event.name == "agent_started":
             self.registry.update(tid, pid=data.get("pid"), pid_create_time=data.get("create_time"))
         elif event.name == "heartbeat":
+            if data.get("cost_usd") is not None:
+                self._live_cost[tid] = float(data["cost_usd"])
             self.registry.heartbeat(
                 tid,
                 last_event_at=iso(),
@@ -269,6 +289,7 @@ class ExecutionEngine:
     def _finish(self, state: _TaskState, returncode: int | None) -> None:
         tid = state.planned.spec.id
         self.running.discard(tid)
+        self._live_cost.pop(tid, None)
         result = self._read_result(state, returncode)
         delay = self._retry_delay(result)
         if delay is not None:

@@ -37,6 +37,7 @@ agent_options = _stack(
     click.option("--permission-mode", default="acceptEdits", show_default=True,
                  help="Claude Code permission mode for unattended runs."),
     click.option("--allowed-tools", multiple=True, metavar="TOOL", help="Tools the agent may use without asking (repeatable)."),
+    click.option("--max-budget-usd", metavar="USD", help="Per-task budget, passed to the agent where supported."),
     click.option("--verify", metavar="CMD", help="Shell command that must pass in the worktree for a task to count as done."),
 )
 
@@ -56,6 +57,7 @@ run_options = _stack(
     click.option("--retry-backoff", default="5s", show_default=True, metavar="DURATION",
                  help="Base of the exponential backoff (full jitter, capped at 5m) between attempts."),
     click.option("--run-timeout", metavar="DURATION", help="Stop the whole run after this long."),
+    click.option("--run-budget-usd", metavar="USD", help="Start no new task once the run has spent this much."),
     click.option("--stall-timeout", default="15m", show_default=True, metavar="DURATION|off",
                  help="Kill an agent with no event, no file change and no CPU for this long."),
     click.option("--interrupt-timeout", default="5s", show_default=True, metavar="DURATION",

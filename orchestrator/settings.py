@@ -161,6 +161,18 @@ class Setting:
         return ENV_PREFIX + self.key.upper()
 
 
+def _opt_money(value: Any, what: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        amount = float(str(value).strip().lstrip("$"))
+    except ValueError:
+        raise InputError(f"{what}: {value!r} is not an amount in USD") from None
+    if amount <= 0:
+        raise InputError(f"{what}: {value!r} must be more than 0")
+    return amount
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("max_parallel", 4, _parallel, "max_parallel", "tasks running at once, or 'auto'"),
     Setting("timeout", DEFAULT_TASK_TIMEOUT, _duration, "task_timeout_seconds", "per-task timeout (90s, 30m, 2h; bare number = hours)"),
@@ -190,6 +202,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backoff_base", 5.0, _seconds_or_zero, "backoff_base", "first retry delay"),
     Setting("backoff_cap", 300.0, _seconds_or_zero, "backoff_cap", "longest retry delay"),
     Setting("breaker_threshold", 3, _positive_int, "breaker_threshold", "same permanent failure this often stops launches"),
+    Setting("max_budget_usd", None, _opt_money, "max_budget_usd", "per-task budget in USD (passed to the agent)"),
+    Setting("run_budget_usd", None, _opt_money, "run_budget_usd", "no task starts once the run spent this (USD)"),
     Setting("setup", None, _opt_text, "setup", "shell command run in each new worktree"),
     Setting("teardown", None, _opt_text, "teardown", "shell command run before a worktree is removed"),
     Setting("port_range", None, _port_range, "port_range", "range $PORT is allocated from, e.g. 8000-8099"),

@@ -33,7 +33,8 @@ class TaskRequest(BaseModel):
     worktree: Path
     base_sha: str
     predecessors: list[Predecessor] = Field(default_factory=list)
-    agent: Literal["claude", "generic"] = "claude"
+    agent: str = Field(default="claude", description="claude, codex, gemini, aider or generic (--agent-cmd).")
+    model: str | None = None
     agent_command: list[str]
     timeout_seconds: float
     verify: str | None = None

@@ -220,7 +220,7 @@ class WorkflowManager:
 
     def _run_agent(self, *, deadline: float) -> AgentOutcome:
         req = self.request
-        parser = make_parser(req.agent)
+        parser = make_parser(req.agent, model=req.model)
         proc = AgentProcess(
             req.agent_command,
             cwd=req.worktree,

@@ -317,3 +317,21 @@ def test_keep_and_cleanup_worktrees(make_repo, path_with: str) -> None:
     assert git(repo, "rev-parse", "--verify", "gadugi/ok")
     listed = git(repo, "worktree", "list", "--porcelain")
     assert "prunable" not in listed
+
+
+def test_run_budget_stops_new_launches(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo()
+    for tid in ("b1", "b2", "b3", "b4"):
+        write_prompt(repo, f"{tid}.md", f"id: {tid}", f"# {tid}\nfake-claude: commit")
+    log = tmp_path / "agents.log"
+    proc = run_cli(repo, path_with, "run", "b1", "b2", "b3", "b4", "--max-parallel", "1", "--run-budget-usd", "0.1",
+                   "--max-budget-usd", "2", "--json", log=log)
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    statuses = [t["status"] for t in result["tasks"]]
+    assert statuses == ["completed", "completed", "cancelled", "cancelled"], statuses
+    assert "run budget of $0.10 spent" in result["abort_reason"]
+    assert result["total_cost_usd"] >= 0.1
+    request = json.loads(next((repo / ".gadugi" / "runs").iterdir()).joinpath("tasks", "b1", "request.json").read_text())
+    assert float(request["agent_command"][request["agent_command"].index("--max-budget-usd") + 1]) == 2.0
+    assert len(intervals(log)) == 2
