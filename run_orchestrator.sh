@@ -9,7 +9,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 venv="${GADUGI_VENV:-$here/.venv}"
 py="$venv/bin/python"
 
-if [ ! -x "$py" ] || ! "$py" -c 'import orchestrator' 2>/dev/null; then
+# Reinstall when pyproject.toml changed since the last install (new dependencies), not only when
+# the package is missing: an old venv would otherwise fail on the first new import.
+stamp="$venv/.gadugi-installed"
+want="$(cksum < "$here/pyproject.toml")"
+if [ ! -x "$py" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$py" -c 'import orchestrator' 2>/dev/null; then
   python="${PYTHON:-python3}"
   if ! command -v "$python" >/dev/null 2>&1; then
     echo "error: $python not found: install Python 3.11 or newer" >&2
@@ -19,9 +23,10 @@ if [ ! -x "$py" ] || ! "$py" -c 'import orchestrator' 2>/dev/null; then
     echo "error: Python 3.11 or newer is required ($("$python" --version 2>&1) found)" >&2
     exit 1
   fi
-  echo "first run: creating $venv and installing gadugi-orchestrator into it" >&2
+  echo "installing gadugi-orchestrator into $venv (first run, or pyproject.toml changed)" >&2
   "$python" -m venv "$venv"
   "$py" -m pip install --quiet --disable-pip-version-check -e "$here" >&2
+  printf '%s\n' "$want" > "$stamp"
 fi
 
 exec "$py" -m orchestrator "$@"

@@ -8,10 +8,13 @@ venv="${GADUGI_VENV:-$here/.venv}"
 py="$venv/bin/python"
 python="${PYTHON:-python3}"
 
-if [ ! -x "$py" ] || ! "$py" -c 'import orchestrator, pytest, hypothesis, xdist' 2>/dev/null; then
+stamp="$venv/.gadugi-dev-installed"
+want="$(cksum < "$here/pyproject.toml")"
+if [ ! -x "$py" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$py" -c 'import orchestrator, pytest' 2>/dev/null; then
   echo "setting up $venv with the package and its test dependencies" >&2
   "$python" -m venv "$venv"
   "$py" -m pip install --quiet --disable-pip-version-check -e ".[dev]" >&2
+  printf '%s\n' "$want" > "$stamp"
 fi
 
 # The real Claude Code CLI (pinned) for the integration tests, into the git-ignored .tools/;
