@@ -65,12 +65,32 @@ class OrchestratorCoordinator:
 
     # -- planning --------------------------------------------------------------------------------
 
+    def context_file(self) -> Path | None:
+        """--context FILE, else prompts/_context.md when it exists."""
+        if self.config.context:
+            path = Path(self.config.context)
+            path = path if path.is_absolute() else (Path.cwd() / path)
+            if not path.is_file():
+                raise InputError(f"--context: {path} is not a file")
+            return path.resolve()
+        default = self.project_root / "prompts" / "_context.md"
+        return default.resolve() if default.is_file() else None
+
+    def _context_text(self) -> str | None:
+        path = self.context_file()
+        return path.read_text(encoding="utf-8", errors="replace") if path is not None else None
+
     def plan(self, prompt_files: Sequence[Path]) -> tuple[Plan, Analysis]:
         """Parse, analyse and name everything, creating nothing."""
         base_ref = self.config.base_ref or "HEAD"
         base_sha = git.rev_parse(self.project_root, base_ref)
         if base_sha is None:
             raise InputError(f"base ref {base_ref!r} does not exist in {self.project_root}")
+        context = self.context_file()
+        # The shared context is not a task, even when a glob like prompts/*.md picked it up.
+        prompt_files = [p for p in prompt_files if context is None or Path(p).resolve() != context]
+        if not prompt_files:
+            raise InputError("no prompt files given besides the shared context file")
         tracked = git.ls_files(self.project_root)
         analysis = TaskAnalyzer(self.project_root, tracked).analyze(list(prompt_files))
         self.warnings.extend(analysis.warnings)
@@ -335,11 +355,12 @@ class OrchestratorCoordinator:
             resume_session = previous.outcome.session_id
         if attempt == 1 or previous is None:
             text = render_prompt(planned, run_id=ctx.run_id, start_sha=plan.base_sha,
-                                 predecessors=[p.task_id for p in preds], verify=verify)
+                                 predecessors=preds, verify=verify, context=self._context_text())
             prompt_path = write_prompt(task_dir / "prompt.md", text)
         else:
             text = render_retry_prompt(planned, previous, attempt=attempt, resumed=resume_session is not None,
-                                       run_id=ctx.run_id, base_sha=plan.base_sha, verify=verify)
+                                       run_id=ctx.run_id, base_sha=plan.base_sha, verify=verify,
+                                       context=self._context_text())
             prompt_path = write_prompt(task_dir / f"prompt-attempt-{attempt}.md", text)
         command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
                                 prompt_file=prompt_path, run_id=ctx.run_id, resume_session=resume_session)

@@ -236,7 +236,9 @@ class ExecutionEngine:
     def _launch(self, state: _TaskState) -> None:
         tid = state.planned.spec.id
         preds = [
-            Predecessor(task_id=p, branch=self.tasks[p].planned.branch, head_sha=r.head_sha)
+            Predecessor(task_id=p, branch=self.tasks[p].planned.branch, head_sha=r.head_sha,
+                        title=self.tasks[p].planned.spec.title, final_message=r.outcome.final_message[:1200],
+                        changed_files=r.changed_files[:50])
             for p in state.preds
             if (r := self.tasks[p].result) is not None and r.status == TaskStatus.COMPLETED and r.head_sha
         ]

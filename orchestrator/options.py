@@ -37,6 +37,8 @@ agent_options = _stack(
     click.option("--permission-mode", default="acceptEdits", show_default=True,
                  help="Claude Code permission mode for unattended runs."),
     click.option("--allowed-tools", multiple=True, metavar="TOOL", help="Tools the agent may use without asking (repeatable)."),
+    click.option("--context", metavar="FILE",
+                 help="Included in every task's prompt (default: prompts/_context.md when present)."),
     click.option("--max-budget-usd", metavar="USD", help="Per-task budget, passed to the agent where supported."),
     click.option("--verify", metavar="CMD", help="Shell command that must pass in the worktree for a task to count as done."),
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from orchestrator.atomic import write_text_atomic
 from orchestrator.models import PlannedTask, TaskResult
+from orchestrator.wire import Predecessor
 
 
 def render_prompt(
@@ -17,8 +18,9 @@ def render_prompt(
     *,
     run_id: str,
     start_sha: str,
-    predecessors: Sequence[str] = (),
+    predecessors: Sequence[Predecessor] = (),
     verify: str | None = None,
+    context: str | None = None,
 ) -> str:
     spec = planned.spec
     lines = [
@@ -34,7 +36,7 @@ def render_prompt(
         f"- Starts from commit: {start_sha}",
     ]
     if predecessors:
-        lines.append(f"- Builds on the finished work of: {', '.join(predecessors)} (already merged in)")
+        lines.append(f"- Builds on the finished work of: {', '.join(p.task_id for p in predecessors)} (already merged in)")
     if spec.files:
         lines.append(f"- Expected scope: {', '.join(spec.files)}")
     lines += [
@@ -49,6 +51,16 @@ def render_prompt(
     ]
     if verify:
         lines.append(f"- Afterwards this command must succeed in the worktree: `{verify}`")
+    if context and context.strip():
+        lines += ["", "## Context shared by every task of this run", "", context.strip()]
+    if predecessors:
+        lines += ["", "## What the tasks before you did", ""]
+        for pred in predecessors:
+            files = ", ".join(pred.changed_files[:20]) + (" ..." if len(pred.changed_files) > 20 else "")
+            lines.append(f"- {pred.task_id} ({pred.title}) on {pred.branch}: changed {files or 'no files'}")
+            if pred.final_message.strip():
+                said = " ".join(pred.final_message.split())
+                lines.append(f"  Its agent reported: {said[:600]}{'...' if len(said) > 600 else ''}")
     lines += [
         "",
         "## The task, exactly as written",
@@ -72,6 +84,7 @@ def render_retry_prompt(
     run_id: str,
     base_sha: str,
     verify: str | None = None,
+    context: str | None = None,
 ) -> str:
     """What a retry is told. A resumed session already holds the task and its own progress, so it
     gets a short continuation; a fresh session gets the whole prompt again plus what happened."""
@@ -84,7 +97,8 @@ def render_retry_prompt(
     if resumed:
         done = f" Afterwards `{verify}` must succeed." if verify else ""
         return "\n".join(note) + f"\nCommit your work when it is done.{done}\n"
-    return "\n".join(note) + "\n\n" + render_prompt(planned, run_id=run_id, start_sha=base_sha, verify=verify)
+    return "\n".join(note) + "\n\n" + render_prompt(planned, run_id=run_id, start_sha=base_sha, verify=verify,
+                                                     context=context)
 
 
 def write_prompt(path: Path, text: str) -> Path:

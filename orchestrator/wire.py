@@ -19,6 +19,9 @@ class Predecessor(BaseModel):
     task_id: str
     branch: str
     head_sha: str
+    title: str = ""
+    final_message: str = Field(default="", description="What its agent said at the end, shortened.")
+    changed_files: list[str] = Field(default_factory=list)
 
 
 class TaskRequest(BaseModel):

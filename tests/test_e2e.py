@@ -335,3 +335,23 @@ def test_run_budget_stops_new_launches(make_repo, path_with: str, tmp_path: Path
     request = json.loads(next((repo / ".gadugi" / "runs").iterdir()).joinpath("tasks", "b1", "request.json").read_text())
     assert float(request["agent_command"][request["agent_command"].index("--max-budget-usd") + 1]) == 2.0
     assert len(intervals(log)) == 2
+
+
+def test_shared_context_and_predecessor_summary(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    (repo / "prompts").mkdir()
+    (repo / "prompts" / "_context.md").write_text("Stack: Python 3.11. Decision: no new dependencies.\n")
+    write_prompt(repo, "first.md", "id: first", "# First\nfake-claude: commit write=src/first.py")
+    write_prompt(repo, "second.md", "id: second\ndepends_on: [first]", "# Second\nfake-claude: commit")
+    # A glob that picks up the context file too: it is context, not a task.
+    names = sorted(str(p.relative_to(repo)) for p in (repo / "prompts").glob("*.md"))
+    proc = run_cli(repo, path_with, "run", *names, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {t["task_id"] for t in json.loads(proc.stdout)["tasks"]} == {"first", "second"}
+    run_dir = next((repo / ".gadugi" / "runs").iterdir())
+    first = (run_dir / "tasks" / "first" / "prompt.md").read_text()
+    second = (run_dir / "tasks" / "second" / "prompt.md").read_text()
+    assert "Decision: no new dependencies." in first and "Decision: no new dependencies." in second
+    assert "## What the tasks before you did" in second and "src/first.py" in second
+    assert "Committed src/first.py" in second  # the predecessor agent's final message
+    assert "What the tasks before you did" not in first
