@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from orchestrator import pricing
 from orchestrator.agents.failures import classify_error_text, short, stderr_tail
+from orchestrator.agents.common import build_outcome
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
 from orchestrator.process import describe_exit
 
@@ -155,17 +156,8 @@ class AiderOutputParser:
     def outcome(self, exit_code: int | None, stderr: str = "") -> AgentOutcome:
         """Success needs exit 0, at least one model reply, and no unanswered API error."""
         failure, message = self._classify(exit_code, stderr)
-        return AgentOutcome(
-            success=failure == "none",
-            failure=failure,
-            message=message,
-            exit_code=exit_code,
-            num_turns=self.turns,
-            tokens=self.tokens,
-            cost_usd=self.cost_usd,
-            final_message=self.final_message,
-            last_tool=self.last_tool,
-            events=self.events,
+        return build_outcome(
+            self, failure, message, exit_code,
         )
 
     def _classify(self, exit_code: int | None, stderr: str) -> tuple[FailureClass, str]:

@@ -9,7 +9,6 @@ assistant message with `"error": "authentication_failed"` and a result with `sub
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from orchestrator.agents.common import build_outcome, decode_event
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
 from orchestrator.process import describe_exit
 
@@ -175,16 +175,9 @@ class ClaudeStreamParser:
 
     def feed(self, line: str) -> StreamEvent | None:
         """Parse one line; None for blank or non-JSON lines (counted in `noise`)."""
-        text = line.strip()
-        if not text:
-            return None
-        try:
-            event = json.loads(text)
-        except ValueError:
-            self.noise += 1
-            return None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            self.noise += 1
+        event, noise = decode_event(line)
+        if event is None:
+            self.noise += noise
             return None
         self.events += 1
         self.last_event_at = time.time()
@@ -299,19 +292,9 @@ class ClaudeStreamParser:
     def outcome(self, exit_code: int | None, stderr: str = "") -> AgentOutcome:
         """Classify the run: success needs a success result, is_error false AND exit code 0."""
         failure, message = self._classify(exit_code, stderr)
-        return AgentOutcome(
-            success=failure == "none",
-            failure=failure,
-            message=message,
-            exit_code=exit_code,
-            session_id=self.session_id,
-            num_turns=self.turns,
-            tokens=self.tokens,
-            cost_usd=self.cost_usd,
-            final_message=self.final_message,
-            last_tool=self.last_tool,
+        return build_outcome(
+            self, failure, message, exit_code,
             result_subtype=self.result_subtype,
-            events=self.events,
             rate_limit_resets_at=self.rate_limit.resets_at if self.rate_limit is not None else None,
         )
 

@@ -14,7 +14,6 @@ Facts this relies on (checked against codex-cli 0.169.0 and streams recorded fro
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from orchestrator import pricing
 from orchestrator.agents.claude import StreamEvent
 from orchestrator.agents.failures import classify_error_text, short, stderr_tail
+from orchestrator.agents.common import build_outcome, decode_event
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
 from orchestrator.process import describe_exit
 
@@ -100,16 +100,9 @@ class CodexStreamParser:
 
     def feed(self, line: str) -> StreamEvent | None:
         """Parse one line; None for blank or non-JSON lines (counted in `noise`)."""
-        text = line.strip()
-        if not text:
-            return None
-        try:
-            event = json.loads(text)
-        except ValueError:
-            self.noise += 1
-            return None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            self.noise += 1
+        event, noise = decode_event(line)
+        if event is None:
+            self.noise += noise
             return None
         self.events += 1
         self.last_event_at = time.time()
@@ -177,19 +170,9 @@ class CodexStreamParser:
     def outcome(self, exit_code: int | None, stderr: str = "") -> AgentOutcome:
         """Success needs `turn.completed` AND exit code 0."""
         failure, message = self._classify(exit_code, stderr)
-        return AgentOutcome(
-            success=failure == "none",
-            failure=failure,
-            message=message,
-            exit_code=exit_code,
-            session_id=self.session_id,
-            num_turns=self.turns,
-            tokens=self.tokens,
-            cost_usd=self.cost_usd,
-            final_message=self.final_message,
-            last_tool=self.last_tool,
+        return build_outcome(
+            self, failure, message, exit_code,
             result_subtype="turn.completed" if self.completed else ("turn.failed" if self.failed_message else None),
-            events=self.events,
         )
 
     def _classify(self, exit_code: int | None, stderr: str) -> tuple[FailureClass, str]:

@@ -1,0 +1,67 @@
+"""What every adapter's parser does the same way: read one JSON event line, and turn its final
+state into the common AgentOutcome."""
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from orchestrator.models import AgentOutcome, FailureClass, Tokens
+
+
+class ParserState(Protocol):
+    # Read-only members, so parsers may serve them as properties or plain attributes.
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def turns(self) -> int: ...
+    @property
+    def tokens(self) -> Tokens: ...
+    @property
+    def final_message(self) -> str: ...
+    @property
+    def last_tool(self) -> str | None: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+
+
+def decode_event(line: str) -> tuple[dict[str, Any] | None, bool]:
+    """(event, is_noise): the JSON object of a line with a string `type`; blank lines are neither
+    an event nor noise, anything else that is not such an object is noise."""
+    text = line.strip()
+    if not text:
+        return None, False
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None, True
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return None, True
+    return event, False
+
+
+def build_outcome(
+    parser: ParserState,
+    failure: FailureClass,
+    message: str,
+    exit_code: int | None,
+    *,
+    result_subtype: str | None = None,
+    rate_limit_resets_at: float | None = None,
+) -> AgentOutcome:
+    return AgentOutcome(
+        success=failure == "none",
+        failure=failure,
+        message=message,
+        exit_code=exit_code,
+        session_id=parser.session_id,
+        num_turns=parser.turns,
+        tokens=parser.tokens,
+        cost_usd=parser.cost_usd,
+        final_message=parser.final_message,
+        last_tool=parser.last_tool,
+        result_subtype=result_subtype,
+        events=parser.events,
+        rate_limit_resets_at=rate_limit_resets_at,
+    )
