@@ -1,0 +1,38 @@
+"""Backend by name: what `--backend` selects. The Dask backends import `distributed` only here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.backends.base import Backend
+from orchestrator.backends.local import LocalBackend
+from orchestrator.errors import InputError
+
+BACKENDS = ("local", "dask", "dask-local")
+
+
+def make_backend(
+    name: str,
+    env: dict[str, str],
+    *,
+    project_root: Path,
+    max_parallel: int = 4,
+    scheduler: str | None = None,
+    processes: bool = False,
+    n_workers: int = 1,
+    forward_env: list[str] | None = None,
+) -> Backend:
+    """`local`: subprocesses here (the default). `dask`: the cluster at `scheduler`.
+    `dask-local`: an in-process cluster with `max_parallel` agent slots (for trying it out and
+    tests; `processes=True` gives it `n_workers` worker processes instead)."""
+    if name == "local":
+        if scheduler:
+            raise InputError("--scheduler only applies to --backend dask")
+        return LocalBackend(env)
+    if name in ("dask", "dask-local"):
+        from orchestrator.backends.dask import DaskBackend
+
+        if name == "dask":
+            return DaskBackend(env, address=scheduler, project_root=project_root, forward_env=forward_env)
+        return DaskBackend(env, local=True, project_root=project_root, max_parallel=max_parallel,
+                           processes=processes, n_workers=n_workers)
+    raise InputError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")

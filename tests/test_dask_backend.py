@@ -1,0 +1,242 @@
+"""The Dask backend end to end: real clusters (in-process and with worker processes), real git,
+the fake `claude` as the agent, driven through OrchestratorCoordinator."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import git
+from test_e2e import write_prompt
+from test_reliability import assert_gone
+
+distributed = pytest.importorskip("distributed")
+import dask
+
+from orchestrator import OrchestrationConfig, OrchestratorCoordinator
+from orchestrator.backends.factory import make_backend
+from orchestrator.errors import InputError
+from orchestrator.models import OrchestrationResult
+
+FAST: dict[str, Any] = {
+    "interrupt_timeout": 0.3, "terminate_timeout": 0.3, "backoff_base": 0.05, "backoff_cap": 0.1,
+    "launch_stagger": 0.0, "min_free_memory": 0, "min_free_disk": 0,
+}
+
+# a ─┬─ b          e ── f
+# c ─┴─ d ──┬── h ─┘        g (alone)
+EIGHT = {
+    "a": ("", "commit"), "b": ("depends_on: [a]", "commit"), "c": ("", "commit"),
+    "d": ("depends_on: [a, c]", "commit"), "e": ("", "commit"), "f": ("depends_on: [e]", "commit"),
+    "g": ("", "commit"), "h": ("depends_on: [d, f]", "commit"),
+}
+
+
+@pytest.fixture
+def proc_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """Two worker processes with two agent slots each; workers inherit this environment, as
+    real ones have their own (here: where the fake claude logs)."""
+    monkeypatch.setenv("FAKE_CLAUDE_LOG", str(tmp_path / "agents.log"))
+    # The nanny sets these in our own environment whenever it spawns a worker (a restart too).
+    spawned = [*(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}), "__DASK_PARENT_PID",
+               "PYTHONHASHSEED"]
+    saved = {name: os.environ.get(name) for name in spawned}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(
+            processes=True, n_workers=2, threads_per_worker=2, resources={"agent": 2},
+            dashboard_address=None, local_directory=str(tmp_path / "dask"),
+        )
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def prompts(repo: Path, specs: dict[str, tuple[str, str]]) -> list[Path]:
+    return [write_prompt(repo, f"{tid}.md", f"id: {tid}\n{front}", f"# Task {tid}\nfake-claude: {mode}")
+            for tid, (front, mode) in specs.items()]
+
+
+def config(path_with: str, log: Path, **extra: Any) -> OrchestrationConfig:
+    env = dict(os.environ, PATH=path_with, FAKE_CLAUDE_LOG=str(log))
+    return OrchestrationConfig(max_parallel=4, env=env, **{**FAST, **extra})
+
+
+def branches(repo: Path, base: str) -> dict[str, tuple[int, str]]:
+    """branch -> (commits since base, tree): equal trees mean the same files, byte for byte."""
+    names = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/gadugi/").split()
+    return {b: (int(git(repo, "rev-list", "--count", f"{base}..{b}")), git(repo, "rev-parse", f"{b}^{{tree}}"))
+            for b in names}
+
+
+def records(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def statuses(result: OrchestrationResult) -> dict[str, str]:
+    return {t.task_id: t.status.value for t in result.tasks}
+
+
+@pytest.mark.parametrize("where", ["in-process", "processes"])
+def test_eight_prompts_same_branches_as_local(where: str, make_repo, path_with: str, tmp_path: Path,
+                                              request: pytest.FixtureRequest) -> None:
+    files = {"src/app.py": "print('app')\n", "README.md": "# demo\n"}
+    local_repo, dask_repo = make_repo(files, name="local"), make_repo(files, name="dask")
+    log = tmp_path / "agents.log"
+    t0 = time.monotonic()
+    local = OrchestratorCoordinator(config(path_with, log), local_repo).orchestrate(prompts(local_repo, EIGHT))
+    local_wall = time.monotonic() - t0
+    if where == "in-process":
+        cfg = config(path_with, log, backend="dask-local")
+    else:
+        cluster = request.getfixturevalue("proc_cluster")
+        cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address)
+    t0 = time.monotonic()
+    remote = OrchestratorCoordinator(cfg, dask_repo).orchestrate(prompts(dask_repo, EIGHT))
+    dask_wall = time.monotonic() - t0
+    assert local.successful_tasks == remote.successful_tasks == 8, [(t.task_id, t.status.value, t.error_message) for t in remote.tasks if t.status.value != "completed"]
+    base = git(local_repo, "rev-parse", "HEAD")
+    assert git(dask_repo, "rev-parse", "HEAD^{tree}") == git(local_repo, "rev-parse", "HEAD^{tree}")
+    expected = branches(local_repo, base)
+    assert len(expected) == 8
+    assert branches(dask_repo, git(dask_repo, "rev-parse", "HEAD")) == expected
+    # Every task ran exactly once, and the registry and logs are filled in here, not on workers.
+    starts = [r["task"] for r in records(log) if r["event"] == "start"]
+    assert sorted(starts) == sorted(list(EIGHT) * 2)
+    run_dir = next((dask_repo / ".gadugi" / "runs").iterdir())
+    assert "agent" in (run_dir / "tasks" / "h" / "workflow_manager.log").read_text()
+    assert (run_dir / "tasks" / "h" / "agent.jsonl").stat().st_size > 0
+    registry = json.loads((dask_repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
+    assert {v["status"] for v in registry["processes"].values()} == {"completed"}
+    assert not git(dask_repo, "for-each-ref", "refs/gadugi/"), "no scratch refs left behind"
+    print(f"\n[{where}] local {local_wall:.2f}s, dask {dask_wall:.2f}s for 8 tasks")
+
+
+def test_worker_killed_mid_task_is_lost_then_retried(proc_cluster: Any, make_repo, path_with: str,
+                                                     tmp_path: Path) -> None:
+    repo = make_repo()
+    log = tmp_path / "agents.log"
+    specs = {"slow": ("", "slow seconds=4"), "x": ("", "commit"), "y": ("depends_on: [x]", "commit")}
+    files = prompts(repo, specs)
+    cfg = config(path_with, log, backend="dask", scheduler=proc_cluster.scheduler_address, retries=2)
+    out: dict[str, OrchestrationResult] = {}
+    runner = threading.Thread(target=lambda: out.update(r=OrchestratorCoordinator(cfg, repo).orchestrate(files)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not any(r["task"] == "slow" for r in records(log)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = next(r for r in records(log) if r["task"] == "slow")
+    agent = psutil.Process(first["pid"])
+    worker_pid = agent.parent().parent().pid  # agent <- WorkflowManager <- Dask worker process
+    with distributed.Client(proc_cluster, set_as_default=False) as client:
+        assert worker_pid in client.run(os.getpid).values()
+    os.kill(worker_pid, signal.SIGKILL)
+    runner.join(timeout=60)
+    result = out["r"]
+    tasks = {t.task_id: t for t in result.tasks}
+    assert result.successful_tasks == 3, [(t.task_id, t.attempts, t.error_message) for t in result.tasks]
+    assert tasks["slow"].attempts == 2
+    run_dir = next((repo / ".gadugi" / "runs").iterdir())
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [a["failure"] for a in report["task_results"]["slow"]["attempts"]] == ["lost"]
+    # The guard took the orphaned agent down with its worker: it never finished on its own.
+    assert_gone({first["pid"]})
+    ends = [r for r in records(log) if r["task"] == "slow" and r["event"] == "end"]
+    assert len(ends) == 1 and ends[0]["pid"] != first["pid"]
+
+
+@pytest.mark.parametrize("where", ["in-process", "processes"])
+def test_cancel_and_timeout_stop_the_agent_on_the_worker(where: str, make_repo, path_with: str, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
+    repo = make_repo()
+    log = tmp_path / "agents.log"
+    files = prompts(repo, {"c": ("", "hang"), "t": ("", "hang")})
+    if where == "in-process":
+        cfg = config(path_with, log, backend="dask-local", run_timeout_seconds=4.0, retries=0)
+    else:
+        cluster = request.getfixturevalue("proc_cluster")
+        cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address,
+                     run_timeout_seconds=4.0, retries=0)
+    run_dirs: list[Path] = []
+
+    def observer(task_id: str, what: str, data: dict[str, Any]) -> None:
+        if what == "run_started":
+            run_dirs.append(Path(data["run_dir"]))
+        if task_id == "c" and what == "phase" and data.get("phase") == "agent":
+            control = run_dirs[0] / "control"
+            control.mkdir(exist_ok=True)
+            (control / "cancel-c").write_text("")
+
+    result = OrchestratorCoordinator(cfg, repo).orchestrate(files, observer=observer)
+    assert statuses(result) == {"c": "cancelled", "t": "timeout"}
+    for tid in ("c", "t"):
+        wm_log = (run_dirs[0] / "tasks" / tid / "workflow_manager.log").read_text()
+        assert "SIGINT" in wm_log, wm_log
+    assert_gone({r["pid"] for r in records(log)})
+    assert len(records(log)) >= 2
+
+
+@pytest.mark.parametrize("where", ["in-process", "processes"])
+def test_base_only_in_the_local_repository(where: str, make_repo, path_with: str, tmp_path: Path,
+                                           request: pytest.FixtureRequest) -> None:
+    repo = make_repo({"README.md": "# pushed\n"})
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "fetch", "-q", "origin")
+    (repo / "local.txt").write_text("only here\n")
+    git(repo, "add", "local.txt")
+    git(repo, "commit", "-q", "-m", "not pushed")
+    base = git(repo, "rev-parse", "HEAD")
+    assert not git(repo, "branch", "-r", "--contains", base)
+    log = tmp_path / "agents.log"
+    files = prompts(repo, {"a": ("", "commit"), "b": ("depends_on: [a]", "commit")})
+    if where == "in-process":
+        cfg = config(path_with, log, backend="dask-local")  # same machine: fetches origin by path
+    else:
+        cluster = request.getfixturevalue("proc_cluster")
+        cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address)
+    result = OrchestratorCoordinator(cfg, repo).orchestrate(files)
+    assert result.successful_tasks == 2, statuses(result)
+    for branch in ("gadugi/a", "gadugi/b"):
+        git(repo, "merge-base", "--is-ancestor", base, branch)
+        assert git(repo, "show", f"{branch}:local.txt") == "only here"
+    assert git(repo, "show", "gadugi/b:fake/a.txt") == "a: fake change"
+
+
+def test_missing_extra_and_bad_scheduler(make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo()
+    with pytest.raises(InputError, match="--scheduler"):
+        make_backend("dask", {}, project_root=repo)
+    with pytest.raises(InputError, match="unknown backend"):
+        make_backend("ray", {}, project_root=repo)
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)
+    with pytest.raises(InputError, match=r"pip install 'gadugi-orchestrator\[dask\]'"):
+        make_backend("dask-local", {}, project_root=repo)
+
+
+def test_version_skew_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestrator
+    from orchestrator.backends.dask import check_versions
+
+    with distributed.LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        check_versions(client)
+        monkeypatch.setattr(orchestrator, "__version__", "9.9.9")
+        # The in-process worker shares our modules, so its answer is patched to an older release.
+        monkeypatch.setattr("orchestrator.backends.dask.worker_versions", lambda: {"orchestrator": "0.0.1"})
+        with pytest.raises(InputError, match=r"gadugi-orchestrator 9\.9\.9, worker .* has 0\.0\.1"):
+            check_versions(client)
