@@ -77,11 +77,16 @@ def _resolve(executable: str, env: Mapping[str, str]) -> str | None:
     return which(executable, path=env.get("PATH", ""))
 
 
-def check_agent_available(config: OrchestrationConfig, plan: Plan, *, env: Mapping[str, str]) -> None:
-    """One clear line, before anything is created, when the agent executable cannot be found."""
+def check_agent_available(
+    config: OrchestrationConfig, plan: Plan, *, env: Mapping[str, str], executable: bool = True
+) -> None:
+    """One clear line, before anything is created, when the agent's flags will be refused or
+    (with `executable`) its executable cannot be found."""
     seen: set[str] = set()
     for planned in plan.tasks:
         check_permission_policy(planned.agent_command, env=env)
+        if not executable:
+            continue
         exe = planned.agent_command[0]
         if exe in seen:
             continue

@@ -41,8 +41,12 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, payload: bytes, *, fsync: bool = True) -> None:
-    """Replace `path` with `payload` atomically; with `fsync`, durably too."""
+def write_bytes_atomic(
+    path: Path, payload: bytes, *, fsync: bool = True, durable_rename: bool | None = None
+) -> None:
+    """Replace `path` with `payload` atomically; with `fsync`, the content is on disk before the
+    rename. `durable_rename` (default: as `fsync`) also syncs the directory so the rename itself
+    survives a power cut; readers never see a half-written file either way."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -64,7 +68,7 @@ def write_bytes_atomic(path: Path, payload: bytes, *, fsync: bool = True) -> Non
     except BaseException:
         os.unlink(tmp)
         raise
-    if fsync:
+    if fsync if durable_rename is None else durable_rename:
         fsync_dir(path.parent)
 
 

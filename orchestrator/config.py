@@ -51,6 +51,8 @@ class OrchestrationConfig(BaseModel):
     teardown: str | None = Field(default=None, description="Shell command run before a worktree is removed.")
     port_range: tuple[int, int] | None = Field(default=None, description="$PORT is allocated from this range.")
     worktree_include: str | None = Field(default=".worktreeinclude", description="Patterns file of ignored files to copy.")
+    backend: str = Field(default="local", description="local, dask (needs scheduler) or dask-local.")
+    scheduler: str | None = Field(default=None, description="Dask scheduler address for backend dask.")
     env: dict[str, str] | None = Field(
         default=None, description="Environment for agents; the orchestrator's own when unset."
     )

@@ -14,7 +14,7 @@ from orchestrator import git
 from orchestrator.agentcmd import agent_command, check_agent_available, supports_resume
 from orchestrator.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
 from orchestrator.atomic import read_json, write_bytes_atomic, write_json_atomic
-from orchestrator.backends.local import LocalBackend
+from orchestrator.backends.factory import make_backend
 from orchestrator.config import OrchestrationConfig
 from orchestrator.engine import Attached, EngineSettings, ExecutionEngine, Observer
 from orchestrator.errors import InputError, OrchestratorError, StateError
@@ -110,7 +110,8 @@ class OrchestratorCoordinator:
         plan, _ = self.plan(prompt_files)
         env = self.config.environment()
         if plan.tasks:
-            check_agent_available(self.config, plan, env=env)
+            # Workers of a remote cluster have their own agent CLI; only a local run needs ours.
+            check_agent_available(self.config, plan, env=env, executable=self.config.backend != "dask")
         if git.is_dirty(self.project_root):
             self.warnings.append(
                 "the working tree has uncommitted changes or untracked files; tasks start from the "
@@ -192,7 +193,8 @@ class OrchestratorCoordinator:
         started = time.monotonic()
         env = self.config.environment()
         original_branch = git.current_branch(self.project_root) if ctx.in_place else None
-        backend = LocalBackend(env)
+        backend = make_backend("local" if ctx.in_place else self.config.backend, env, project_root=self.project_root,
+                               max_parallel=self.config.max_parallel, scheduler=self.config.scheduler)
         cfg = self.config
         settings = EngineSettings(
             max_parallel=1 if ctx.in_place else cfg.max_parallel,
@@ -319,6 +321,9 @@ class OrchestratorCoordinator:
                 continue
             request = _read_request(task_dir)
             wm = _read_wm(task_dir, info.attempt)
+            if wm is None and result is None and request is not None:
+                # Launched just before the crash: give it a moment to identify itself.
+                wm, result = _await_wm(task_dir, info.attempt)
             if wm is not None and request is not None and is_alive(*wm):
                 attached[tid] = Attached(request=request, wm_pid=wm[0], wm_create_time=wm[1])
             elif result is not None:
@@ -446,6 +451,16 @@ def _read_wm(task_dir: Path, attempt: int) -> tuple[int, float] | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
+
+
+def _await_wm(task_dir: Path, attempt: int, timeout: float = 2.0) -> tuple[tuple[int, float] | None, TaskResult | None]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        wm, result = _read_wm(task_dir, attempt), _read_result(task_dir, attempt)
+        if wm is not None or result is not None:
+            return wm, result
+        time.sleep(0.05)
+    return None, None
 
 
 def _setup_start(task_dir: Path) -> str:

@@ -120,6 +120,7 @@ class ExecutionEngine:
         self.stopping = False  # interrupted: running tasks are being stopped
         self.halted = False  # no new launches (interrupt, circuit breaker, run timeout)
         self.interrupted = False
+        self._interrupts = 0
         self.peak_parallel = 0
         self.abort_reason: str | None = None
         self._failure_streak: tuple[str, int] = ("", 0)
@@ -460,19 +461,30 @@ class ExecutionEngine:
             self.backend.cancel(tid, timeout=True)
 
     def _interrupt(self) -> None:
-        if not self.stopping:
-            self.stopping = self.halted = True
-            self.interrupted = True
-            self.observer("", "interrupt", {"running": sorted(self.running)})
-            self._cancel_unstarted("run interrupted")
-            # Newest first, as tox does: the most recent work has the least to lose.
-            for tid in reversed(self._launch_order):
-                if tid in self.running:
-                    self.backend.cancel(tid)
-        else:
-            self.observer("", "kill", {"running": sorted(self.running)})
-            for tid in list(self.running):
-                self.backend.kill(tid)
+        """First Ctrl-C: stop gracefully. Any further one, even while the first is being handled:
+        kill at once, so a second Ctrl-C can never escape the loop and leave agents running."""
+        self._interrupts += 1
+        while True:
+            try:
+                if self._interrupts == 1:
+                    self._stop_gracefully()
+                else:
+                    self.observer("", "kill", {"running": sorted(self.running)})
+                    for tid in list(self.running):
+                        self.backend.kill(tid)
+                return
+            except KeyboardInterrupt:
+                self._interrupts += 1
+
+    def _stop_gracefully(self) -> None:
+        self.stopping = self.halted = True
+        self.interrupted = True
+        self.observer("", "interrupt", {"running": sorted(self.running)})
+        self._cancel_unstarted("run interrupted")
+        # Newest first, as tox does: the most recent work has the least to lose.
+        for tid in reversed(self._launch_order):
+            if tid in self.running:
+                self.backend.cancel(tid)
 
     # -- resume and liveness ---------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ _MANAGED = frozenset(
 UPDATABLE = frozenset(ProcessInfo.model_fields) - _MANAGED
 # Chatter that is not worth a journal record; everything else is journaled so the registry can be
 # rebuilt from the journal alone.
+# What heartbeats.json shows of an entry besides status and liveness (see heartbeat_entry).
+HEARTBEAT_FIELDS = frozenset({"pid", "phase", "attempt", "resource_usage", "task_name"})
 _VOLATILE = frozenset({"last_heartbeat", "last_event", "last_event_at", "resource_usage"})
 
 
@@ -250,7 +252,7 @@ class ProcessRegistry:
         with self._locked():
             entry = self._require(task_id)
             self._update_locked(entry, fields)
-            self._write(status_changed=False)
+            self._write(status_changed=False, heartbeats=not HEARTBEAT_FIELDS.isdisjoint(fields))
 
     def heartbeat(
         self, task_id: str, *, last_event_at: str | None = None, last_event: str | None = None, **fields: Any
@@ -463,17 +465,22 @@ class ProcessRegistry:
             parts.append(encoded)
         return f'{self._head(timestamp)},"processes":{{{",".join(parts)}}}}}'.encode()
 
-    def _write(self, *, status_changed: bool) -> None:
-        """Rewrite the registry and heartbeats; the status file on status changes; the stats on
-        status changes or when `stats_interval` has passed. Caller holds the lock."""
+    def _write(self, *, status_changed: bool, heartbeats: bool = True) -> None:
+        """Rewrite the registry, and the heartbeats unless nothing they show changed; the status
+        file on status changes; the stats on status changes or when `stats_interval` has passed.
+        Caller holds the lock, so every write here is time other writers wait: only status
+        changes pay for a durable rename (a directory fsync)."""
         if self._batch is not None:
             self._batch.append(status_changed)
             return
         now = utcnow()
         stamp = iso(now)
-        write_bytes_atomic(self.registry_path, self._registry_bytes(stamp), fsync=self.fsync)
+        durable = self.fsync and status_changed
+        write_bytes_atomic(self.registry_path, self._registry_bytes(stamp), fsync=self.fsync, durable_rename=durable)
         self._pin()
-        write_bytes_atomic(self.heartbeats_path, self._heartbeats_bytes(stamp), fsync=self.fsync)
+        if heartbeats or status_changed:
+            write_bytes_atomic(self.heartbeats_path, self._heartbeats_bytes(stamp), fsync=self.fsync,
+                               durable_rename=durable)
         if status_changed:
             status = run_status(self.run_id, self._entries.values(), now, self._finished)
             self._write_json(self.status_path, status)

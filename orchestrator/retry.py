@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 from orchestrator.models import FailureClass, TaskResult, TaskStatus
 
-TRANSIENT: frozenset[str] = frozenset({"api_error", "rate_limited", "killed", "stalled", "crashed", "no_result"})
+# "lost": the WorkflowManager (or the cluster worker running it) died without leaving a result.
+TRANSIENT: frozenset[str] = frozenset({"api_error", "rate_limited", "killed", "stalled", "crashed", "no_result", "lost"})
 PERMANENT: frozenset[str] = frozenset({"auth", "max_turns", "budget", "verify_failed", "agent_error", "setup_failed"})
 
 BACKOFF_BASE = 5.0  # seconds before the first retry (before jitter)

@@ -204,6 +204,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("breaker_threshold", 3, _positive_int, "breaker_threshold", "same permanent failure this often stops launches"),
     Setting("max_budget_usd", None, _opt_money, "max_budget_usd", "per-task budget in USD (passed to the agent)"),
     Setting("run_budget_usd", None, _opt_money, "run_budget_usd", "no task starts once the run spent this (USD)"),
+    Setting("backend", "local", _choice("local", "dask", "dask-local"), "backend", "where tasks run"),
+    Setting("scheduler", None, _opt_text, "scheduler", "Dask scheduler address for backend dask"),
     Setting("context", None, _opt_text, "context", "file included in every task's prompt (default prompts/_context.md)"),
     Setting("setup", None, _opt_text, "setup", "shell command run in each new worktree"),
     Setting("teardown", None, _opt_text, "teardown", "shell command run before a worktree is removed"),

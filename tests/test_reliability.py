@@ -196,8 +196,8 @@ def test_second_sigint_kills_at_once(make_repo, path_with: str, tmp_path: Path) 
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=15)
-    assert proc.returncode == 130
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 130, err
     assert_gone(pids_from_log(log))
 
 

@@ -62,7 +62,8 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "stall_timeout": ("off", None), "launch_stagger": ("0", 0.0), "min_free_memory": ("1G", 2**30),
         "min_free_disk": ("2G", 2 * 2**30), "backoff_base": ("1", 1.0), "backoff_cap": ("1m", 60.0),
         "breaker_threshold": ("5", 5), "max_budget_usd": ("$2.50", 2.5), "run_budget_usd": ("10", 10.0),
-        "context": ("ctx.md", "ctx.md"),
+        "context": ("ctx.md", "ctx.md"), "backend": ("dask-local", "dask-local"),
+        "scheduler": ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
     }
     text, expected = samples[setting.key]
     assert resolve_settings(tmp_path, {}, {setting.env: text}).values[setting.key].value == expected

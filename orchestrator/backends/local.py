@@ -85,6 +85,10 @@ class LocalBackend:
             create_time = psutil.Process(proc.pid).create_time()
         except psutil.Error:
             create_time = 0.0
+        # Recorded the moment it exists (the WorkflowManager writes the same itself as it starts):
+        # an orchestrator killed right now must find this process on resume, not start another.
+        write_json_atomic(request.task_dir / "wm.json",
+                          {"pid": proc.pid, "create_time": create_time, "attempt": request.attempt})
         handle = _Handle(request=request, pid=proc.pid, create_time=create_time, proc=proc)
         with self._lock:
             self._handles[request.task_id] = handle
