@@ -47,6 +47,9 @@ class OrchestrationConfig(BaseModel):
     max_budget_usd: float | None = Field(default=None, gt=0, description="Per task, passed to the agent.")
     run_budget_usd: float | None = Field(default=None, gt=0, description="No task starts once this is spent.")
     context: str | None = Field(default=None, description="File included in every task's prompt.")
+    worktree_pool: int | None = Field(
+        default=None, ge=0, description="Clean finished worktrees kept for reuse; max_parallel when unset, 0 = off."
+    )
     setup: str | None = Field(default=None, description="Shell command run in each new worktree.")
     teardown: str | None = Field(default=None, description="Shell command run before a worktree is removed.")
     port_range: tuple[int, int] | None = Field(default=None, description="$PORT is allocated from this range.")

@@ -202,7 +202,9 @@ class OrchestratorCoordinator:
             backoff_base=cfg.backoff_base,
             backoff_cap=cfg.backoff_cap,
             run_timeout=cfg.run_timeout_seconds,
-            launch_stagger=cfg.launch_stagger,
+            # The pacing guards against a Claude Code race on its settings files; other agents
+            # (and a generic command) start at once unless the user set a stagger.
+            launch_stagger=cfg.launch_stagger if _uses_claude(plan, cfg) else 0.0,
             min_free_memory=cfg.min_free_memory,
             min_free_disk=cfg.min_free_disk,
             disk_path=self.project_root,
@@ -399,7 +401,15 @@ class OrchestratorCoordinator:
             setup=self.config.setup,
             port_range=self.config.port_range,
             worktree_include=self.config.worktree_include,
+            pool_size=self._pool_size(ctx),
         )
+
+    def _pool_size(self, ctx: RunContext) -> int:
+        """Worktrees of completed tasks are recycled unless the user keeps them or runs in place."""
+        if ctx.in_place or self.config.worktree_cleanup == "keep":
+            return 0
+        pool = self.config.worktree_pool
+        return self.config.max_parallel if pool is None else pool
 
     def _cleanup(self, ctx: RunContext, plan: Plan, results: dict[str, TaskResult]) -> None:
         """Completed tasks' worktrees go (their branches stay); failed ones stay for inspection."""
@@ -419,6 +429,12 @@ class OrchestratorCoordinator:
             )
             if not self.worktrees.remove(planned.worktree):
                 self.warnings.append(f"kept worktree {planned.worktree}: it has uncommitted changes")
+
+
+def _uses_claude(plan: Plan, config: OrchestrationConfig) -> bool:
+    if config.agent_cmd:
+        return False
+    return any((t.spec.agent or config.agent) == "claude" for t in plan.tasks)
 
 
 def _read_result(task_dir: Path, attempt: int) -> TaskResult | None:

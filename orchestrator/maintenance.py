@@ -18,6 +18,7 @@ from orchestrator.atomic import read_json, write_bytes_atomic
 from orchestrator.errors import InputError, OrchestratorError, StateError
 from orchestrator.liveness import is_alive
 from orchestrator.runlock import RunLock
+from orchestrator.worktree_pool import WorktreePool
 from orchestrator.worktrees import WorktreeManager
 
 
@@ -151,6 +152,9 @@ def clean_runs(project_root: Path, run_id: str | None, *, all_runs: bool, force:
                 outcome.saved_and_removed.append(str(path))
             elif manager.remove(path):
                 outcome.removed.append(str(path))
+    if active is None:
+        # Pooled worktrees belong to no task and hold nothing but a clean checkout.
+        outcome.removed += [str(p) for p in WorktreePool(manager, size=0).drain()]
     git.prune_worktrees(root)
     return outcome
 

@@ -161,6 +161,12 @@ class Setting:
         return ENV_PREFIX + self.key.upper()
 
 
+def _opt_non_negative_int(value: Any, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    return _non_negative_int(value, what)
+
+
 def _opt_money(value: Any, what: str) -> float | None:
     if value is None or value == "":
         return None
@@ -206,6 +212,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("run_budget_usd", None, _opt_money, "run_budget_usd", "no task starts once the run spent this (USD)"),
     Setting("backend", "local", _choice("local", "dask", "dask-local"), "backend", "where tasks run"),
     Setting("scheduler", None, _opt_text, "scheduler", "Dask scheduler address for backend dask"),
+    Setting("worktree_pool", None, _opt_non_negative_int, "worktree_pool",
+            "finished clean worktrees kept for reuse (default max_parallel; 0 = off)"),
     Setting("context", None, _opt_text, "context", "file included in every task's prompt (default prompts/_context.md)"),
     Setting("setup", None, _opt_text, "setup", "shell command run in each new worktree"),
     Setting("teardown", None, _opt_text, "teardown", "shell command run before a worktree is removed"),

@@ -53,6 +53,7 @@ class TaskRequest(BaseModel):
     setup: str | None = Field(default=None, description="Shell command run in the new worktree before the agent.")
     port_range: tuple[int, int] | None = None
     worktree_include: str | None = ".worktreeinclude"
+    pool_size: int = Field(default=0, description="Recycle pooled worktrees (and return this one) when > 0.")
 
     @property
     def result_path(self) -> Path:

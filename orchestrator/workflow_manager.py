@@ -29,6 +29,7 @@ from orchestrator.secrets import Redactor
 from orchestrator.stall import StallWatch
 from orchestrator.verify import run_verify
 from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
+from orchestrator.worktree_pool import WorktreePool
 from orchestrator.worktree_setup import WorktreeSetupError, prepare_worktree
 from orchestrator.worktrees import WorktreeManager
 
@@ -189,14 +190,17 @@ class WorkflowManager:
             start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
             git.switch_new_branch(req.worktree, req.branch, start)
             return start
-        created = manager.create(
-            req.task_id,
-            req.branch,
-            req.worktree,
-            base_sha=req.base_sha,
-            predecessors=preds,
-            lock_reason=f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}",
-        )
+        reason = f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}"
+        created = None
+        if req.pool_size:
+            start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
+            created = WorktreePool(manager, size=req.pool_size).acquire(
+                req.task_id, req.branch, req.worktree, start_sha=start, lock_reason=reason)
+            if created is not None:
+                self.emitter.log(f"recycled a pooled worktree into {req.worktree}")
+        if created is None:
+            created = manager.create(req.task_id, req.branch, req.worktree, base_sha=req.base_sha,
+                                     predecessors=preds, lock_reason=reason)
         if created.merged_from:
             self.emitter.log(f"started from the merge of {', '.join(created.merged_from)}")
         self._prepare(created.start_sha)
@@ -378,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     manager = WorkflowManager(request, emitter)
     _install_signal_handlers(manager)
     result = manager.run()
+    if request.pool_size and not request.in_place and result.status == TaskStatus.COMPLETED:
+        # Released before the result is written: the next task launches on our exit and can
+        # already recycle this worktree within the same run.
+        try:
+            WorktreePool(manager._worktrees(), size=request.pool_size).release(request.worktree)
+        except OrchestratorError as exc:
+            emitter.log(f"worktree not pooled: {exc}")
     write_bytes_atomic(request.result_path, redactor.text(result.model_dump_json()).encode())
     emitter.emit("result", result=result.model_dump(mode="json"))
     return 0

@@ -63,6 +63,7 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "min_free_disk": ("2G", 2 * 2**30), "backoff_base": ("1", 1.0), "backoff_cap": ("1m", 60.0),
         "breaker_threshold": ("5", 5), "max_budget_usd": ("$2.50", 2.5), "run_budget_usd": ("10", 10.0),
         "context": ("ctx.md", "ctx.md"), "backend": ("dask-local", "dask-local"),
+        "worktree_pool": ("0", 0),
         "scheduler": ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
     }
     text, expected = samples[setting.key]
