@@ -68,8 +68,9 @@ class Attached:
 @dataclass
 class _TaskState:
     planned: PlannedTask
-    preds: dict[str, EdgeKind] = field(default_factory=dict)
-    succs: dict[str, EdgeKind] = field(default_factory=dict)
+    preds: dict[str, EdgeKind] = field(default_factory=dict)  # dependencies only
+    succs: dict[str, EdgeKind] = field(default_factory=dict)  # dependents only
+    exclusive: set[str] = field(default_factory=set)  # conflict partners: never at the same time
     waiting: int = 0
     attempt: int = 0
     result: TaskResult | None = None
@@ -105,6 +106,10 @@ class ExecutionEngine:
         self.rng = rng or random.Random()
         self.tasks: dict[str, _TaskState] = {p.spec.id: _TaskState(p) for p in plan.tasks}
         for edge in plan.edges:
+            if edge.kind == EdgeKind.CONFLICT:
+                self.tasks[edge.after].exclusive.add(edge.before)
+                self.tasks[edge.before].exclusive.add(edge.after)
+                continue
             self.tasks[edge.after].preds[edge.before] = edge.kind
             self.tasks[edge.before].succs[edge.after] = edge.kind
         for state in self.tasks.values():
@@ -180,7 +185,7 @@ class ExecutionEngine:
         timeout = TICK
         if self._delayed:
             timeout = min(timeout, self._delayed[0][0] - now)
-        if self._ready and len(self.running) < self.max_parallel:
+        if len(self.running) < self.max_parallel and self._launchable_waiting():
             timeout = min(timeout, self._next_launch_at - now)
         return max(0.01, timeout)
 
@@ -224,23 +229,47 @@ class ExecutionEngine:
                     self.observer("", "waiting", {"reason": why})
                 return
             self._waiting_for = None
-            _, tid = heapq.heappop(self._ready)
-            state = self.tasks[tid]
-            if state.result is not None:  # cancelled while waiting
-                continue
+            state = self._next_launchable()
+            if state is None:
+                return
             self._launch(state)
             # Jittered spacing: simultaneous `claude` starts are known to corrupt its settings files.
             stagger = self.settings.launch_stagger
             self._next_launch_at = time.monotonic() + (stagger * self.rng.uniform(0.5, 1.5) if stagger > 0 else 0)
             now = time.monotonic()
 
+    def _launchable_waiting(self) -> bool:
+        """A ready task could start but for the launch pacing (not one blocked by a partner)."""
+        return not self.halted and any(
+            self.tasks[tid].result is None and not (self.tasks[tid].exclusive & self.running) for _, tid in self._ready
+        )
+
+    def _next_launchable(self) -> _TaskState | None:
+        """The best ready task none of whose conflict partners is running; the others stay queued."""
+        blocked: list[tuple[tuple[int, int, int], str]] = []
+        found = None
+        while self._ready:
+            item = heapq.heappop(self._ready)
+            state = self.tasks[item[1]]
+            if state.result is not None:  # cancelled while waiting
+                continue
+            if state.exclusive & self.running:
+                blocked.append(item)
+                continue
+            found = state
+            break
+        for item in blocked:
+            heapq.heappush(self._ready, item)
+        return found
+
     def _launch(self, state: _TaskState) -> None:
         tid = state.planned.spec.id
+        # It starts from its dependencies' work and from whatever conflict partner finished first.
         preds = [
             Predecessor(task_id=p, branch=self.tasks[p].planned.branch, head_sha=r.head_sha,
                         title=self.tasks[p].planned.spec.title, final_message=r.outcome.final_message[:1200],
                         changed_files=r.changed_files[:50])
-            for p in state.preds
+            for p in [*state.preds, *sorted(state.exclusive, key=lambda t: self._rank[t])]
             if (r := self.tasks[p].result) is not None and r.status == TaskStatus.COMPLETED and r.head_sha
         ]
         state.attempt += 1
@@ -341,10 +370,10 @@ class ExecutionEngine:
             )
             self.observer(tid, "finished", {"result": result})
             self._check_breaker(result)
-        for succ, kind in state.succs.items():
+        for succ in state.succs:
             succ_state = self.tasks[succ]
             succ_state.waiting -= 1
-            if kind == EdgeKind.DEPENDENCY and result.status != TaskStatus.COMPLETED:
+            if result.status != TaskStatus.COMPLETED:
                 self._cancel(succ, f"dependency '{tid}' {result.status.value}")
             elif succ_state.waiting == 0 and succ_state.result is None and succ not in self.running:
                 heapq.heappush(self._ready, (self._rank[succ], succ))
@@ -413,12 +442,9 @@ class ExecutionEngine:
         state.result.outcome.failure = "cancelled"
         self.registry.transition(tid, TaskStatus.CANCELLED, error_message=reason)
         self.observer(tid, "cancelled", {"reason": reason})
-        for succ, kind in state.succs.items():
+        for succ in state.succs:
             self.tasks[succ].waiting -= 1
-            if kind == EdgeKind.DEPENDENCY:
-                self._cancel(succ, f"dependency '{tid}' cancelled")
-            elif self.tasks[succ].waiting == 0 and self.tasks[succ].result is None and not self.halted:
-                heapq.heappush(self._ready, (self._rank[succ], succ))
+            self._cancel(succ, f"dependency '{tid}' cancelled")
 
     def _cancel_unstarted(self, reason: str) -> None:
         self._delayed.clear()
