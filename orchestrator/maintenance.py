@@ -6,6 +6,7 @@ ever signalled.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from typing import Any
 
 from orchestrator import git
 from orchestrator.atomic import read_json, write_bytes_atomic
-from orchestrator.errors import InputError, OrchestratorError, StateError
+from orchestrator.errors import InputError, StateError
 from orchestrator.liveness import is_alive
 from orchestrator.runlock import RunLock
 from orchestrator.worktree_pool import WorktreePool
@@ -226,12 +227,9 @@ def _leftover_processes(root: Path, *, force: bool) -> list[Finding]:
                                               f"{task_dir.parent.parent.name} still runs with no orchestrator "
                                               "(`orchestrator resume` adopts it)")
         if force:
-            try:
-                os.kill(pid, signal.SIGTERM)  # it stops its agent with the usual escalation
-                finding.fixed = True
-            except ProcessLookupError:
-                finding.fixed = True
-            except OrchestratorError:
-                pass
+            # SIGTERM: it stops its agent with the usual escalation; already gone counts as done.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            finding.fixed = True
         findings.append(finding)
     return findings

@@ -8,7 +8,8 @@ so the pattern semantics are git's exactly. Copies never overwrite, never follow
 or destination side) and never leave the worktree.
 
 The hooks are the user's own shell commands from their config, so they run as `/bin/sh -c CMD`
-(explicit argv, no `shell=True`), in their own session, output appended to the task log.
+(an explicit argv; Python never spawns a shell on its own), in their own session, output appended
+to the task log.
 """
 from __future__ import annotations
 
