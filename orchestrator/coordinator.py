@@ -20,8 +20,8 @@ from orchestrator.engine import Attached, EngineSettings, ExecutionEngine, Obser
 from orchestrator.errors import InputError, OrchestratorError, StateError
 from orchestrator.journal import Journal
 from orchestrator.merge import MergeReport, merge_check
-from orchestrator.liveness import is_alive
 from orchestrator.models import OrchestrationResult, Plan, PlannedTask, TaskResult, TaskStatus
+from orchestrator.recovery import recover_tasks
 from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.registry import ProcessRegistry
 from orchestrator.results import build_result
@@ -301,46 +301,7 @@ class OrchestratorCoordinator:
     def _recover(
         self, ctx: RunContext, plan: Plan, registry: ProcessRegistry
     ) -> tuple[dict[str, TaskResult], dict[str, Attached], dict[str, TaskResult]]:
-        finished: dict[str, TaskResult] = {}
-        attached: dict[str, Attached] = {}
-        requeued: dict[str, TaskResult] = {}
-        snapshot = registry.snapshot()
-        for planned in plan.tasks:
-            tid = planned.spec.id
-            info = snapshot.get(tid)
-            if info is None:
-                continue
-            task_dir = ctx.run_dir / "tasks" / tid
-            status = TaskStatus(info.status)
-            result = _read_result(task_dir, info.attempt)
-            if status.terminal:
-                finished[tid] = result or TaskResult(
-                    task_id=tid, status=status, attempt=info.attempt, branch=planned.branch,
-                    worktree=info.worktree or "", base_sha=plan.base_sha, error_message=info.error_message,
-                )
-                continue
-            if status != TaskStatus.RUNNING:
-                continue
-            request = _read_request(task_dir)
-            wm = _read_wm(task_dir, info.attempt)
-            if wm is None and result is None and request is not None:
-                # Launched just before the crash: give it a moment to identify itself.
-                wm, result = _await_wm(task_dir, info.attempt)
-            if wm is not None and request is not None and is_alive(*wm):
-                attached[tid] = Attached(request=request, wm_pid=wm[0], wm_create_time=wm[1])
-            elif result is not None:
-                # Finished while nobody watched: adopt its result as if we had seen it end.
-                registry.transition(tid, result.status, error_message=result.error_message, phase="done",
-                                    session_id=result.outcome.session_id, cost_usd=result.outcome.cost_usd)
-                finished[tid] = result
-            else:
-                lost = TaskResult(task_id=tid, status=TaskStatus.FAILED, attempt=info.attempt,
-                                  branch=planned.branch, worktree=info.worktree or "", base_sha=plan.base_sha,
-                                  start_sha=_setup_start(task_dir), error_message="lost when the orchestrator stopped")
-                lost.outcome.failure = "lost"
-                registry.transition(tid, TaskStatus.QUEUED, attempt=info.attempt + 1, reason=lost.error_message)
-                requeued[tid] = lost
-        return finished, attached, requeued
+        return recover_tasks(ctx.run_dir, plan, registry)
 
     def _request(
         self,
@@ -435,53 +396,3 @@ def _uses_claude(plan: Plan, config: OrchestrationConfig) -> bool:
     if config.agent_cmd:
         return False
     return any((t.spec.agent or config.agent) == "claude" for t in plan.tasks)
-
-
-def _read_result(task_dir: Path, attempt: int) -> TaskResult | None:
-    try:
-        data = read_json(task_dir / "result.json")
-    except StateError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    try:
-        result = TaskResult.model_validate(data)
-    except ValueError:
-        return None
-    return result if result.attempt == attempt else None
-
-
-def _read_request(task_dir: Path) -> TaskRequest | None:
-    try:
-        return TaskRequest.model_validate_json((task_dir / "request.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _read_wm(task_dir: Path, attempt: int) -> tuple[int, float] | None:
-    """The WorkflowManager of this attempt, as it recorded itself when it started."""
-    try:
-        data = json.loads((task_dir / "wm.json").read_text(encoding="utf-8"))
-        if int(data["attempt"]) == attempt:
-            return int(data["pid"]), float(data["create_time"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
-
-
-def _await_wm(task_dir: Path, attempt: int, timeout: float = 2.0) -> tuple[tuple[int, float] | None, TaskResult | None]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        wm, result = _read_wm(task_dir, attempt), _read_result(task_dir, attempt)
-        if wm is not None or result is not None:
-            return wm, result
-        time.sleep(0.05)
-    return None, None
-
-
-def _setup_start(task_dir: Path) -> str:
-    try:
-        data = json.loads((task_dir / "setup.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    return str(data.get("start_sha", "")) if isinstance(data, dict) else ""
