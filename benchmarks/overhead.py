@@ -1,0 +1,155 @@
+"""End-to-end runs of the real CLI with a fake agent of known cost, against a shell floor.
+
+* no-op overhead: N tasks whose agent only commits one file, at k slots, against
+  `xargs -P k` doing the same git work (worktree add, commit, worktree remove);
+* idle cost: the orchestrator's own CPU time and peak RSS while 16 agents sleep.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from benchmarks.common import GIT_ENV, PYTHON, make_small_repo
+
+AGENT_SCRIPT = 'echo "$1" > "done-$1.txt" && git add "done-$1.txt" && git commit -q -m "$1: done"\n'
+# flock around add/remove: a `worktree add` concurrent with a `worktree remove` fails in git 2.39
+# ("failed to read .git/worktrees/<x>/commondir"); the orchestrator serializes them the same way.
+SHELL_TASK = (
+    'flock .git/bench.lock git worktree add -q --no-track -b "sh/$1" "wt/$1" HEAD && cd "wt/$1" && '
+    'echo "$1" > "done-$1.txt" && git add "done-$1.txt" && git commit -q -m "$1: done" && '
+    'cd ../.. && flock .git/bench.lock git worktree remove "wt/$1"'
+)
+
+
+def _prompts(repo: Path, n: int) -> list[str]:
+    folder = repo / "prompts"
+    folder.mkdir(exist_ok=True)
+    names = []
+    for i in range(n):
+        (folder / f"t{i:02d}.md").write_text(f"---\nid: t{i:02d}\n---\n# Task {i}\nCommit one file.\n")
+        names.append(f"prompts/t{i:02d}.md")
+    subprocess.run(["git", "add", "-A"], cwd=repo, env=GIT_ENV, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "prompts"], cwd=repo, env=GIT_ENV, check=True)
+    return names
+
+
+def _orchestrate(repo: Path, prompts: list[str], k: int, agent_cmd: str, extra: tuple[str, ...] = ()
+                 ) -> subprocess.Popen[str]:
+    env = dict(GIT_ENV, HOME=str(repo.parent / "home"))
+    return subprocess.Popen([PYTHON, "-m", "orchestrator", "run", *prompts, "--max-parallel", str(k),
+                             "--agent-cmd", agent_cmd, "--json", "--quiet", *extra],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _check(proc: subprocess.Popen[str], n: int) -> None:
+    out, err = proc.communicate()
+    try:
+        result = json.loads(out)
+    except ValueError as exc:
+        raise RuntimeError(f"orchestrator printed no JSON (rc {proc.returncode}): {err[-2000:]}") from exc
+    if result.get("successful_tasks") != n:
+        failed = [(t["task_id"], t.get("status"), t.get("error_message")) for t in result.get("tasks", [])
+                  if t.get("status") != "completed"]
+        raise RuntimeError(f"only {result.get('successful_tasks')}/{n} tasks completed: {failed} {err[-2000:]}")
+
+
+@dataclass
+class OverheadResult:
+    tasks: int
+    slots: int
+    orchestrator: list[float] = field(default_factory=list)
+    no_stagger: list[float] = field(default_factory=list)  # --launch-stagger 0: the engine's pause excluded
+    shell: list[float] = field(default_factory=list)
+
+
+def run_noop(work: Path, n: int, k: int, reps: int) -> OverheadResult:
+    out = OverheadResult(tasks=n, slots=k)
+    script = work / "agent.sh"
+    script.write_text(AGENT_SCRIPT)
+    (work / "home").mkdir(exist_ok=True)
+    for rep in range(reps):
+        repo = make_small_repo(work / f"orch-{rep}")
+        prompts = _prompts(repo, n)
+        t0 = time.perf_counter()
+        proc = _orchestrate(repo, prompts, k, f"/bin/sh {script} {{task_id}}")
+        _check(proc, n)
+        out.orchestrator.append(time.perf_counter() - t0)
+        shutil.rmtree(repo)
+
+        repo = make_small_repo(work / f"orch0-{rep}")
+        prompts = _prompts(repo, n)
+        t0 = time.perf_counter()
+        proc = _orchestrate(repo, prompts, k, f"/bin/sh {script} {{task_id}}", ("--launch-stagger", "0"))
+        _check(proc, n)
+        out.no_stagger.append(time.perf_counter() - t0)
+        shutil.rmtree(repo)
+
+        repo = make_small_repo(work / f"shell-{rep}")
+        (repo / "wt").mkdir()
+        ids = "".join(f"t{i:02d}\n" for i in range(n))
+        t0 = time.perf_counter()
+        subprocess.run(["xargs", "-P", str(k), "-I{}", "sh", "-c", SHELL_TASK, "sh", "{}"], cwd=repo,
+                       input=ids, text=True, env=GIT_ENV, check=True)
+        out.shell.append(time.perf_counter() - t0)
+        shutil.rmtree(repo)
+    return out
+
+
+@dataclass
+class IdleResult:
+    agents: int
+    sleep: float
+    wall: float
+    cpu_total: float
+    steady_cpu_percent: float
+    steady_seconds: float
+    peak_rss: int
+    peak_wm_rss_total: int
+    wm_cpu_percent: float
+
+
+def run_idle(work: Path, agents: int, sleep: float) -> IdleResult:
+    repo = make_small_repo(work / "idle")
+    prompts = _prompts(repo, agents)
+    (work / "home").mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    proc = _orchestrate(repo, prompts, agents, f"sleep {sleep:g}")
+    me = psutil.Process(proc.pid)
+    peak = peak_wm = 0
+    steady: list[tuple[float, float, float]] = []  # (wall, orchestrator cpu, WM cpu) while all agents run
+    wms: dict[int, psutil.Process] = {}
+    while proc.poll() is None:
+        try:
+            cpu = me.cpu_times()
+            peak = max(peak, me.memory_info().rss)
+            kids = me.children(recursive=False)
+            for kid in kids:
+                wms.setdefault(kid.pid, kid)
+            alive = [p for p in wms.values() if p.is_running()]
+            wm_rss = sum(p.memory_info().rss for p in alive)
+            wm_cpu = sum(sum(p.cpu_times()[:2]) for p in alive)
+            peak_wm = max(peak_wm, wm_rss)
+            if len(kids) == agents:
+                steady.append((time.perf_counter(), cpu.user + cpu.system, wm_cpu))
+        except psutil.Error:
+            pass
+        time.sleep(0.5)
+    wall = time.perf_counter() - t0
+    _check(proc, agents)
+    # The orchestrator's own CPU over its life, from the kernel's accounting of the exited child.
+    total = steady[-1][1] if steady else float("nan")
+    if len(steady) >= 2:
+        span = steady[-1][0] - steady[0][0]
+        cpu_pct = 100 * (steady[-1][1] - steady[0][1]) / span
+        wm_pct = 100 * (steady[-1][2] - steady[0][2]) / span / agents
+    else:
+        span, cpu_pct, wm_pct = 0.0, float("nan"), float("nan")
+    shutil.rmtree(repo)
+    return IdleResult(agents=agents, sleep=sleep, wall=wall, cpu_total=total, steady_cpu_percent=cpu_pct,
+                      steady_seconds=span, peak_rss=peak, peak_wm_rss_total=peak_wm, wm_cpu_percent=wm_pct)

@@ -1,0 +1,226 @@
+"""`python -m benchmarks [--quick] [--cache-dir DIR] [--out FILE]`: run every benchmark, write the report.
+
+Each figure is a ratio against a floor measured in the same run on the same machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import pickle
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from benchmarks import batch, overhead, schedule, setup_cost, svg
+from benchmarks.common import describe_machine, median
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _verdict(value: float, target: float) -> str:
+    if value <= target:
+        return f"PASS ({value / target:.2f} of the target)"
+    over = value / target
+    return f"MISS by {(over - 1) * 100:.0f} %" if over < 2 else f"MISS by {over:.1f}x"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small repos, 10 s idle run, few graphs: a smoke run")
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "gadugi-bench-cache",
+                        help="where generated repositories are kept between runs (never inside the repo)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse section results saved in --cache-dir by an earlier, interrupted run")
+    parser.add_argument("--out", type=Path, default=None, help="report path (default docs/benchmarks.md; "
+                        "docs/benchmarks-quick.md with --quick)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    out = args.out or REPO / "docs" / ("benchmarks-quick.md" if quick else "benchmarks.md")
+    if args.cache_dir.resolve().is_relative_to(REPO):
+        parser.error("--cache-dir must be outside the repository")
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    machine = describe_machine(args.cache_dir)
+    sizes = [2_000, 5_000] if quick else [5_000, 30_000, 100_000]
+    reps = 2 if quick else 3
+
+    def say(msg: str) -> None:
+        print(f"[{time.time() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    saved = args.cache_dir / ("sections-quick.pickle" if quick else "sections-full.pickle")
+    done: dict[str, object] = {}
+    if args.resume and saved.exists():
+        done = pickle.loads(saved.read_bytes())
+
+    def section(name: str, fn: Callable[[], T]) -> T:
+        if name not in done:
+            say(name)
+            done[name] = fn()
+            saved.write_bytes(pickle.dumps(done))
+        else:
+            say(f"{name}: reused from {saved}")
+        return done[name]  # type: ignore[return-value]
+
+    sched = section("schedule simulations", lambda: schedule.run_schedule(graphs=3 if quick else 20))
+    setups = section("worktree setup by repository size",
+                     lambda: [setup_cost.measure(args.cache_dir, n, reps) for n in sizes])
+    plans = section("planning by batch size", lambda: batch.run_planning([10, 100, 1000], ["mixed"], 0)
+                    + batch.run_planning([100, 1000] if not quick else [100], ["all-share-one-file"], 300))
+    regs = section("registry under 16 writers", lambda: [batch.run_registry(64, 16, 50 if quick else 200),
+                                                         batch.run_registry(1000, 16, 25 if quick else 100)])
+    idle_s = 10.0 if quick else 60.0
+    with tempfile.TemporaryDirectory(prefix="gadugi-bench-") as tmp:
+        noop = section("16 no-op tasks at k=4 vs xargs -P 4", lambda: overhead.run_noop(Path(tmp), 16, 4, 1 if quick else 3))
+        idle = section(f"16 agents sleeping {idle_s:g}s", lambda: overhead.run_idle(Path(tmp), 16, idle_s))
+    say("writing report")
+    # The measuring time, kept with the results so a re-render (--resume) reports it, not its own.
+    if "took" not in done:
+        done["took"] = time.time() - started
+        saved.write_bytes(pickle.dumps(done))
+    report = render(machine, sched, setups, plans, regs, noop, idle, quick, float(done["took"]))  # type: ignore[arg-type]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    svg_path = out.with_suffix(".svg")
+    svg_path.write_text(plot(setups, plans))
+    say(f"wrote {out} and {svg_path}")
+    return 0
+
+
+def plot(setups: list[setup_cost.SetupResult], plans: list[batch.PlanResult]) -> str:
+    size_series = [
+        ("fresh git worktree add (floor)", [(s.files, median(s.git_add)) for s in setups]),
+        ("WorktreeManager.create", [(s.files, median(s.create)) for s in setups]),
+        ("pool recycle (acquire)", [(s.files, median(s.acquire)) for s in setups]),
+    ]
+    mixed = [p for p in plans if p.shape == "mixed" and p.seconds]
+    shared = [p for p in plans if p.shape != "mixed" and p.seconds]
+    batch_series = [("planning, mixed prompts", [(p.prompts, p.seconds or 0) for p in mixed])]
+    if shared:
+        batch_series.append(("planning, all share one file", [(p.prompts, p.seconds or 0) for p in shared]))
+    return svg.figure([
+        svg.panel("Worktree setup vs repository size", "files in the repository", "seconds per task", size_series, 0),
+        svg.panel("Planning time vs batch size", "prompt files", "seconds", batch_series, svg.W),
+    ])
+
+
+def render(machine: object, sched: list[schedule.ScheduleResult], setups: list[setup_cost.SetupResult],
+           plans: list[batch.PlanResult], regs: list[batch.RegistryResult], noop: overhead.OverheadResult,
+           idle: overhead.IdleResult, quick: bool, took: float) -> str:
+    L: list[str] = []
+    cmd = "python -m benchmarks" + (" --quick" if quick else "")
+    L.append("# Benchmarks\n")
+    L.append(f"Generated by `.venv/bin/{cmd}` on {datetime.date.today()} in {took / 60:.1f} min "
+             f"({'QUICK smoke run: small repos, short idle window' if quick else 'full run'}). "
+             "Every figure is a ratio against a floor measured in the same run. See `benchmarks/README.md`.\n")
+    L.append("## Machine\n\n| fact | value |\n|---|---|")
+    for key, value in machine.rows:  # type: ignore[attr-defined]
+        L.append(f"| {key} | {value} |")
+    # -- targets
+    ratios = [r.makespan / r.lower_bound for r in sched]
+    plan_ratios = [r.makespan / r.plan_bound for r in sched]
+    wave_ratios = [r.wave / r.lower_bound for r in sched]
+    big = setups[-1]
+    noop_ratio = median(noop.orchestrator) / median(noop.shell)
+    plan1000 = next((p for p in plans if p.prompts == 1000 and p.shape == "mixed"), None)
+    reg = regs[0]
+    L.append("\n## Targets\n")
+    L.append("| target | measured | floor it is measured against | verdict |\n|---|---|---|---|")
+    L.append(f"| makespan ≤ 1.05 × lower bound | median {statistics.median(ratios):.3f}, worst {max(ratios):.3f} "
+             f"over {len(sched)} schedules | max(critical path, work ÷ slots, per-file chain) | "
+             f"{_verdict(statistics.median(ratios), 1.05)} (median); worst {_verdict(max(ratios), 1.05)} |")
+    L.append(f"| 16 no-op tasks at k=4 ≤ 1.5 × shell pipeline | {median(noop.orchestrator):.2f} s = "
+             f"{noop_ratio:.1f}× ({median(noop.no_stagger):.2f} s = "
+             f"{median(noop.no_stagger) / median(noop.shell):.1f}× with `--launch-stagger 0`) | "
+             f"`xargs -P 4` add+commit+remove: {median(noop.shell):.2f} s | {_verdict(noop_ratio, 1.5)} |")
+    L.append(f"| setup on ~{big.files // 1000}k files ≤ 0.2 × fresh add (warm pool) | {median(big.acquire):.3f} s = "
+             f"{big.ratio:.3f}× | `git worktree add` {median(big.git_add):.3f} s | {_verdict(big.ratio, 0.2)} |")
+    if plan1000 and plan1000.seconds is not None:
+        L.append(f"| 1000 prompts planned ≤ 2 s | {plan1000.seconds:.2f} s | the 2 s budget | "
+                 f"{_verdict(plan1000.seconds, 2.0)} |")
+    else:
+        L.append("| 1000 prompts planned ≤ 2 s | not run (`--quick`) | | |")
+    L.append(f"| registry update p99 ≤ 20 ms, 16 writers | p99 {reg.p99 * 1000:.0f} ms (p50 {reg.p50 * 1000:.0f} ms) | "
+             f"one uncontended update {reg.single_p50 * 1000:.1f} ms; 16 queued writers ⇒ ≥ "
+             f"{16 * reg.single_p50 * 1000:.0f} ms | {_verdict(reg.p99, 0.020)} |")
+    L.append(f"| orchestrator ≤ 80 MB peak RSS | {idle.peak_rss / 2**20:.1f} MB | 80 MB | "
+             f"{_verdict(idle.peak_rss / 2**20, 80)} |")
+    L.append(f"| orchestrator ≤ 3 % of one core, 16 agents running | {idle.steady_cpu_percent:.2f} % over "
+             f"{idle.steady_seconds:.0f} s with all 16 running | 3 % | {_verdict(idle.steady_cpu_percent, 3)} |")
+    L.append("\n### Why the misses\n")
+    L.append(f"* **Makespan.** The median graph is within the target ({statistics.median(ratios):.3f}×); the worst "
+             f"({max(ratios):.3f}×) are many-slot graphs where most tasks share a few files, so the per-file chain "
+             "is the bound. Conflicts are mutual exclusion at run time (neither waits for a partner that is not ready; "
+             "before that change the median was 1.060×), but the greedy list scheduler ranks ready tasks by priority "
+             "and longest remaining path, not by how much of a shared file's chain is left, so on those graphs a long "
+             "task on a busy file can start after shorter ones. A wave-by-wave schedule of the same graphs is "
+             f"{statistics.median(wave_ratios):.3f}× (median).")
+    L.append(f"* **No-op overhead.** The shell floor pays only git. Each orchestrated task also starts one Python "
+             "WorkflowManager (its own session, so tasks outlive the orchestrator: ~0.14 s of imports on top of the "
+             "interpreter), the agent (here a shell script), writes its prompt, request and result files, fsynced "
+             "registry updates, and the run ends with a merge check (one diff per branch). Launch pacing is off for "
+             f"non-claude agents ({median(noop.orchestrator):.2f} s vs {median(noop.no_stagger):.2f} s with "
+             "`--launch-stagger 0`: noise). Reaching 1.5× would take long-lived worker processes instead of one "
+             "WorkflowManager per task; not done.")
+    L.append(f"* **Registry p99.** One update costs {reg.single_p50 * 1000:.1f} ms uncontended (the registry file is "
+             "written through a temp file, fsynced and renamed, as required). 16 writers in a tight loop queue on one "
+             "blocking lock, so p99 cannot be below about 16 × that, already above 20 ms; 16 Python processes on 2 "
+             "cores also queue for the CPU. In a run the engine is the only registry writer (WorkflowManagers report "
+             "over stdout), so this is a stress figure, not the latency a run sees. Meeting it would mean dropping the "
+             "fsync of non-status updates (the journal is the durable record), against the rule that every write is "
+             "fsynced; left as is.")
+    # -- details
+    L.append("\n## Schedule (virtual clock, real ExecutionEngine and TaskAnalyzer)\n")
+    L.append("| tasks | slots | dep edges | conflict edges | makespan ÷ lower bound | bound | makespan ÷ plan bound "
+             "| wave-by-wave ÷ lower bound |\n|---|---|---|---|---|---|---|---|")
+    for r in sched:
+        L.append(f"| {r.n} | {r.slots} | {r.edges_dep} | {r.edges_conflict} | {r.makespan / r.lower_bound:.3f} | "
+                 f"{r.bound_kind} | {r.makespan / r.plan_bound:.3f} | {r.wave / r.lower_bound:.3f} |")
+    L.append(f"\nMedians: engine {statistics.median(ratios):.3f}× the lower bound, {statistics.median(plan_ratios):.3f}× "
+             f"the plan bound (critical path through the analyzer's oriented conflict edges); a wave-by-wave "
+             f"schedule {statistics.median(wave_ratios):.3f}×.")
+    by_slots: dict[int, list[float]] = {}
+    for r in sched:
+        by_slots.setdefault(r.slots, []).append(r.makespan / r.lower_bound)
+    L.append("By slots (median makespan ÷ lower bound): " + ", ".join(
+        f"k={k}: {statistics.median(v):.3f}" for k, v in sorted(by_slots.items())) + ".")
+    L.append("\n## Worktree setup by repository size (seconds, median)\n")
+    L.append("| files | `git worktree add` | `git worktree remove` | WorktreeManager.create | remove | pool acquire "
+             "| pool release | acquire ÷ add | create ÷ add |\n|---|---|---|---|---|---|---|---|---|")
+    for s in setups:
+        L.append(f"| {s.files} | {median(s.git_add):.3f} | {median(s.git_remove):.3f} | {median(s.create):.3f} | "
+                 f"{median(s.remove):.3f} | {median(s.acquire):.3f} | {median(s.release):.3f} | {s.ratio:.3f} | "
+                 f"{median(s.create) / median(s.git_add):.2f} |")
+    L.append("\nRaw samples (s): " + "; ".join(
+        f"{s.files}: add {[round(x, 3) for x in s.git_add]}, acquire {[round(x, 3) for x in s.acquire]}"
+        for s in setups))
+    L.append("\n## Batch size\n")
+    L.append("| prompts | shape | planning (ls-files + analyze + plan_names) | edges |\n|---|---|---|---|")
+    for p in plans:
+        took_s = f"{p.seconds:.3f} s" if p.seconds is not None else f"> {p.limit:g} s (stopped)"
+        L.append(f"| {p.prompts} | {p.shape} | {took_s} | {p.edges if p.edges >= 0 else '?'} |")
+    L.append("\n| registry tasks | writers | updates | p50 | p99 | max | one uncontended update (p50) |\n"
+             "|---|---|---|---|---|---|---|")
+    for g in regs:
+        L.append(f"| {g.tasks} | {g.writers} | {g.updates} | {g.p50 * 1000:.1f} ms | {g.p99 * 1000:.1f} ms | "
+                 f"{g.max * 1000:.1f} ms | {g.single_p50 * 1000:.2f} ms |")
+    L.append(f"\nIdle run: 16 agents `sleep {idle.sleep:g}`, wall {idle.wall:.1f} s; orchestrator CPU "
+             f"{idle.cpu_total:.2f} s in total, {idle.steady_cpu_percent:.2f} % of a core while all 16 ran; peak RSS "
+             f"{idle.peak_rss / 2**20:.1f} MB. The 16 WorkflowManagers together peaked at "
+             f"{idle.peak_wm_rss_total / 2**20:.0f} MB RSS and used {idle.wm_cpu_percent:.2f} % of a core each.")
+    L.append(f"\nNo-op runs (s): orchestrator {[round(x, 2) for x in noop.orchestrator]}, with --launch-stagger 0 "
+             f"{[round(x, 2) for x in noop.no_stagger]}, shell {[round(x, 2) for x in noop.shell]}.")
+    L.append("\n![overhead vs repository size and batch size](" + ("benchmarks-quick.svg" if quick else "benchmarks.svg")
+             + ")\n")
+    L.append("## Reproduce\n\nFrom the project root, after `./run_tests.sh` has set up `.venv`:\n\n```sh\n"
+             + shlex.join([".venv/bin/python", "-m", "benchmarks"] + (["--quick"] if quick else [])) + "\n```\n")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
