@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,17 @@ def run_cli(repo: Path, path_env: str, *args: str, log: Path | None = None, time
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def peak_concurrency(spans: Mapping[str, Sequence[float]]) -> int:
+    """Most intervals open at once (an interval ending as another starts does not overlap it)."""
+    points = sorted([(span[0], 1) for span in spans.values()] + [(span[-1], -1) for span in spans.values()],
+                    key=lambda p: (p[0], p[1]))
+    running = peak = 0
+    for _, delta in points:
+        running += delta
+        peak = max(peak, running)
+    return peak
 
 
 def intervals(log: Path) -> dict[str, tuple[float, float]]:
@@ -71,12 +83,7 @@ def test_six_prompts_dependencies_and_conflict(six_prompt_repo: Path, path_with:
     for before, after in [("a", "b"), ("b", "e"), ("d", "e"), ("a", "c")]:
         assert spans[after][0] >= spans[before][1], (before, after, spans)
     # Never more than 3 agents at once.
-    points = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()], key=lambda p: (p[0], p[1]))
-    running = peak = 0
-    for _, delta in points:
-        running += delta
-        peak = max(peak, running)
-    assert peak <= 3
+    assert peak_concurrency(spans) <= 3
 
     branches = {tid: t["branch"] for tid, t in tasks.items()}
     for tid, branch in branches.items():
@@ -250,12 +257,7 @@ def test_twelve_prompts_mixed(make_repo, path_with: str, tmp_path: Path) -> None
         assert spans[after][0] >= spans[before][1], (before, after)
         subprocess.run(["git", "merge-base", "--is-ancestor", tasks[before]["branch"], tasks[after]["branch"]],
                        cwd=repo, check=True)
-    points = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()])
-    running = peak = 0
-    for _, delta in points:
-        running += delta
-        peak = max(peak, running)
-    assert peak <= 3
+    assert peak_concurrency(spans) <= 3
     assert tasks["t10"]["verify_passed"] is True
     registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
     assert {k: v["status"] for k, v in registry["processes"].items()} == {k: tasks[k]["status"] for k in specs}

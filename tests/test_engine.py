@@ -12,6 +12,7 @@ from orchestrator.engine import EngineSettings, ExecutionEngine
 from orchestrator.models import Edge, EdgeKind, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
 from orchestrator.registry import ProcessRegistry
 from orchestrator.wire import Predecessor, TaskRequest
+from test_e2e import peak_concurrency
 
 
 class TimedBackend:
@@ -111,9 +112,4 @@ def test_planned_order_holds_when_both_are_ready_and_slots_are_never_exceeded(tm
     spans = backend.spans
     assert spans["t1"][0] >= spans["t0"][1] and [p.task_id for p in backend.requests["t1"].predecessors] == ["t0"]
     assert spans["t4"][0] >= spans["t3"][1] >= spans["t2"][1]
-    points = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()])
-    running = peak = 0
-    for _, delta in points:
-        running += delta
-        peak = max(peak, running)
-    assert peak <= 3
+    assert peak_concurrency(spans) <= 3
