@@ -23,7 +23,7 @@ from orchestrator.merge import MergeReport, merge_check
 from orchestrator.models import OrchestrationResult, Plan, PlannedTask, TaskResult, TaskStatus
 from orchestrator.recovery import recover_tasks
 from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
-from orchestrator.registry import ProcessRegistry
+from orchestrator.registry import COALESCE_SECONDS, ProcessRegistry
 from orchestrator.results import build_result
 from orchestrator.report import write_reports
 from orchestrator.runlock import RunLock
@@ -132,7 +132,7 @@ class OrchestratorCoordinator:
             }
             write_bytes_atomic(ctx.run_dir / PLAN_FILE, self.redactor.text(json.dumps(saved)).encode())
             journal = Journal(ctx.run_dir / "events.jsonl", run_id=ctx.run_id)
-            registry = ProcessRegistry(ctx.monitoring_dir, ctx.run_id, journal=journal)
+            registry = ProcessRegistry(ctx.monitoring_dir, ctx.run_id, journal=journal, coalesce=COALESCE_SECONDS)
             journal.append("run_started", project_root=str(self.project_root), base_sha=plan.base_sha,
                            tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel)
             with registry.batch():
@@ -170,7 +170,7 @@ class OrchestratorCoordinator:
             monitoring = self._monitoring_dir()
             ctx = RunContext(run_id=run_id, run_dir=run_dir, monitoring_dir=monitoring, in_place=bool(saved.get("in_place")))
             journal = Journal(run_dir / "events.jsonl", run_id=run_id)
-            registry = ProcessRegistry.load(monitoring, run_id, journal=journal)
+            registry = ProcessRegistry.load(monitoring, run_id, journal=journal, coalesce=COALESCE_SECONDS)
             journal.append("run_resumed", pid=os.getpid())
             finished, attached, requeued = self._recover(ctx, plan, registry)
             return self._execute(ctx, plan, registry, journal, observer, finished=finished, attached=attached,
@@ -238,6 +238,7 @@ class OrchestratorCoordinator:
                 self._cleanup(ctx, plan, results)
             result = build_result(ctx.run_id, plan, results, wall, engine, in_place=ctx.in_place)
             registry.finalize()
+            registry.close()
             journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
                            wall_seconds=round(wall, 3), interrupted=result.interrupted)
             merge = self._merge_check(ctx, plan, result)

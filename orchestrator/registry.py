@@ -10,6 +10,7 @@ What Gadugi got wrong and this fixes (reference/gadugi.md §1.8):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ REGISTRY_FILE = "process_registry.json"
 HEARTBEATS_FILE = "heartbeats.json"
 STATS_FILE = "registry_stats.json"
 LOCK_FILE = ".registry.lock"
+COALESCE_SECONDS = 0.25  # how long a heartbeat may wait to reach the file in a run
 
 _FORWARD: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
@@ -98,8 +100,17 @@ class ProcessRegistry:
         clean_start: bool = True,
         fsync: bool = True,
         stats_interval: float = 2.0,
+        coalesce: float = 0.0,
     ) -> None:
         self.monitoring_dir = Path(monitoring_dir)
+        # Non-status changes (heartbeats, phase, cost) reach the file within `coalesce` seconds
+        # instead of each rewriting it: the file holds every task, so writing it per heartbeat
+        # would cost more the more tasks there are. Status changes are always written at once.
+        self.coalesce = coalesce
+        self._pending: dict[str, dict[str, Any]] = {}  # task id -> changes not yet in the file
+        self._last_write = 0.0
+        self._flush_timer: threading.Timer | None = None
+        self._closed = False
         self.run_id = run_id
         self.journal = journal
         self.fsync = fsync
@@ -134,11 +145,12 @@ class ProcessRegistry:
 
     @classmethod
     def load(
-        cls, monitoring_dir: Path, run_id: str, *, journal: Journal | None = None, fsync: bool = True
+        cls, monitoring_dir: Path, run_id: str, *, journal: Journal | None = None, fsync: bool = True,
+        coalesce: float = 0.0,
     ) -> ProcessRegistry:
         """Re-open an existing run's registry. When the file is missing, corrupt (it is moved
         aside) or belongs to another run, the entries are rebuilt from `journal`."""
-        return cls(monitoring_dir, run_id, journal=journal, clean_start=False, fsync=fsync)
+        return cls(monitoring_dir, run_id, journal=journal, clean_start=False, fsync=fsync, coalesce=coalesce)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -249,6 +261,10 @@ class ProcessRegistry:
         now, while the pid is certainly still ours.
         """
         _check_fields(fields)
+        with self._mutex:
+            if self._deferrable():
+                self._defer(self._require(task_id), fields)
+                return
         with self._locked():
             entry = self._require(task_id)
             self._update_locked(entry, fields)
@@ -265,19 +281,24 @@ class ProcessRegistry:
         """
         _check_fields(fields)
         fields = {k: v for k, v in fields.items() if v is not None}
-        with self._locked():
-            entry = self._entries.get(task_id)
-            if entry is None or entry.status.terminal:
-                return False
-            now = iso()
-            changes = dict(fields, last_heartbeat=now)
-            if last_event is not None:
-                changes["last_event"] = last_event
-                changes["last_event_at"] = last_event_at or now
-            elif last_event_at is not None:
-                changes["last_event_at"] = last_event_at
-            self._update_locked(entry, changes)
-            self._write(status_changed=False)
+        with self._mutex:
+            deferred = self._deferrable()
+            with contextlib.nullcontext() if deferred else self._locked():
+                entry = self._entries.get(task_id)
+                if entry is None or entry.status.terminal:
+                    return False
+                now = iso()
+                changes = dict(fields, last_heartbeat=now)
+                if last_event is not None:
+                    changes["last_event"] = last_event
+                    changes["last_event_at"] = last_event_at or now
+                elif last_event_at is not None:
+                    changes["last_event_at"] = last_event_at
+                if deferred:
+                    self._defer(entry, changes)
+                else:
+                    self._update_locked(entry, changes)
+                    self._write(status_changed=False)
         return True
 
     def sample_resources(self) -> dict[str, ResourceUsage | None]:
@@ -345,12 +366,54 @@ class ProcessRegistry:
             return None if entry is None else entry.model_copy(deep=True)
 
     def close(self) -> None:
+        self.flush()
         with self._mutex:
+            self._closed = True
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
             if self._pinned is not None:
                 os.close(self._pinned)
                 self._pinned = None
 
+    def flush(self) -> None:
+        """Write changes held back by coalescing now."""
+        with self._locked():
+            if self._pending:
+                self._write(status_changed=False)
+
     # -- internals -------------------------------------------------------------------------------
+
+    def _deferrable(self) -> bool:
+        return (self.coalesce > 0 and self._batch is None and not self._closed
+                and time.monotonic() - self._last_write < self.coalesce)
+
+    def _defer(self, entry: ProcessInfo, fields: Mapping[str, Any]) -> None:
+        """Apply a non-status change in memory now and schedule the file write (caller holds
+        the mutex, not the file lock: nothing here touches the disk but the journal)."""
+        before = entry
+        self._update_locked(entry, fields)
+        changed = _diff(before, self._entries[entry.task_id])
+        if changed:
+            self._pending.setdefault(entry.task_id, {}).update(changed)
+        if self._flush_timer is None:
+            delay = max(0.0, self._last_write + self.coalesce - time.monotonic())
+            self._flush_timer = threading.Timer(delay, self._timed_flush)
+            self._flush_timer.daemon = True
+            self._flush_timer.start()
+
+    def _timed_flush(self) -> None:
+        with self._mutex:
+            self._flush_timer = None
+            if self._closed:
+                return
+        self.flush()
+
+    def _reapply_pending(self) -> None:
+        """Another process rewrote the file: our changes not yet written go on top of its state."""
+        for task_id, changes in self._pending.items():
+            entry = self._entries.get(task_id)
+            if entry is not None and not entry.status.terminal:
+                self._store(self._apply(entry, changes))
 
     @contextmanager
     def _locked(self, *, refresh: bool = True) -> Iterator[None]:
@@ -386,6 +449,7 @@ class ProcessRegistry:
             log.warning("%s was overwritten by another run; keeping run %s", self.registry_path, self.run_id)
             return
         self._adopt(data)
+        self._reapply_pending()
 
     def _adopt(self, data: Mapping[str, Any]) -> None:
         processes = data.get("processes")
@@ -475,6 +539,8 @@ class ProcessRegistry:
             return
         now = utcnow()
         stamp = iso(now)
+        self._pending.clear()  # the file is about to hold everything in memory
+        self._last_write = time.monotonic()
         durable = self.fsync and status_changed
         write_bytes_atomic(self.registry_path, self._registry_bytes(stamp), fsync=self.fsync, durable_rename=durable)
         self._pin()

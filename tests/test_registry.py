@@ -646,3 +646,43 @@ def test_batch_writes_once(reg: ProcessRegistry, mon: Path) -> None:
         "queued": 4, "running": 1, "completed": 0, "failed": 0, "timeout": 0, "cancelled": 0,
     }
     assert load(mon / "process_registry.json")["processes"]["t0"]["turns"] == 2
+
+
+# -- coalescing: what a run uses, so a heartbeat costs the same with 1000 tasks as with 10 --------
+
+
+def _file_entry(mon: Path, task_id: str) -> dict:  # type: ignore[type-arg]
+    return load(mon / "process_registry.json")["processes"][task_id]
+
+
+def test_coalesced_updates_reach_the_file_soon_and_status_changes_at_once(tmp_path: Path) -> None:
+    mon = tmp_path / "mon"
+    reg = ProcessRegistry(mon, "run-c", coalesce=0.2)
+    put_in(reg, "a", R)
+    reg.update("a", turns=1)
+    reg.update("a", turns=2)  # inside the window: held in memory only
+    assert reg.get("a").turns == 2  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while _file_entry(mon, "a")["turns"] != 2:
+        assert time.monotonic() < deadline, "the held-back update never reached the file"
+        time.sleep(0.02)
+    reg.update("a", turns=3)
+    assert reg.transition("a", TaskStatus.COMPLETED)
+    entry = _file_entry(mon, "a")
+    assert entry["status"] == "completed" and entry["turns"] == 3, "a status change writes everything at once"
+    reg.close()
+
+
+def test_held_back_changes_survive_another_writer(tmp_path: Path) -> None:
+    mon = tmp_path / "mon"
+    first = ProcessRegistry(mon, "run-c", coalesce=60.0)
+    put_in(first, "a", R)
+    put_in(first, "b", R)
+    first.update("a", turns=7)  # held back: the window is a minute
+    other = ProcessRegistry.load(mon, "run-c")
+    assert other.transition("b", TaskStatus.FAILED, error_message="boom")
+    first.flush()  # reloads the other writer's state, then puts its own change on top
+    assert _file_entry(mon, "a")["turns"] == 7
+    assert _file_entry(mon, "b")["status"] == "failed"
+    first.close()
+    other.close()
