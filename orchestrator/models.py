@@ -24,6 +24,13 @@ def iso(ts: datetime | None = None) -> str:
     return (ts or utcnow()).astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
+class Model(BaseModel):
+    """Base of our models: validators are built on first use, not at import, so a process that
+    needs three of these models (a WorkflowManager) does not pay for all of them at start."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class TaskStatus(str, Enum):
     """Lifecycle states; the values are Gadugi's, so existing readers keep working."""
 
@@ -51,10 +58,10 @@ class Phase(str, Enum):
     DONE = "done"
 
 
-class TaskSpec(BaseModel):
+class TaskSpec(Model):
     """One prompt file, parsed: what the task is, what it touches, what it needs first."""
 
-    model_config = ConfigDict(frozen=False)
+    model_config = ConfigDict(frozen=False, defer_build=True)
 
     id: str
     title: str
@@ -82,7 +89,7 @@ class EdgeKind(str, Enum):
     CONFLICT = "conflict"
 
 
-class Edge(BaseModel):
+class Edge(Model):
     """`before` must end before `after` starts. Dependency edges also pass work along."""
 
     before: str
@@ -91,7 +98,7 @@ class Edge(BaseModel):
     reason: str
 
 
-class PlannedTask(BaseModel):
+class PlannedTask(Model):
     """A task with the names and command it will run under."""
 
     spec: TaskSpec
@@ -100,7 +107,7 @@ class PlannedTask(BaseModel):
     agent_command: list[str]
 
 
-class Plan(BaseModel):
+class Plan(Model):
     """The DAG the ExecutionEngine runs: tasks, ordering edges with reasons, skipped prompts."""
 
     tasks: list[PlannedTask]
@@ -116,7 +123,7 @@ class Plan(BaseModel):
         raise KeyError(task_id)
 
 
-class Tokens(BaseModel):
+class Tokens(Model):
     input: int = 0
     output: int = 0
     cache_creation: int = 0
@@ -155,7 +162,7 @@ FailureClass = Literal[
 ]
 
 
-class AgentOutcome(BaseModel):
+class AgentOutcome(Model):
     """What one agent run amounted to, read from its event stream and exit code."""
 
     success: bool = False
@@ -175,7 +182,7 @@ class AgentOutcome(BaseModel):
     )
 
 
-class VerifyResult(BaseModel):
+class VerifyResult(Model):
     command: str
     exit_code: int
     passed: bool
@@ -183,7 +190,7 @@ class VerifyResult(BaseModel):
     duration_seconds: float = 0.0
 
 
-class AttemptRecord(BaseModel):
+class AttemptRecord(Model):
     """One finished attempt of a task that was tried again."""
 
     attempt: int
@@ -196,7 +203,7 @@ class AttemptRecord(BaseModel):
     retry_delay_seconds: float | None = None
 
 
-class TaskResult(BaseModel):
+class TaskResult(Model):
     """What the WorkflowManager hands back for one task; also written to result.json."""
 
     task_id: str
@@ -222,7 +229,7 @@ class TaskResult(BaseModel):
     attempts: list[AttemptRecord] = Field(default_factory=list, description="Earlier attempts, oldest first.")
 
 
-class TaskSummary(BaseModel):
+class TaskSummary(Model):
     """One row of the run result, in the shape `--json` prints."""
 
     task_id: str
@@ -246,7 +253,7 @@ class TaskSummary(BaseModel):
     completed_at: str | None = None
 
 
-class OrchestrationResult(BaseModel):
+class OrchestrationResult(Model):
     """The whole run; `orchestrator run --json` prints exactly this."""
 
     schema_version: int = SCHEMA_VERSION
