@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from orchestrator.errors import OrchestratorError
 EXIT_ERROR = 1
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 
 
 def handle_errors(func: Callable[..., int]) -> Callable[..., None]:
@@ -39,6 +41,11 @@ def handle_errors(func: Callable[..., int]) -> Callable[..., None]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             code = EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # The reader went away (`orchestrator status | head`): not an error of ours. Point
+            # stdout at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = EXIT_BROKEN_PIPE
         except click.exceptions.ClickException:
             raise
         except Exception as exc:  # a bug: keep the details, show one line

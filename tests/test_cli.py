@@ -121,3 +121,15 @@ def test_interactive_lists_prompts(repo_with_prompt: Path) -> None:
     result = CliRunner().invoke(main, ["plan", "--interactive", "--json"], input="a\nb.md\n\n")
     assert result.exit_code == 0, result.output
     assert '"total_tasks": 2' in result.output
+
+
+def test_a_reader_that_goes_away_is_not_a_crash(repo_with_prompt: Path) -> None:
+    """`orchestrator schema | head -1`: the closed pipe ends the command quietly, no crash log."""
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "schema"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=repo_with_prompt)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first write
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert b"unexpected" not in err and b"Traceback" not in err
+    assert not list(repo_with_prompt.glob(".gadugi/crash-*.log"))
