@@ -105,16 +105,22 @@ def estimate_eta(rows: Iterable[TaskRow], slots: int | None) -> float | None:
 
     An estimate, and labelled as one wherever shown: every task is assumed to take the mean
     duration of the tasks that finished so far; a running task has that mean minus its elapsed
-    time left (at least zero); the work left is spread over the slots, and the result is never
-    less than the longest single piece left. Ordering edges are ignored, so a long dependency
-    chain makes it optimistic.
+    time left; the work left is spread over the slots, and the result is never less than the
+    longest single piece left. None too while a task has run longer than that mean, since
+    nothing then says when it will end. Ordering edges are ignored, so a long dependency chain
+    makes it optimistic.
     """
     rows = list(rows)
     durations = [r.elapsed_seconds for r in rows if r.status in _FINISHED_WORK and r.elapsed_seconds]
     if not durations:
         return None
     mean = sum(durations) / len(durations)
-    left = [max(mean - (r.elapsed_seconds or 0.0), 0.0) for r in rows if r.status is TaskStatus.RUNNING]
+    running = [r.elapsed_seconds or 0.0 for r in rows if r.status is TaskStatus.RUNNING]
+    if any(elapsed >= mean for elapsed in running):
+        # A task already running longer than the typical one could end any moment or in an hour:
+        # saying "~0s" would be a guess dressed as a number.
+        return None
+    left = [mean - elapsed for elapsed in running]
     left += [mean for r in rows if r.status is TaskStatus.QUEUED]
     if not left:
         return 0.0

@@ -91,6 +91,8 @@ def test_eta_estimate() -> None:
     # 4 queued x 90 s over 2 slots = 180 s; a running task 30 s in has 60 s left: (360 + 60) / 2.
     work = done + [_row(TaskStatus.QUEUED, None)] * 4 + [_row(TaskStatus.RUNNING, 30.0)]
     assert estimate_eta(work, slots=2) == 210.0
+    # A task running longer than the mean could end any time: no number rather than "~0s".
+    assert estimate_eta(done + [_row(TaskStatus.RUNNING, 95.0)], slots=2) is None
     # A cancelled task that never ran says nothing about task durations.
     assert estimate_eta([_row(TaskStatus.CANCELLED, 0.0), _row(TaskStatus.QUEUED, None)], slots=1) is None
 
