@@ -19,13 +19,20 @@ from orchestrator.config import OrchestrationConfig
 from orchestrator.engine import Attached, EngineSettings, ExecutionEngine, Observer
 from orchestrator.errors import InputError, OrchestratorError, StateError
 from orchestrator.journal import Journal
+from orchestrator.maintenance import find_run
 from orchestrator.merge import MergeReport, merge_check
-from orchestrator.models import OrchestrationResult, Plan, PlannedTask, TaskResult, TaskStatus
-from orchestrator.recovery import recover_tasks
+from orchestrator.models import (
+    OrchestrationResult,
+    Plan,
+    PlannedTask,
+    TaskResult,
+    TaskStatus,
+)
 from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
+from orchestrator.recovery import recover_tasks
 from orchestrator.registry import COALESCE_SECONDS, ProcessRegistry
-from orchestrator.results import build_result
 from orchestrator.report import write_reports
+from orchestrator.results import build_result
 from orchestrator.runlock import RunLock
 from orchestrator.secrets import Redactor
 from orchestrator.wire import Predecessor, TaskRequest
@@ -157,7 +164,7 @@ class OrchestratorCoordinator:
         """Continue a run whose orchestrator died: re-attach to WorkflowManagers still running,
         adopt results that arrived meanwhile, re-queue lost tasks, run the rest. Nothing that
         completed runs again; the journal is the checkpoint."""
-        run_dir = self._find_run(run_id)
+        run_dir = find_run(self.project_root, run_id).run_dir
         run_id = run_dir.name
         saved = read_json(run_dir / PLAN_FILE)
         if not isinstance(saved, dict):
@@ -286,18 +293,6 @@ class OrchestratorCoordinator:
         monitoring = self._monitoring_dir()
         monitoring.mkdir(parents=True, exist_ok=True)
         return RunContext(run_id=run_id, run_dir=run_dir, monitoring_dir=monitoring)
-
-    def _find_run(self, run_id: str | None) -> Path:
-        runs = self.gadugi_dir / "runs"
-        if run_id:
-            path = runs / run_id
-            if not path.is_dir():
-                raise InputError(f"no run {run_id!r} under {runs}")
-            return path
-        candidates = sorted((p for p in runs.glob("orchestration-*") if p.is_dir()), key=lambda p: p.name)
-        if not candidates:
-            raise InputError(f"no runs under {runs}")
-        return candidates[-1]
 
     def _recover(
         self, ctx: RunContext, plan: Plan, registry: ProcessRegistry

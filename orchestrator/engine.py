@@ -17,13 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.admission import shortage
-from orchestrator.atomic import read_json
 from orchestrator.backends.base import Backend, BackendEvent
 from orchestrator.durations import format_duration
-from orchestrator.errors import StateError
 from orchestrator.liveness import is_alive
-from orchestrator.models import AttemptRecord, EdgeKind, Plan, PlannedTask, TaskResult, TaskStatus, iso
+from orchestrator.models import (
+    AttemptRecord,
+    EdgeKind,
+    Plan,
+    PlannedTask,
+    TaskResult,
+    TaskStatus,
+    iso,
+)
 from orchestrator.registry import ProcessRegistry
+from orchestrator.results import load_task_result
 from orchestrator.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay
 from orchestrator.wire import Predecessor, TaskRequest
 
@@ -397,17 +404,9 @@ class ExecutionEngine:
 
     def _read_result(self, state: _TaskState, returncode: int | None) -> TaskResult:
         assert state.request is not None
-        try:
-            data = read_json(state.request.result_path)
-        except StateError:  # a torn result.json (kept aside by read_json) counts as no result
-            data = None
-        if isinstance(data, dict):
-            try:
-                result = TaskResult.model_validate(data)
-                if result.attempt == state.request.attempt:
-                    return result
-            except ValueError:
-                pass
+        found = load_task_result(state.request.result_path, state.request.attempt)
+        if found is not None:
+            return found
         status = TaskStatus.CANCELLED if self.stopping else TaskStatus.FAILED
         result = TaskResult(
             task_id=state.planned.spec.id,

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from orchestrator.errors import InputError
 from orchestrator.models import TaskResult, TaskStatus, iso
+from orchestrator.process import signal_group
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def run_notify_cmd(cmd: str, payload: Mapping[str, Any], *, timeout: float) -> N
     try:
         _, err = proc.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         try:
             proc.communicate(timeout=2)
         except subprocess.TimeoutExpired:  # something outside the group holds stderr open

@@ -55,6 +55,15 @@ def describe_exit(code: int | None) -> str:
     return f"exited {code}"
 
 
+def signal_group(pgid: int, signum: int) -> bool:
+    """Signal a whole process group; False when it is already gone (or no longer ours)."""
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 class AgentProcess:
     """One agent child: own process group, prompt file on stdin, stdout read line by line.
 
@@ -272,10 +281,7 @@ class AgentProcess:
     def _signal_group(self, signum: int) -> None:
         # The group id is our child's pid (start_new_session). Linux keeps a pid out of reuse while
         # it is still some group's id, so after the leader is reaped this reaches only its members.
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        signal_group(self.pid, signum)
 
     def _scan_loop(self) -> None:
         while not self._finished.wait(self.scan_interval):
@@ -459,10 +465,7 @@ def kill_process_tree(
         log=say,
     )
     if own_group:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        signal_group(pid, signal.SIGKILL)
     killed = _kill_verified(tree)
     if killed:
         say(f"SIGKILL to {len(killed)} leftover descendant(s) of pid {pid}: {sorted(killed)}")

@@ -10,12 +10,11 @@ import json
 import time
 from pathlib import Path
 
-from orchestrator.atomic import read_json
 from orchestrator.engine import Attached
-from orchestrator.errors import StateError
 from orchestrator.liveness import is_alive
 from orchestrator.models import Plan, TaskResult, TaskStatus
 from orchestrator.registry import ProcessRegistry
+from orchestrator.results import load_task_result
 from orchestrator.wire import TaskRequest
 
 
@@ -36,7 +35,7 @@ def recover_tasks(
             continue
         task_dir = run_dir / "tasks" / tid
         status = TaskStatus(info.status)
-        result = _read_result(task_dir, info.attempt)
+        result = load_task_result(task_dir / "result.json", info.attempt)
         if status.terminal:
             finished[tid] = result or TaskResult(
                 task_id=tid, status=status, attempt=info.attempt, branch=planned.branch,
@@ -67,20 +66,6 @@ def recover_tasks(
     return finished, attached, requeued
 
 
-def _read_result(task_dir: Path, attempt: int) -> TaskResult | None:
-    try:
-        data = read_json(task_dir / "result.json")
-    except StateError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    try:
-        result = TaskResult.model_validate(data)
-    except ValueError:
-        return None
-    return result if result.attempt == attempt else None
-
-
 def _read_request(task_dir: Path) -> TaskRequest | None:
     try:
         return TaskRequest.model_validate_json((task_dir / "request.json").read_text(encoding="utf-8"))
@@ -102,7 +87,7 @@ def _read_wm(task_dir: Path, attempt: int) -> tuple[int, float] | None:
 def _await_wm(task_dir: Path, attempt: int, timeout: float = 2.0) -> tuple[tuple[int, float] | None, TaskResult | None]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        wm, result = _read_wm(task_dir, attempt), _read_result(task_dir, attempt)
+        wm, result = _read_wm(task_dir, attempt), load_task_result(task_dir / "result.json", attempt)
         if wm is not None or result is not None:
             return wm, result
         time.sleep(0.05)

@@ -29,6 +29,7 @@ import orchestrator
 from orchestrator.atomic import write_json_atomic
 from orchestrator.cmd import which
 from orchestrator.models import TaskResult, TaskStatus, iso
+from orchestrator.process import signal_group
 from orchestrator.remote_repo import WorkerRepo
 from orchestrator.secrets import Redactor
 from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
@@ -373,10 +374,7 @@ def _signal(wm_pid: int, agent_group: int | None, kind: str) -> None:
         if kind == "kill":
             for pgid in (agent_group, wm_pid):
                 if pgid:
-                    try:
-                        os.killpg(pgid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                    signal_group(pgid, signal.SIGKILL)
         else:
             os.kill(wm_pid, signal.SIGUSR1 if kind == "timeout" else signal.SIGTERM)
     except ProcessLookupError:

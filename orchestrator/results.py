@@ -4,7 +4,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.models import OrchestrationResult, Plan, TaskResult, TaskStatus, TaskSummary
+from orchestrator.atomic import read_json
+from orchestrator.errors import StateError
+from orchestrator.models import (
+    OrchestrationResult,
+    Plan,
+    TaskResult,
+    TaskStatus,
+    TaskSummary,
+)
+
+
+def load_task_result(path: Path, attempt: int) -> TaskResult | None:
+    """A WorkflowManager's result.json for this attempt; None when missing, torn (kept aside by
+    read_json) or left by another attempt."""
+    try:
+        data = read_json(path)
+    except StateError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        result = TaskResult.model_validate(data)
+    except ValueError:
+        return None
+    return result if result.attempt == attempt else None
 
 
 class EngineFacts(Protocol):

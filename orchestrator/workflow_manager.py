@@ -139,7 +139,8 @@ class WorkflowManager:
             if result.outcome.success and self.stop_reason is None and req.verify:
                 self._phase(Phase.VERIFY)
                 remaining = max(1.0, req.timeout_seconds - (time.monotonic() - t0))
-                result.verify = run_verify(req.verify, req.worktree, self.env, timeout=remaining)
+                result.verify = run_verify(req.verify, req.worktree, self.env, timeout=remaining,
+                                           log_path=req.task_dir / "workflow_manager.log")
             self._phase(Phase.COMMIT)
             sha = git.commit_all(
                 req.worktree, f"{req.task_id}: work left uncommitted by the agent\n\nGadugi-Task: {req.task_id}"

@@ -31,6 +31,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.liveness import create_time_of, is_alive
 from orchestrator.locks import file_lock
 from orchestrator.models import iso
+from orchestrator.process import signal_group
 
 PORTS_FILE = Path(".gadugi") / "ports.json"
 PORTS_LOCK = Path(".gadugi") / ".ports.lock"
@@ -250,7 +251,7 @@ def run_hook(command: str, *, cwd: Path, env: Mapping[str, str], log_path: Path,
             code: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             # Its own session: the whole group goes, not just the shell.
-            os.killpg(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             code = None
         end = os.fstat(log.fileno()).st_size

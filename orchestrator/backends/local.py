@@ -18,9 +18,9 @@ import orchestrator
 from orchestrator.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
 from orchestrator.liveness import is_alive
+from orchestrator.process import signal_group
 from orchestrator.secrets import Redactor
-from orchestrator.wire import AGENT_ARGV_ENV
-from orchestrator.wire import TaskRequest
+from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
 
 # Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the
 # orchestrator itself runs from a source checkout rather than an installed copy.
@@ -144,10 +144,7 @@ class LocalBackend:
             return
         for pgid in (handle.agent_pid, handle.pid):
             if pgid:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                signal_group(pgid, signal.SIGKILL)
 
     def running(self) -> list[str]:
         with self._lock:
