@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -141,6 +140,3 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
 def print_error(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
-
-def isatty() -> bool:
-    return sys.stdout.isatty()
