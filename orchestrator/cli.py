@@ -33,7 +33,7 @@ from orchestrator.metrics import MetricsObserver
 from orchestrator.models import OrchestrationResult
 from orchestrator.notify import Notifier
 from orchestrator.options import agent_options, prompt_inputs, run_options
-from orchestrator.settings import resolve_settings
+from orchestrator.settings import cli_overrides, resolve_settings
 
 EPILOG = """\b
 Examples:
@@ -74,15 +74,19 @@ def _prompt_paths(prompts: tuple[str, ...], from_stdin: bool, interactive: bool,
     return resolve_prompt_paths(names, cwd=Path.cwd(), project_root=project_root)
 
 
-def _config(options: dict[str, Any], project_root: str) -> OrchestrationConfig:
-    """Options given on the command line win over GADUGI_* variables, then the config file."""
+def _explicit(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user actually typed (not click's defaults)."""
     ctx = click.get_current_context()
-    explicit = {
+    return {
         key: value for key, value in options.items()
         if ctx.get_parameter_source(key) not in (ParameterSource.DEFAULT, None)
     }
+
+
+def _config(options: dict[str, Any], project_root: str) -> OrchestrationConfig:
+    """Options given on the command line win over GADUGI_* variables, then the config file."""
     root = git.toplevel(Path(project_root).resolve())
-    return OrchestrationConfig(**resolve_settings(root, explicit, os.environ).config_kwargs())
+    return OrchestrationConfig(**resolve_settings(root, _explicit(options), os.environ).config_kwargs())
 
 
 def _run_with_observers(options: dict[str, Any], *, quiet: bool, verbose: bool, as_json: bool,
@@ -107,6 +111,8 @@ def _report(result: OrchestrationResult, warnings: list[str], as_json: bool) -> 
             ui.print_error(result.abort_reason)
     else:
         ui.print_summary(result, warnings)
+    if result.interrupted:
+        click.echo(f"interrupted: continue with `orchestrator resume {result.run_id}`", err=True)
     return result.exit_code
 
 
@@ -152,11 +158,27 @@ def plan(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_
 @handle_errors
 def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, verbose: bool, quiet: bool,
            **options: Any) -> int:
-    """Continue a run whose orchestrator was killed: re-attach to running tasks, adopt finished
-    ones, re-queue lost ones, run the rest. Nothing that completed runs twice."""
+    """Continue a run that stopped (killed, Ctrl-C, crashed) with the options it was started
+    with: re-attach to running tasks, adopt ended ones, continue interrupted and lost ones on
+    their branches, run the rest. Nothing that completed runs twice. Without RUN_ID: the newest
+    run with work left. Options given here override the run's own (--dry-run: only say what it
+    would do)."""
     coordinator = OrchestratorCoordinator(_config(options, project_root), project_root)
+    target = coordinator.resume_target(run_id)
+    if target.finished_at is not None:
+        click.echo(f"run {target.run_id} finished at {target.finished_at}; nothing to resume", err=as_json)
+        return 0
+    overrides = cli_overrides(coordinator.project_root, _explicit(options))
+    if dry_run:
+        for line in coordinator.preview_resume(target):
+            click.echo(line)
+        return 0
+    changed = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()))
+    click.echo(f"resuming {target.run_id} with its own options" + (f"; changed: {changed}" if changed else ""),
+               err=True)
     result = _run_with_observers(options, quiet=quiet, verbose=verbose, as_json=as_json,
-                                 start=lambda observer: coordinator.resume(run_id, observer=observer))
+                                 start=lambda observer: coordinator.resume(target, observer=observer,
+                                                                          overrides=overrides))
     return _report(result, coordinator.warnings, as_json)
 
 

@@ -5,10 +5,13 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from orchestrator import git
 from orchestrator.agentcmd import agent_command, check_agent_available, supports_resume
@@ -16,9 +19,9 @@ from orchestrator.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
 from orchestrator.atomic import read_json, write_bytes_atomic, write_json_atomic
 from orchestrator.backends.factory import make_backend
 from orchestrator.config import OrchestrationConfig
-from orchestrator.engine import Attached, EngineSettings, ExecutionEngine, Observer
+from orchestrator.engine import EngineSettings, ExecutionEngine, Observer
 from orchestrator.errors import InputError, OrchestratorError, StateError
-from orchestrator.journal import Journal
+from orchestrator.journal import Journal, read_journal
 from orchestrator.maintenance import find_run
 from orchestrator.merge import MergeReport, merge_check
 from orchestrator.models import (
@@ -29,8 +32,9 @@ from orchestrator.models import (
     TaskStatus,
 )
 from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
-from orchestrator.recovery import recover_tasks
+from orchestrator.recovery import Recovery, apply, inspect_tasks
 from orchestrator.registry import COALESCE_SECONDS, ProcessRegistry
+from orchestrator.registry_models import ProcessInfo, replay
 from orchestrator.report import write_reports
 from orchestrator.results import build_result
 from orchestrator.runlock import RunLock
@@ -53,6 +57,31 @@ class RunContext:
     run_dir: Path
     monitoring_dir: Path
     in_place: bool = False
+
+
+@dataclass
+class ResumeTarget:
+    """A run `resume` may continue: its saved plan and options, and its tasks as journaled."""
+
+    run_id: str
+    run_dir: Path
+    saved: dict[str, Any]
+    entries: dict[str, ProcessInfo]
+    finished_at: str | None  # set when nothing is left to do: the time of its last record
+
+    @property
+    def plan(self) -> Plan:
+        return Plan.model_validate(self.saved["plan"])
+
+
+def resumable(entries: Mapping[str, ProcessInfo]) -> bool:
+    """Work is left: a task not in a final state, or one an interrupt cancelled."""
+    return any(not e.status.terminal or e.cancelled_by == "interrupt" for e in entries.values())
+
+
+def _self_identity() -> dict[str, Any]:
+    """Who this orchestrator process is, for the journal: `status` tells a dead run by it."""
+    return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
 
 
 class OrchestratorCoordinator:
@@ -141,7 +170,8 @@ class OrchestratorCoordinator:
             journal = Journal(ctx.run_dir / "events.jsonl", run_id=ctx.run_id)
             registry = ProcessRegistry(ctx.monitoring_dir, ctx.run_id, journal=journal, coalesce=COALESCE_SECONDS)
             journal.append("run_started", project_root=str(self.project_root), base_sha=plan.base_sha,
-                           tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel)
+                           tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel,
+                           **_self_identity())
             with registry.batch():
                 for planned in plan.tasks:
                     where = str(self.project_root if ctx.in_place else planned.worktree)
@@ -160,28 +190,81 @@ class OrchestratorCoordinator:
         finally:
             lock.release()
 
-    def resume(self, run_id: str | None = None, *, observer: Observer | None = None) -> OrchestrationResult:
-        """Continue a run whose orchestrator died: re-attach to WorkflowManagers still running,
-        adopt results that arrived meanwhile, re-queue lost tasks, run the rest. Nothing that
-        completed runs again; the journal is the checkpoint."""
-        run_dir = find_run(self.project_root, run_id).run_dir
-        run_id = run_dir.name
-        saved = read_json(run_dir / PLAN_FILE)
-        if not isinstance(saved, dict):
-            raise StateError(f"run {run_id} has no {PLAN_FILE}; it cannot be resumed")
-        plan = Plan.model_validate(saved["plan"])
-        self.warnings.extend(saved.get("warnings", []))
+    def resume_target(self, run_id: str | None = None) -> ResumeTarget:
+        """The run to resume: RUN_ID, else the newest run with work left (else the newest run,
+        which then says it is finished). Reads only; changes nothing."""
+        if run_id:
+            return self._load_target(find_run(self.project_root, run_id).run_dir)
+        newest = find_run(self.project_root, None).run_dir
+        for run_dir in sorted((p for p in newest.parent.glob("orchestration-*") if p.is_dir()), reverse=True):
+            target = self._load_target(run_dir, strict=False)
+            if target is not None and target.finished_at is None:
+                return target
+        return self._load_target(newest)
+
+    def _load_target(self, run_dir: Path, *, strict: bool = True) -> Any:
+        saved = read_json(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
+        if not isinstance(saved, dict) or "plan" not in saved:
+            if not strict:
+                return None
+            raise StateError(f"run {run_dir.name} has no {PLAN_FILE}; it cannot be resumed")
+        records = list(read_journal(run_dir / "events.jsonl"))
+        entries = replay(records, run_dir.name)
+        finished_at = None
+        if not resumable(entries):
+            finished_at = str(records[-1].get("ts", "")) if records else "an unknown time"
+        return ResumeTarget(run_id=run_dir.name, run_dir=run_dir, saved=saved, entries=entries,
+                            finished_at=finished_at)
+
+    def resumed_config(self, target: ResumeTarget, overrides: Mapping[str, Any]) -> OrchestrationConfig:
+        """The run's own options, as it was started, with only the explicitly given ones changed."""
+        saved = dict(target.saved.get("config") or {})
+        merged = OrchestrationConfig.model_validate({**saved, **overrides, "env": self.config.env})
+        return merged
+
+    def preview_resume(self, target: ResumeTarget) -> list[str]:
+        """What `resume` would do, touching nothing (`resume --dry-run`)."""
+        plan = target.plan
+        found = inspect_tasks(target.run_dir, plan, target.entries, self.project_root)
+        lines = found.describe()
+        done = sum(1 for r in found.finished.values() if r.status == TaskStatus.COMPLETED)
+        untouched = [t.spec.id for t in plan.tasks
+                     if t.spec.id not in found.finished and t.spec.id not in found.attached
+                     and t.spec.id not in found.ended and t.spec.id not in found.requeued]
+        if untouched:
+            lines.append(f"run when ready: {', '.join(untouched)}")
+        lines.append(f"keep {done} completed task(s) as they are; nothing that completed runs again")
+        return lines
+
+    def resume(self, target: ResumeTarget | str | None = None, *, observer: Observer | None = None,
+               overrides: Mapping[str, Any] | None = None) -> OrchestrationResult:
+        """Continue a run that stopped (kill -9, Ctrl-C, a crash): re-attach to WorkflowManagers
+        still running, judge attempts that ended meanwhile, re-queue lost and interrupted tasks,
+        run the rest, all with the run's own options (`overrides` are the flags given now).
+        Nothing that completed runs again; the journal is the checkpoint."""
+        if not isinstance(target, ResumeTarget):
+            target = self.resume_target(target)
+        if target.finished_at is not None:
+            raise StateError(f"run {target.run_id} finished at {target.finished_at}; nothing to resume")
+        self.config = self.resumed_config(target, overrides or {})
+        self.worktrees = WorktreeManager(self.project_root, worktrees_dir=self.config.worktrees_dir,
+                                         branch_prefix=self.config.branch_prefix)
+        plan = target.plan
+        self.warnings.extend(target.saved.get("warnings", []))
         lock = RunLock(self.gadugi_dir)
-        lock.acquire(run_id)
+        lock.acquire(target.run_id)
         try:
             monitoring = self._monitoring_dir()
-            ctx = RunContext(run_id=run_id, run_dir=run_dir, monitoring_dir=monitoring, in_place=bool(saved.get("in_place")))
-            journal = Journal(run_dir / "events.jsonl", run_id=run_id)
-            registry = ProcessRegistry.load(monitoring, run_id, journal=journal, coalesce=COALESCE_SECONDS)
-            journal.append("run_resumed", pid=os.getpid())
-            finished, attached, requeued = self._recover(ctx, plan, registry)
-            return self._execute(ctx, plan, registry, journal, observer, finished=finished, attached=attached,
-                                 requeued=requeued)
+            ctx = RunContext(run_id=target.run_id, run_dir=target.run_dir, monitoring_dir=monitoring,
+                             in_place=bool(target.saved.get("in_place")))
+            journal = Journal(target.run_dir / "events.jsonl", run_id=target.run_id)
+            registry = ProcessRegistry.load(monitoring, target.run_id, journal=journal, coalesce=COALESCE_SECONDS)
+            journal.append("run_resumed", overrides=sorted(overrides or {}), **_self_identity())
+            # Sorted under the run lock, from the registry as loaded now: no other orchestrator
+            # can start or adopt anything of this run meanwhile.
+            found = inspect_tasks(target.run_dir, plan, registry.snapshot(), self.project_root)
+            apply(found, registry)
+            return self._execute(ctx, plan, registry, journal, observer, recovery=found)
         finally:
             lock.release()
 
@@ -193,9 +276,7 @@ class OrchestratorCoordinator:
         journal: Journal,
         observer: Observer | None,
         *,
-        finished: dict[str, TaskResult] | None = None,
-        attached: dict[str, Attached] | None = None,
-        requeued: dict[str, TaskResult] | None = None,
+        recovery: Recovery | None = None,
     ) -> OrchestrationResult:
         started = time.monotonic()
         env = self.config.environment()
@@ -235,7 +316,9 @@ class OrchestratorCoordinator:
                 "registry": registry, "max_parallel": settings.max_parallel, "total": len(plan.tasks),
             })
         try:
-            results = engine.run(finished=finished, attached=attached, requeued=requeued)
+            found = recovery or Recovery()
+            results = engine.run(finished=found.finished, attached=found.attached, requeued=found.requeued,
+                                 ended=found.ended)
         finally:
             backend.close()
             if ctx.in_place and original_branch:
@@ -294,11 +377,6 @@ class OrchestratorCoordinator:
         monitoring.mkdir(parents=True, exist_ok=True)
         return RunContext(run_id=run_id, run_dir=run_dir, monitoring_dir=monitoring)
 
-    def _recover(
-        self, ctx: RunContext, plan: Plan, registry: ProcessRegistry
-    ) -> tuple[dict[str, TaskResult], dict[str, Attached], dict[str, TaskResult]]:
-        return recover_tasks(ctx.run_dir, plan, registry)
-
     def _request(
         self,
         ctx: RunContext,
@@ -328,6 +406,17 @@ class OrchestratorCoordinator:
             prompt_path = write_prompt(task_dir / f"prompt-attempt-{attempt}.md", text)
         command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
                                 prompt_file=prompt_path, run_id=ctx.run_id, resume_session=resume_session)
+        fresh_command: list[str] | None = None
+        fresh_prompt: Path | None = None
+        if resume_session is not None and previous is not None:
+            # Sessions live on the machine (and in the HOME) that ran them and are cleaned up in
+            # time: when this one cannot be resumed, the WorkflowManager starts the agent afresh
+            # with the whole task and a note of what the earlier attempt left, on the same branch.
+            text = render_retry_prompt(planned, previous, attempt=attempt, resumed=False, run_id=ctx.run_id,
+                                       base_sha=plan.base_sha, verify=verify, context=self._context_text())
+            fresh_prompt = write_prompt(task_dir / f"prompt-attempt-{attempt}-fresh.md", text)
+            fresh_command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
+                                          prompt_file=fresh_prompt, run_id=ctx.run_id, resume_session=None)
         reuse = previous is not None and (bool(previous.start_sha) or git.branch_exists(self.project_root, planned.branch))
         return TaskRequest(
             run_id=ctx.run_id,
@@ -355,6 +444,8 @@ class OrchestratorCoordinator:
             start_sha=(previous.start_sha or plan.base_sha) if reuse and previous is not None else "",
             reuse_worktree=reuse,
             resume_session=resume_session,
+            fresh_agent_command=fresh_command,
+            fresh_prompt_path=fresh_prompt,
             setup=self.config.setup,
             port_range=self.config.port_range,
             worktree_include=self.config.worktree_include,

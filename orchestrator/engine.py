@@ -22,6 +22,7 @@ from orchestrator.durations import format_duration
 from orchestrator.liveness import is_alive
 from orchestrator.models import (
     AttemptRecord,
+    CancelCause,
     EdgeKind,
     Plan,
     PlannedTask,
@@ -70,6 +71,17 @@ class Attached:
     request: TaskRequest
     wm_pid: int
     wm_create_time: float
+    agent_pid: int | None = None  # as the registry last recorded it, so a second Ctrl-C reaches it
+    agent_create_time: float | None = None
+
+
+@dataclass
+class Requeued:
+    """A task `resume` puts back in the queue: `attempts_used` attempts already ran (or were
+    recorded), the next one continues from `previous` when it left work behind."""
+
+    attempts_used: int
+    previous: TaskResult | None = None
 
 
 @dataclass
@@ -84,6 +96,7 @@ class _TaskState:
     request: TaskRequest | None = None
     previous: TaskResult | None = None
     history: list[AttemptRecord] = field(default_factory=list)
+    cancel_cause: CancelCause | None = None  # why we asked its running attempt to stop
 
 
 class ExecutionEngine:
@@ -148,18 +161,25 @@ class ExecutionEngine:
         *,
         finished: Mapping[str, TaskResult] | None = None,
         attached: Mapping[str, Attached] | None = None,
-        requeued: Mapping[str, TaskResult] | None = None,
+        requeued: Mapping[str, Requeued] | None = None,
+        ended: Mapping[str, tuple[TaskRequest, TaskResult]] | None = None,
     ) -> dict[str, TaskResult]:
         """Run every task to a terminal state; Ctrl-C once stops gracefully, twice kills.
 
-        On resume, `finished` holds results adopted from the earlier run and `attached` the
-        WorkflowManagers still running from it; neither is started again. `requeued` holds the
-        lost attempt of tasks that must run again (continuing on their branch).
+        On resume, `finished` holds final results adopted from the earlier run and `attached` the
+        WorkflowManagers still running from it; neither is started again. `ended` holds attempts
+        that ended while no orchestrator watched: they are judged now (completed, failed, or
+        retried) exactly as if we had seen them end. `requeued` holds tasks that must run (again),
+        continuing on their branch where an earlier attempt left work.
         """
-        for tid, lost in (requeued or {}).items():
-            self.tasks[tid].attempt = lost.attempt
-            self.tasks[tid].previous = lost
+        for tid, back in (requeued or {}).items():
+            self.tasks[tid].attempt = back.attempts_used
+            self.tasks[tid].previous = back.previous
         self._adopt(finished or {}, attached or {})
+        for tid, (request, result) in (ended or {}).items():
+            state = self.tasks[tid]
+            state.request, state.attempt = request, request.attempt
+            self._judge(state, result)
         for tid, state in self.tasks.items():
             if state.waiting == 0 and state.result is None and tid not in self.running:
                 heapq.heappush(self._ready, (self._rank[tid], tid))
@@ -183,7 +203,7 @@ class ExecutionEngine:
             except KeyboardInterrupt:
                 self._interrupt()
         reason = self.abort_reason or ("run interrupted" if self.interrupted else "not started")
-        self._cancel_unstarted(reason)
+        self._cancel_unstarted(reason, "interrupt" if self.interrupted else "dependency")
         return {tid: s.result for tid, s in self.tasks.items() if s.result is not None}
 
     # -- scheduling ------------------------------------------------------------------------------
@@ -218,7 +238,7 @@ class ExecutionEngine:
         self.abort_reason = f"run budget of ${budget:.2f} spent (${self.spent_usd():.2f}); no new task starts"
         self.halted = True
         self.observer("", "breaker", {"reason": self.abort_reason})
-        self._cancel_unstarted(self.abort_reason)
+        self._cancel_unstarted(self.abort_reason, "budget")
 
     def _launch_ready(self, now: float) -> None:
         self._check_budget()
@@ -329,16 +349,21 @@ class ExecutionEngine:
         tid = state.planned.spec.id
         self.running.discard(tid)
         self._live_cost.pop(tid, None)
-        result = self._read_result(state, returncode)
-        delay = self._retry_delay(result)
+        self._judge(state, self._read_result(state, returncode))
+
+    def _judge(self, state: _TaskState, result: TaskResult) -> None:
+        """An attempt ended: retry it after a backoff, or record its final state."""
+        delay = self._retry_delay(state, result)
         if delay is not None:
             self._schedule_retry(state, result, delay)
             return
         result.attempts = list(state.history)
         self._complete(state, result)
 
-    def _retry_delay(self, result: TaskResult) -> float | None:
-        if self.halted or result.attempt > self.settings.retries:
+    def _retry_delay(self, state: _TaskState, result: TaskResult) -> float | None:
+        # Retries are counted, not attempt numbers: attempts that an interrupt or a lost
+        # orchestrator cut short (and resume continued) do not use up a task's retries.
+        if self.halted or len(state.history) >= self.settings.retries:
             return None
         return retry_delay(result, base=self.settings.backoff_base, cap=self.settings.backoff_cap, rng=self.rng)
 
@@ -363,10 +388,13 @@ class ExecutionEngine:
     def _complete(self, state: _TaskState, result: TaskResult, *, adopted: bool = False) -> None:
         tid = state.planned.spec.id
         state.result = result
+        if result.status == TaskStatus.CANCELLED and result.cancelled_by is None:
+            result.cancelled_by = state.cancel_cause or ("interrupt" if self.stopping else "user")
         if not adopted:
             self.registry.transition(
                 tid,
                 result.status,
+                cancelled_by=result.cancelled_by,
                 exit_code=result.outcome.exit_code,
                 error_message=result.error_message,
                 session_id=result.outcome.session_id,
@@ -381,7 +409,8 @@ class ExecutionEngine:
             succ_state = self.tasks[succ]
             succ_state.waiting -= 1
             if result.status != TaskStatus.COMPLETED:
-                self._cancel(succ, f"dependency '{tid}' {result.status.value}")
+                cause: CancelCause = "interrupt" if result.cancelled_by == "interrupt" else "dependency"
+                self._cancel(succ, f"dependency '{tid}' {result.status.value}", cause)
             elif succ_state.waiting == 0 and succ_state.result is None and succ not in self.running:
                 heapq.heappush(self._ready, (self._rank[succ], succ))
 
@@ -400,7 +429,7 @@ class ExecutionEngine:
             self.abort_reason = f"stopped launching after {count} task(s) failed the same way: {message}"
             self.halted = True
             self.observer(result.task_id, "breaker", {"reason": self.abort_reason})
-            self._cancel_unstarted(self.abort_reason)
+            self._cancel_unstarted(self.abort_reason, "breaker")
 
     def _read_result(self, state: _TaskState, returncode: int | None) -> TaskResult:
         assert state.request is not None
@@ -423,8 +452,10 @@ class ExecutionEngine:
 
     # -- stopping --------------------------------------------------------------------------------
 
-    def _cancel(self, tid: str, reason: str) -> None:
-        """End a task that is not running, and, through dependency edges, everything after it."""
+    def _cancel(self, tid: str, reason: str, cause: CancelCause) -> None:
+        """End a task that is not running, and, through dependency edges, everything after it.
+        Tasks after an interrupted one are interrupted too (resume runs them); otherwise they are
+        cancelled for their dependency."""
         state = self.tasks[tid]
         if state.result is not None or tid in self.running:
             return
@@ -437,19 +468,20 @@ class ExecutionEngine:
             base_sha=self.plan.base_sha,
             error_message=reason,
             attempts=list(state.history),
+            cancelled_by=cause,
         )
         state.result.outcome.failure = "cancelled"
-        self.registry.transition(tid, TaskStatus.CANCELLED, error_message=reason)
+        self.registry.transition(tid, TaskStatus.CANCELLED, error_message=reason, cancelled_by=cause)
         self.observer(tid, "cancelled", {"reason": reason})
         for succ in state.succs:
             self.tasks[succ].waiting -= 1
-            self._cancel(succ, f"dependency '{tid}' cancelled")
+            self._cancel(succ, f"dependency '{tid}' cancelled", "interrupt" if cause == "interrupt" else "dependency")
 
-    def _cancel_unstarted(self, reason: str) -> None:
+    def _cancel_unstarted(self, reason: str, cause: CancelCause) -> None:
         self._delayed.clear()
         for tid, state in self.tasks.items():
             if state.result is None and tid not in self.running:
-                self._cancel(tid, reason)
+                self._cancel(tid, reason, cause)
 
     def cancel_tasks(self, task_ids: list[str], reason: str = "cancelled by user") -> None:
         """Stop the named tasks (running ones gracefully) and dequeue queued ones; others go on."""
@@ -457,11 +489,12 @@ class ExecutionEngine:
             if tid not in self.tasks:
                 continue
             if tid in self.running:
+                self.tasks[tid].cancel_cause = "user"
                 self.backend.cancel(tid)
             else:
                 self._delayed = [(t, d) for t, d in self._delayed if d != tid]
                 heapq.heapify(self._delayed)
-                self._cancel(tid, reason)
+                self._cancel(tid, reason, "user")
 
     def _read_control(self) -> None:
         """`orchestrator cancel` drops request files here; each is acted on once, then removed."""
@@ -481,7 +514,7 @@ class ExecutionEngine:
         self.abort_reason = f"run timeout of {format_duration(limit)} reached{waiting}"
         self.halted = True
         self.observer("", "run_timeout", {"reason": self.abort_reason, "running": sorted(self.running)})
-        self._cancel_unstarted(self.abort_reason)
+        self._cancel_unstarted(self.abort_reason, "run_timeout")
         for tid in list(self.running):
             self.backend.cancel(tid, timeout=True)
 
@@ -496,6 +529,7 @@ class ExecutionEngine:
                 else:
                     self.observer("", "kill", {"running": sorted(self.running)})
                     for tid in list(self.running):
+                        self.tasks[tid].cancel_cause = "interrupt"
                         self.backend.kill(tid)
                 return
             except KeyboardInterrupt:
@@ -505,10 +539,11 @@ class ExecutionEngine:
         self.stopping = self.halted = True
         self.interrupted = True
         self.observer("", "interrupt", {"running": sorted(self.running)})
-        self._cancel_unstarted("run interrupted")
+        self._cancel_unstarted("run interrupted", "interrupt")
         # Newest first, as tox does: the most recent work has the least to lose.
         for tid in reversed(self._launch_order):
             if tid in self.running:
+                self.tasks[tid].cancel_cause = "interrupt"
                 self.backend.cancel(tid)
 
     # -- resume and liveness ---------------------------------------------------------------------
@@ -524,6 +559,8 @@ class ExecutionEngine:
                 self.running.add(tid)
                 self._launch_order.append(tid)
                 self.backend.attach(info.request, info.wm_pid, info.wm_create_time)
+                if info.agent_pid:
+                    self.registry.update(tid, pid=info.agent_pid, pid_create_time=info.agent_create_time)
                 self.observer(tid, "attached", {"pid": info.wm_pid, "attempt": state.attempt})
         # Adopted results release their successors in plan order, as if they had just finished.
         for tid in order:

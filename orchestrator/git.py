@@ -159,6 +159,15 @@ def branch_exists(repo: Path, branch: str) -> bool:
     return rc == 0
 
 
+def branch_created_at(repo: Path, branch: str) -> str | None:
+    """The commit `branch` was created at, from its reflog's oldest entry; None without a reflog
+    (core.logAllRefUpdates off) or branch. `worktree add -b` writes that entry, so for a task
+    branch this is its start commit even when nothing else recorded it."""
+    rc, out, _ = _git(repo, "reflog", "show", "--format=%H", f"refs/heads/{branch}", "--", check=False)
+    shas = out.split()
+    return shas[-1] if rc == 0 and shas else None
+
+
 def check_ref_format_branch(name: str) -> bool:
     """git's own verdict on `name` as a new branch name."""
     # Run from / so an `@{-1}`-style name can never be expanded against some repository.

@@ -159,7 +159,12 @@ FailureClass = Literal[
     "no_result",
     "stalled",
     "lost",
+    "session_lost",
 ]
+
+# Who ended a cancelled task. Only "interrupt" (Ctrl-C or SIGTERM to the orchestrator, or its
+# second-Ctrl-C kill) is resumable: `orchestrator resume` re-queues those tasks.
+CancelCause = Literal["interrupt", "user", "run_timeout", "budget", "breaker", "dependency"]
 
 
 class AgentOutcome(Model):
@@ -226,6 +231,7 @@ class TaskResult(Model):
     completed_at: str | None = None
     duration_seconds: float = 0.0
     start_sha: str = Field(default="", description="Commit the task's branch started from.")
+    cancelled_by: CancelCause | None = Field(default=None, description="Set when status is cancelled.")
     attempts: list[AttemptRecord] = Field(default_factory=list, description="Earlier attempts, oldest first.")
 
 

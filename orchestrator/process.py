@@ -411,6 +411,60 @@ def _escalate(
     wait(terminate_timeout)
 
 
+def stop_group(
+    proc: subprocess.Popen[bytes],
+    reason: str,
+    *,
+    interrupt_timeout: float = INTERRUPT_TIMEOUT,
+    terminate_timeout: float = TERMINATE_TIMEOUT,
+    log: LogFn | None = None,
+) -> None:
+    """The agent's escalation for a short command in its own session (a setup hook, verify):
+    SIGINT, SIGTERM, SIGKILL to its process group, each after its grace."""
+
+    def wait(timeout: float) -> bool:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def send(signum: int) -> None:
+        signal_group(proc.pid, signum)
+
+    if proc.poll() is None:
+        _escalate(f"pid {proc.pid}", reason, send=send, wait=wait, interrupt_timeout=interrupt_timeout,
+                  terminate_timeout=terminate_timeout, log=log or _no_log)
+
+
+def kill_tree_now(pid: int, create_time: float) -> list[int]:
+    """SIGKILL `pid` and every process below it, whatever process group or session each one is
+    in (agents and hooks run in sessions of their own). For the second Ctrl-C: no grace, and
+    nothing signalled unless `pid` still has `create_time`. Returns the descendants killed."""
+    if not process_matches(pid, create_time):
+        return []
+    try:
+        tree = {child.pid: child.create_time() for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        tree = {}
+    groups = set()
+    for member in (pid, *tree):
+        try:
+            groups.add(os.getpgid(member))
+        except ProcessLookupError:
+            continue
+    groups.discard(os.getpgrp())  # never our own
+    # The root first, so it starts nothing new while its children go; then each group, which
+    # also takes whatever a child forked after we looked.
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for group in groups:
+        signal_group(group, signal.SIGKILL)
+    return _kill_verified(tree)
+
+
 def kill_process_tree(
     pid: int,
     create_time: float,

@@ -64,9 +64,14 @@ HEARTBEAT_FIELDS = frozenset({"pid", "phase", "attempt", "resource_usage", "task
 _VOLATILE = frozenset({"last_heartbeat", "last_event", "last_event_at", "resource_usage"})
 
 
-def transition_allowed(current: TaskStatus, target: TaskStatus, attempt_delta: int = 0) -> bool:
+def transition_allowed(
+    current: TaskStatus, target: TaskStatus, attempt_delta: int = 0, *, reopen: bool = False
+) -> bool:
     """The lifecycle: queued→running|cancelled|failed, running→any terminal state, and
-    running→queued only as a retry (attempt goes up). Nothing leaves a terminal state."""
+    running→queued only as a retry (attempt goes up). Nothing leaves a terminal state, except
+    that `resume` re-opens a task cancelled by an interrupt (cancelled→queued, `reopen`)."""
+    if reopen:
+        return current is TaskStatus.CANCELLED and target is TaskStatus.QUEUED and attempt_delta >= 0
     if current.terminal or attempt_delta < 0:
         return False
     if target is TaskStatus.QUEUED:
@@ -195,7 +200,8 @@ class ProcessRegistry:
             self._write(status_changed=True)
 
     def transition(
-        self, task_id: str, status: TaskStatus | str, *, reason: str | None = None, **fields: Any
+        self, task_id: str, status: TaskStatus | str, *, reason: str | None = None, reopen: bool = False,
+        **fields: Any,
     ) -> bool:
         """Move a task to `status`, applying `fields` too. Returns False (and journals a
         `transition_refused` record) when the lifecycle does not allow it; never raises for that.
@@ -203,13 +209,19 @@ class ProcessRegistry:
         A retry is `transition(id, QUEUED, attempt=n+1, reason=...)` from running: the failed
         attempt lives in the journal, the entry starts over. `reason` becomes the error_message of
         a failed/timeout/cancelled task unless `error_message` is given.
+
+        `reopen` (resume only): a task cancelled by an interrupt goes back to queued; a task
+        cancelled for any other cause stays cancelled.
         """
         target = TaskStatus(status)
         _check_fields(fields)
         with self._locked():
             entry = self._require(task_id)
             attempt = int(fields.get("attempt", entry.attempt))
-            if not transition_allowed(entry.status, target, attempt - entry.attempt):
+            allowed = transition_allowed(entry.status, target, attempt - entry.attempt, reopen=reopen)
+            if reopen and entry.cancelled_by != "interrupt":
+                allowed = False
+            if not allowed:
                 self._journal(
                     "transition_refused",
                     task_id=task_id,
@@ -229,6 +241,7 @@ class ProcessRegistry:
                 changes.update(
                     started_at=None, completed_at=None, duration_seconds=None, pid=None,
                     pid_create_time=None, exit_code=None, resource_usage=None, phase=Phase.QUEUED,
+                    cancelled_by=None,
                 )
             else:
                 changes["completed_at"] = stamp
@@ -249,6 +262,7 @@ class ProcessRegistry:
                 reason=reason if reason is not None else fields.get("error_message"),
                 changes=_diff(entry, new),
                 **{"from": entry.status.value, "to": target.value},
+                **({"reopened": True} if reopen else {}),
             )
             self._store(new)
             self._write(status_changed=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.models import SCHEMA_VERSION, Phase, TaskStatus, Tokens, iso
+from orchestrator.models import SCHEMA_VERSION, CancelCause, Phase, TaskStatus, Tokens, iso
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,9 @@ class ProcessInfo(BaseModel):
     turns: int = 0
     priority: int = 5
     duration_seconds: float | None = None
+    cancelled_by: CancelCause | None = Field(
+        default=None, description="Who cancelled it; `interrupt` is the only cause `resume` re-queues."
+    )
 
 
 class ProcessRegistryFile(BaseModel):

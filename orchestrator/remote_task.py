@@ -32,7 +32,7 @@ from orchestrator.models import TaskResult, TaskStatus, iso
 from orchestrator.process import signal_group
 from orchestrator.remote_repo import WorkerRepo
 from orchestrator.secrets import Redactor
-from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
+from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 TOPIC = "gadugi"  # the Dask event topic the orchestrator subscribes to
 POLL = 0.5  # seconds between checks of the stop flag
@@ -49,6 +49,7 @@ class RemoteTaskSpec(BaseModel):
     key: str = Field(description="Dask key, unique per attempt: run_id/task_id/attempt.")
     request: TaskRequest = Field(description="The request as the orchestrator built it (its paths).")
     prompt_text: str
+    fresh_prompt_text: str | None = Field(default=None, description="The prompt used if the session is gone.")
     repo_key: str = Field(description="Names the worker's copy of this project's repository.")
     repo_url: str | None = Field(default=None, description="A remote the worker may fetch commits from.")
     need: list[str] = Field(default_factory=list, description="Commits that must exist before the task starts.")
@@ -169,25 +170,34 @@ class _Runner:
         prompt = self.task_dir / req.prompt_path.name
         prompt.write_text(spec.prompt_text, encoding="utf-8")
         reuse = req.reuse_worktree and spec.branch_tip is not None
+        fresh: dict[str, Any] = {"fresh_agent_command": None, "fresh_prompt_path": None}
+        if req.fresh_agent_command and req.fresh_prompt_path and spec.fresh_prompt_text is not None:
+            # Sessions are worker-local: a retry landing here may need to start afresh.
+            fresh_prompt = self.task_dir / req.fresh_prompt_path.name
+            fresh_prompt.write_text(spec.fresh_prompt_text, encoding="utf-8")
+            fresh = {"fresh_prompt_path": fresh_prompt,
+                     "fresh_agent_command": self._agent_argv(fresh_prompt, req.fresh_agent_command,
+                                                             req.fresh_prompt_path)}
         return req.model_copy(update={
+            **fresh,
             "project_root": self.repo.path,
             "task_dir": self.task_dir,
             "prompt_path": prompt,
             "worktree": self.worktree,
             "worktrees_dir": ".worktrees",
-            "agent_command": self._agent_argv(prompt),
+            "agent_command": self._agent_argv(prompt, req.agent_command, req.prompt_path),
             "reuse_worktree": reuse,
             "start_sha": req.start_sha if reuse else "",
             "port_range": req.port_range,
         })
 
-    def _agent_argv(self, prompt: Path) -> list[str]:
+    def _agent_argv(self, prompt: Path, command: list[str], their_prompt: Path) -> list[str]:
         """The orchestrator's argv with its paths swapped for this worker's: the executable found
         here when the orchestrator's path does not exist, the prompt file and worktree moved."""
-        argv = list(self.req.agent_command)
+        argv = list(command)
         if argv and not Path(argv[0]).is_file():
             argv[0] = which(Path(argv[0]).name, path=self._env().get("PATH", "")) or argv[0]
-        swaps = ((str(self.req.prompt_path), str(prompt)), (str(self.req.worktree), str(self.worktree)))
+        swaps = ((str(their_prompt), str(prompt)), (str(self.req.worktree), str(self.worktree)))
         out = []
         for arg in argv:
             for old, new in swaps:
@@ -208,8 +218,12 @@ class _Runner:
         shown = redactor.argv(request.agent_command)
         if shown != request.agent_command:
             env[AGENT_ARGV_ENV] = json.dumps(request.agent_command)
+        fresh_shown = redactor.argv(request.fresh_agent_command) if request.fresh_agent_command else None
+        if fresh_shown != request.fresh_agent_command:
+            env[FRESH_ARGV_ENV] = json.dumps(request.fresh_agent_command)
         request_path = self.task_dir / "request.json"
-        write_json_atomic(request_path, request.model_copy(update={"agent_command": shown}).model_dump(mode="json"))
+        write_json_atomic(request_path, request.model_copy(update={
+            "agent_command": shown, "fresh_agent_command": fresh_shown}).model_dump(mode="json"))
         if stop_event.is_set():
             return self._stopped_before_start(request, str(stop_kind.get()))
         with (self.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:

@@ -12,7 +12,9 @@ from datetime import datetime, timezone
 from orchestrator.models import FailureClass, TaskResult, TaskStatus
 
 # "lost": the WorkflowManager (or the cluster worker running it) died without leaving a result.
-TRANSIENT: frozenset[str] = frozenset({"api_error", "rate_limited", "killed", "stalled", "crashed", "no_result", "lost"})
+# "session_lost": a resume found no session and the fresh start was not possible (another agent).
+TRANSIENT: frozenset[str] = frozenset({"api_error", "rate_limited", "killed", "stalled", "crashed", "no_result", "lost",
+                                       "session_lost"})
 PERMANENT: frozenset[str] = frozenset({"auth", "max_turns", "budget", "verify_failed", "agent_error", "setup_failed"})
 
 BACKOFF_BASE = 5.0  # seconds before the first retry (before jitter)

@@ -326,6 +326,14 @@ def resolve_settings(
     return ResolvedSettings(resolved)
 
 
+def cli_overrides(project_root: Path, cli_values: Mapping[str, Any]) -> dict[str, Any]:
+    """OrchestrationConfig keyword arguments for only the options given on the command line:
+    what `resume` lays over the options the run was started with."""
+    resolved = resolve_settings(project_root, cli_values, {})
+    kwargs = resolved.config_kwargs()
+    return {s.field: kwargs[s.field] for s in SETTINGS if resolved.values[s.key].source == "cli"}
+
+
 def _already_typed(setting: Setting, raw: Any) -> bool:
     # click already converted these (IntRange, flags, multiple); the rest are parsed like env strings.
     return isinstance(raw, (bool, list)) or (isinstance(raw, int) and setting.key in ("max_turns", "retries"))

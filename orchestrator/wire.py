@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 
 AGENT_ARGV_ENV = "GADUGI_AGENT_ARGV"  # the unmasked agent argv, when it holds a secret
+FRESH_ARGV_ENV = "GADUGI_FRESH_AGENT_ARGV"  # the same for fresh_agent_command
 
 
 class Predecessor(BaseModel):
@@ -50,6 +51,10 @@ class TaskRequest(BaseModel):
     start_sha: str = Field(default="", description="On a retry: the commit the task's branch started from.")
     reuse_worktree: bool = Field(default=False, description="On a retry: continue in the task's worktree.")
     resume_session: str | None = None
+    fresh_agent_command: list[str] | None = Field(
+        default=None, description="With resume_session: the command that starts afresh if the session is gone."
+    )
+    fresh_prompt_path: Path | None = None
     setup: str | None = Field(default=None, description="Shell command run in the new worktree before the agent.")
     port_range: tuple[int, int] | None = None
     worktree_include: str | None = ".worktreeinclude"

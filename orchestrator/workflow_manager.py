@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,16 +20,16 @@ from typing import Any
 
 import psutil
 
-from orchestrator import git
+from orchestrator import attempt_lock, git
 from orchestrator.agents import make_parser
 from orchestrator.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
-from orchestrator.process import AgentProcess
+from orchestrator.process import AgentProcess, stop_group
 from orchestrator.secrets import Redactor
 from orchestrator.stall import StallWatch
 from orchestrator.verify import run_verify
-from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
+from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 from orchestrator.worktree_pool import WorktreePool
 from orchestrator.worktree_setup import WorktreeSetupError, prepare_worktree
 from orchestrator.worktrees import WorktreeManager
@@ -81,6 +82,7 @@ class WorkflowManager:
             }
         )
         self.process: AgentProcess | None = None
+        self.hook: subprocess.Popen[bytes] | None = None  # the setup hook or verify command running now
         self.stop_reason: str | None = None  # "timeout", "cancelled" or "stalled"
         self.stop_detail = ""
         self._stop_lock = threading.Lock()
@@ -96,10 +98,12 @@ class WorkflowManager:
                 return
             self.stop_reason = reason
             self.stop_detail = why
-        self.emitter.log(f"stopping agent: {why}")
-        proc = self.process
+        self.emitter.log(f"stopping: {why}")
+        proc, hook = self.process, self.hook
         if proc is not None:
             threading.Thread(target=self._escalate, args=(proc, why), daemon=True).start()
+        if hook is not None:
+            threading.Thread(target=self._stop_hook, args=(hook, why), daemon=True).start()
 
     def _escalate(self, proc: AgentProcess, why: str) -> None:
         proc.stop(
@@ -108,6 +112,19 @@ class WorkflowManager:
             terminate_timeout=self.request.terminate_timeout,
             log=self.emitter.log,
         )
+
+    def _stop_hook(self, hook: subprocess.Popen[bytes], why: str) -> None:
+        stop_group(hook, why, interrupt_timeout=self.request.interrupt_timeout,
+                   terminate_timeout=self.request.terminate_timeout, log=self.emitter.log)
+
+    def _hook_started(self, hook: subprocess.Popen[bytes]) -> None:
+        """A setup hook or verify command exists: a stop (cancel, deadline) now reaches it too,
+        and one that came while it was being spawned is applied at once."""
+        with self._stop_lock:
+            self.hook = hook
+            why = self.stop_detail if self.stop_reason is not None else None
+        if why is not None:
+            threading.Thread(target=self._stop_hook, args=(hook, why), daemon=True).start()
 
     # -- phases --------------------------------------------------------------------------------
 
@@ -125,6 +142,11 @@ class WorkflowManager:
             started_at=iso(started),
         )
         start_sha = ""
+        # The task's deadline runs from our start and covers every phase: setup, agent, verify.
+        deadline = threading.Timer(req.timeout_seconds, self.request_stop,
+                                   args=("timeout", f"task timeout of {req.timeout_seconds:g}s reached"))
+        deadline.daemon = True
+        deadline.start()
         try:
             self._phase(Phase.SETUP)
             start_sha = self._setup()
@@ -133,14 +155,15 @@ class WorkflowManager:
             write_json_atomic(req.task_dir / "setup.json", {"attempt": req.attempt, "start_sha": start_sha})
             if self.stop_reason is None:
                 self._phase(Phase.AGENT)
-                result.outcome = self._run_agent(deadline=t0 + req.timeout_seconds)
+                result.outcome = self._run_agent()
             else:
                 result.outcome = AgentOutcome(failure="cancelled", message="stopped before the agent started")
             if result.outcome.success and self.stop_reason is None and req.verify:
                 self._phase(Phase.VERIFY)
-                remaining = max(1.0, req.timeout_seconds - (time.monotonic() - t0))
+                remaining = max(0.1, req.timeout_seconds - (time.monotonic() - t0))
                 result.verify = run_verify(req.verify, req.worktree, self.env, timeout=remaining,
-                                           log_path=req.task_dir / "workflow_manager.log")
+                                           log_path=req.task_dir / "workflow_manager.log", on_start=self._hook_started)
+                self.hook = None
             self._phase(Phase.COMMIT)
             sha = git.commit_all(
                 req.worktree, f"{req.task_id}: work left uncommitted by the agent\n\nGadugi-Task: {req.task_id}"
@@ -153,6 +176,7 @@ class WorkflowManager:
             result.error_message = str(exc)
             self.emitter.log(f"error: {exc}")
         finally:
+            deadline.cancel()
             if start_sha and not req.in_place:
                 try:
                     self._worktrees().finish(req.worktree)
@@ -214,7 +238,7 @@ class WorkflowManager:
             prepared = prepare_worktree(
                 req.project_root, req.worktree, task_id=req.task_id, branch=req.branch, base_sha=start_sha,
                 setup=req.setup, port_range=req.port_range, log_path=req.task_dir / "workflow_manager.log",
-                include_file=req.worktree_include, env=self.env,
+                include_file=req.worktree_include, env=self.env, on_start=self._hook_started,
             )
         except WorktreeSetupError as exc:
             raise WorktreeError(f"{exc}\n{exc.output_tail[-2000:]}".rstrip()) from exc
@@ -223,14 +247,29 @@ class WorkflowManager:
         if prepared.port is not None:
             self.env["PORT"] = str(prepared.port)
 
-    def _run_agent(self, *, deadline: float) -> AgentOutcome:
+    def _run_agent(self) -> AgentOutcome:
+        req = self.request
+        outcome = self._run_agent_once(req.agent_command, req.prompt_path)
+        if (outcome.failure == "session_lost" and req.fresh_agent_command and req.fresh_prompt_path
+                and self.stop_reason is None):
+            # The session to continue is gone (another machine, a HOME without it, cleaned up, or
+            # never saved): start afresh on the same branch, with the whole task and a note.
+            self.emitter.log(f"session {req.resume_session} cannot be resumed ({outcome.message}); "
+                             "starting the agent afresh with the full prompt on the same branch")
+            lost = outcome
+            outcome = self._run_agent_once(req.fresh_agent_command, req.fresh_prompt_path)
+            if lost.cost_usd:
+                outcome.cost_usd = (outcome.cost_usd or 0.0) + lost.cost_usd
+        return outcome
+
+    def _run_agent_once(self, command: list[str], prompt_path: Path) -> AgentOutcome:
         req = self.request
         parser = make_parser(req.agent, model=req.model)
         proc = AgentProcess(
-            req.agent_command,
+            command,
             cwd=req.worktree,
             env=self.env,
-            stdin_path=req.prompt_path,
+            stdin_path=prompt_path,
             stdout_log=req.task_dir / "agent.jsonl",
             stderr_log=req.task_dir / "agent.stderr.log",
             redact=self.emitter.redactor.raw,
@@ -239,17 +278,12 @@ class WorkflowManager:
             proc.start()
         except OSError as exc:
             return AgentOutcome(failure="agent_error", message=f"could not start agent: {exc}")
-        self.process = proc
-        self.emitter.emit("agent_started", pid=proc.pid, create_time=proc.create_time, command=req.agent_command)
-        if self.stop_reason is not None:  # a cancel arrived while we were starting
-            threading.Thread(target=self._escalate, args=(proc, "cancelled"), daemon=True).start()
-        timer = threading.Timer(
-            max(0.0, deadline - time.monotonic()),
-            self.request_stop,
-            args=("timeout", f"task timeout of {req.timeout_seconds:g}s reached"),
-        )
-        timer.daemon = True
-        timer.start()
+        with self._stop_lock:
+            self.process = proc
+            stopping = self.stop_reason is not None
+        self.emitter.emit("agent_started", pid=proc.pid, create_time=proc.create_time, command=command)
+        if stopping:  # a stop arrived while we were starting
+            threading.Thread(target=self._escalate, args=(proc, self.stop_detail or "cancelled"), daemon=True).start()
         watchdog = self._start_stall_watch(proc)
         last_sent = 0.0
         try:
@@ -264,7 +298,6 @@ class WorkflowManager:
                     self._heartbeat(parser, event.summary)
             exit_code = proc.wait()
         finally:
-            timer.cancel()
             if watchdog is not None:
                 watchdog.set()
         # Whatever the agent left running in its group (a dev server, a watcher) goes with it.
@@ -369,9 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.workflow_manager")
     parser.add_argument("--request", required=True, type=Path, help="request.json written by the orchestrator")
     args = parser.parse_args(argv)
+    attempt_lock.keep_inherited()
     request = TaskRequest.model_validate_json(args.request.read_text(encoding="utf-8"))
     if AGENT_ARGV_ENV in os.environ:
         request.agent_command = json.loads(os.environ.pop(AGENT_ARGV_ENV))
+    if FRESH_ARGV_ENV in os.environ:
+        request.fresh_agent_command = json.loads(os.environ.pop(FRESH_ARGV_ENV))
     request.task_dir.mkdir(parents=True, exist_ok=True)
     # First thing: who we are, so a resumed orchestrator can find us even if it died before it
     # recorded our pid.

@@ -19,7 +19,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, Field
@@ -236,9 +236,13 @@ def hook_env(
     return env
 
 
+OnStart = Callable[["subprocess.Popen[bytes]"], None]
+
+
 def run_hook(command: str, *, cwd: Path, env: Mapping[str, str], log_path: Path, what: str,
-             timeout: float | None = None) -> HookResult:
-    """Run `/bin/sh -c command` with output appended to `log_path`; the exit code and output tail."""
+             timeout: float | None = None, on_start: OnStart | None = None) -> HookResult:
+    """Run `/bin/sh -c command` with output appended to `log_path`; the exit code and output tail.
+    `on_start` gets the process as soon as it exists, so its owner can stop it (cancel, deadline)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with log_path.open("ab") as log:
@@ -247,6 +251,8 @@ def run_hook(command: str, *, cwd: Path, env: Mapping[str, str], log_path: Path,
         start = os.fstat(log.fileno()).st_size
         proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if on_start is not None:
+            on_start(proc)
         try:
             code: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -276,6 +282,7 @@ def prepare_worktree(
     include_file: str | None = ".worktreeinclude",
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    on_start: OnStart | None = None,
 ) -> SetupResult:
     """Copy included files, allocate $PORT, run `setup`; raises WorktreeSetupError when it fails."""
     result = copy_included(project_root, worktree, include_file) if include_file else SetupResult()
@@ -283,7 +290,7 @@ def prepare_worktree(
         result.port = allocate_port(project_root, port_range, task_id=task_id, worktree=worktree)
     if setup:
         hook = run_hook(
-            setup, cwd=worktree, log_path=log_path, what="setup", timeout=timeout,
+            setup, cwd=worktree, log_path=log_path, what="setup", timeout=timeout, on_start=on_start,
             env=hook_env(os.environ if env is None else env, project_root=project_root, worktree=worktree,
                          task_id=task_id, branch=branch, base_sha=base_sha, port=result.port),
         )

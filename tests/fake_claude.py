@@ -4,12 +4,14 @@ print mode, with behaviour chosen per task.
 
 The mode comes from the first prompt line `fake-claude: <mode> [key=value ...]`, else the env var
 FAKE_CLAUDE_MODE, else `commit`. Modes: commit, edit, no-change, fail, wrong-subtype, no-result,
-slow (seconds=N), hang, ignore-sigterm, crash, flood (mb=N), auth, rate-limited,
-overloaded (times=K state=FILE), crash-once (times=K state=FILE), quiet-busy (seconds=N),
+slow (seconds=N), hang, hang-once (times=K state=FILE), ignore-sigterm, crash, flood (mb=N), auth, rate-limited,
+overloaded (times=K state=FILE), crash-once (times=K state=FILE [forget-session=1]), quiet-busy (seconds=N),
 leak (var=NAME), grandchild (grandchild=FILE). `write=PATH` names the file written.
 
 Env: GADUGI_TASK_ID (task id; default the cwd's name), FAKE_CLAUDE_LOG (append start/end records as
-JSON lines), FAKE_CLAUDE_MODE. Standard library only.
+JSON lines), FAKE_CLAUDE_MODE. Sessions are kept under $HOME/.fake-claude/sessions; `--resume` of one
+that is not there fails as the real CLI does ("No conversation found with session ID"). Standard
+library only.
 """
 from __future__ import annotations
 
@@ -132,6 +134,7 @@ class Stream:
         self.usage = {"input_tokens": 0, "output_tokens": 0,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
         self.cost = 0.0
+        self.saved_session = Path(os.devnull)
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.format != "stream-json":
@@ -388,10 +391,21 @@ def run_mode(mode: str, params: dict[str, str], stream: Stream) -> NoReturn:
         print(f"debug: key is {secret}", file=sys.stderr, flush=True)
         stream.assistant([text(f"The key in my environment is {secret}.")])
         do_commit(stream, params)
+    if mode == "hang-once":
+        # Hangs the first time (until stopped), does the work when run again (a resumed run).
+        default_state = Path(tempfile.gettempdir()) / f"fake-claude-hang-{stream.task_id}"
+        if count_invocation(Path(params.get("state") or default_state)) <= int(params.get("times", "1")):
+            stream.init()
+            stream.assistant([text("Working on it…")])
+            sleep_forever()
+        do_commit(stream, params)
     if mode == "crash-once":
         default_state = Path(tempfile.gettempdir()) / f"fake-claude-crash-{stream.task_id}"
         if count_invocation(Path(params.get("state") or default_state)) <= int(params.get("times", "1")):
             stream.assistant([text("Working on it…")])
+            if params.get("forget-session"):
+                # Died before its transcript was saved: a later --resume finds no session.
+                stream.saved_session.unlink(missing_ok=True)
             os._exit(3)
         do_commit(stream, params)
     if mode == "overloaded":
@@ -440,11 +454,23 @@ def main() -> None:
     # (and so the directive) it was first given, whatever the new prompt says.
     sessions = Path(os.environ.get("HOME", tempfile.gettempdir())) / ".fake-claude" / "sessions"
     saved = sessions / f"{stream.session_id}.txt"
-    if opts.get("resume") and saved.exists():
+    if opts.get("resume") and not saved.exists():
+        # What Claude Code 2.x answers for a session this HOME does not have: no init, one
+        # error_during_execution result naming it, the same line on stderr, exit 1.
+        missing = f"No conversation found with session ID: {stream.session_id}"
+        log_record(task_id, "start", mode="resume-missing")
+        stream.emit({"type": "result", "subtype": "error_during_execution", "is_error": True, "duration_ms": 0,
+                     "duration_api_ms": 0, "num_turns": 0, "stop_reason": None, "session_id": stream.session_id,
+                     "total_cost_usd": 0, "usage": dict(stream.usage), "modelUsage": {}, "permission_denials": [],
+                     "errors": [missing]})
+        sys.stderr.write(missing + "\n")
+        finish(stream, 1)
+    if opts.get("resume"):
         prompt = saved.read_text() + "\n" + prompt
     else:
         sessions.mkdir(parents=True, exist_ok=True)
         saved.write_text(prompt)
+    stream.saved_session = saved
     mode, params = directive(prompt)
     log_record(task_id, "start", mode=mode)
     try:

@@ -35,6 +35,8 @@ _REFUSALS = (
     re.compile(r"requires --verbose"),
     re.compile(r"cannot be used with root/sudo privileges"),
 )
+# What `claude -p --resume <id>` answers (error_during_execution, exit 1) for a session it does not have.
+_NO_SESSION = re.compile(r"no conversation found with session id", re.I)
 _AUTH_TEXT = re.compile(r"not logged in|invalid api key|please run /login|oauth token", re.I)
 
 
@@ -154,6 +156,7 @@ class ClaudeStreamParser:
         self.assistant_error: str | None = None
         self.auth_failed = False
         self.result: dict[str, Any] | None = None
+        self.errors: list[str] = []  # the result event's `errors`
         # Usage keyed by message id: the CLI repeats a message's usage on each of its content lines.
         self._usage_ids: set[str] = set()
         self._running = Tokens()
@@ -286,6 +289,9 @@ class ClaudeStreamParser:
         status = event.get("api_error_status")
         if isinstance(status, int):
             self.api_error_status = status
+        errors = event.get("errors")
+        if isinstance(errors, list):
+            self.errors = [str(e) for e in errors]
         flag = " (is_error)" if event.get("is_error") else ""
         return f"result: {event.get('subtype')}{flag}"
 
@@ -304,7 +310,10 @@ class ClaudeStreamParser:
             return self._classify_no_result(exit_code, stderr, exited)
         subtype = self.result.get("subtype")
         is_error = bool(self.result.get("is_error"))
-        said = _short(self.final_message or self.last_text, 160)
+        said = _short(self.final_message or self.last_text or "; ".join(self.errors), 160)
+        if any(_NO_SESSION.search(e) for e in self.errors):
+            # `--resume` of a session this machine does not have: the task itself is fine.
+            return "session_lost", said
         if not is_error and subtype == "success":
             if exit_code == 0:
                 return "none", f"success in {self.turns} turn(s)"

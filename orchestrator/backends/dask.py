@@ -155,14 +155,17 @@ class DaskBackend:
     def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         request.task_dir.mkdir(parents=True, exist_ok=True)
         shown = self.redactor.argv(request.agent_command)
-        write_json_atomic(request.task_dir / "request.json",
-                          request.model_copy(update={"agent_command": shown}).model_dump(mode="json"))
+        fresh = self.redactor.argv(request.fresh_agent_command) if request.fresh_agent_command else None
+        write_json_atomic(request.task_dir / "request.json", request.model_copy(
+            update={"agent_command": shown, "fresh_agent_command": fresh}).model_dump(mode="json"))
         key = f"{request.run_id}/{request.task_id}/{request.attempt}"
         shipment = self.shipper.prepare(request)
         spec = RemoteTaskSpec(
             key=key,
             request=request,
             prompt_text=request.prompt_path.read_text(encoding="utf-8"),
+            fresh_prompt_text=(request.fresh_prompt_path.read_text(encoding="utf-8")
+                               if request.fresh_prompt_path is not None else None),
             repo_key=self.repo_key,
             repo_url=shipment.url,
             need=shipment.need,

@@ -8,26 +8,24 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 import orchestrator
+from orchestrator import attempt_lock
 from orchestrator.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
 from orchestrator.liveness import is_alive
-from orchestrator.process import signal_group
+from orchestrator.process import kill_tree_now
 from orchestrator.secrets import Redactor
-from orchestrator.wire import AGENT_ARGV_ENV, TaskRequest
+from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 # Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the
 # orchestrator itself runs from a source checkout rather than an installed copy.
 _PACKAGE_PARENT = Path(orchestrator.__file__).resolve().parent.parent
 
-
-ATTACH_POLL = 0.5  # seconds between liveness checks of a re-attached WorkflowManager
 
 
 @dataclass
@@ -37,6 +35,7 @@ class _Handle:
     create_time: float
     proc: subprocess.Popen[bytes] | None = None
     agent_pid: int | None = None
+    agent_create_time: float | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
 
     def alive(self) -> bool:
@@ -64,23 +63,35 @@ class LocalBackend:
     def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         request.task_dir.mkdir(parents=True, exist_ok=True)
         request_path = request.task_dir / "request.json"
-        env = self.env
+        env = dict(self.env)
         shown = self.redactor.argv(request.agent_command)
         if shown != request.agent_command:
             # A secret among the agent's arguments reaches the WorkflowManager only through its
             # environment; the request file on disk records the masked command line.
-            env = {**env, AGENT_ARGV_ENV: json.dumps(request.agent_command)}
-        write_json_atomic(request_path, request.model_copy(update={"agent_command": shown}).model_dump(mode="json"))
-        with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
-            proc = subprocess.Popen(
-                [self.python, "-m", "orchestrator.workflow_manager", "--request", str(request_path)],
-                cwd=_PACKAGE_PARENT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-            )
+            env[AGENT_ARGV_ENV] = json.dumps(request.agent_command)
+        fresh = self.redactor.argv(request.fresh_agent_command) if request.fresh_agent_command else None
+        if fresh != request.fresh_agent_command:
+            env[FRESH_ARGV_ENV] = json.dumps(request.fresh_agent_command)
+        write_json_atomic(request_path, request.model_copy(
+            update={"agent_command": shown, "fresh_agent_command": fresh}).model_dump(mode="json"))
+        # The attempt's lock goes to the child at fork: from then on it is held exactly while
+        # the WorkflowManager lives, whatever happens to us (see attempt_lock).
+        lock_fd = attempt_lock.take(attempt_lock.lock_path(request.task_dir, request.attempt))
+        try:
+            env[attempt_lock.LOCK_FD_ENV] = str(lock_fd)
+            with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
+                proc = subprocess.Popen(
+                    [self.python, "-m", "orchestrator.workflow_manager", "--request", str(request_path)],
+                    cwd=_PACKAGE_PARENT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    start_new_session=True,
+                    pass_fds=(lock_fd,),
+                )
+        finally:
+            os.close(lock_fd)
         try:
             create_time = psutil.Process(proc.pid).create_time()
         except psutil.Error:
@@ -104,10 +115,10 @@ class LocalBackend:
         handle.reader.start()
 
     def _watch(self, handle: _Handle) -> None:
-        # No pipe to a process we did not start: its exit (and result.json) is all we can see.
-        while handle.alive():
-            time.sleep(ATTACH_POLL)
+        # No pipe to a process we did not start: its exit (and result.json) is all we can see,
+        # and the kernel tells us of the exit by releasing the attempt's lock.
         req = handle.request
+        attempt_lock.wait_released(attempt_lock.lock_path(req.task_dir, req.attempt))
         with self._lock:
             self._handles.pop(req.task_id, None)
         self.events.put(BackendEvent("exit", req.task_id, req.attempt, "exit", {"returncode": None}))
@@ -124,6 +135,7 @@ class LocalBackend:
             data = line.get("data") or {}
             if name == "agent_started":
                 handle.agent_pid = data.get("pid")
+                handle.agent_create_time = data.get("create_time")
             self.events.put(BackendEvent("event", req.task_id, req.attempt, name, data))
         rc = handle.proc.wait()
         with self._lock:
@@ -138,13 +150,11 @@ class LocalBackend:
 
     def kill(self, task_id: str) -> None:
         handle = self._handles.get(task_id)
-        if handle is None:
+        if handle is None or not handle.alive():
             return
-        if not handle.alive():
-            return
-        for pgid in (handle.agent_pid, handle.pid):
-            if pgid:
-                signal_group(pgid, signal.SIGKILL)
+        # The whole tree, whichever process group or session each child is in (the agent, a
+        # setup hook, a verify command), also for a WorkflowManager re-attached after a resume.
+        kill_tree_now(handle.pid, handle.create_time)
 
     def running(self) -> list[str]:
         with self._lock:
