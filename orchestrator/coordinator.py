@@ -30,6 +30,8 @@ from orchestrator.models import (
     PlannedTask,
     TaskResult,
     TaskStatus,
+    iso,
+    utcnow,
 )
 from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.recovery import Recovery, apply, inspect_tasks
@@ -37,6 +39,7 @@ from orchestrator.registry import COALESCE_SECONDS, ProcessRegistry
 from orchestrator.registry_models import ProcessInfo, replay
 from orchestrator.report import write_reports
 from orchestrator.results import build_result
+from orchestrator.run_segments import read_run_timing
 from orchestrator.runlock import RunLock
 from orchestrator.secrets import Redactor
 from orchestrator.wire import Predecessor, TaskRequest
@@ -258,8 +261,10 @@ class OrchestratorCoordinator:
             ctx = RunContext(run_id=target.run_id, run_dir=target.run_dir, monitoring_dir=monitoring,
                              in_place=bool(target.saved.get("in_place")))
             journal = Journal(target.run_dir / "events.jsonl", run_id=target.run_id)
-            registry = ProcessRegistry.load(monitoring, target.run_id, journal=journal, coalesce=COALESCE_SECONDS)
+            # Before loading the registry: what that journals (a rebuild) belongs to this process's
+            # segment; after the killed one's last record it would hide the gap between them.
             journal.append("run_resumed", overrides=sorted(overrides or {}), **_self_identity())
+            registry = ProcessRegistry.load(monitoring, target.run_id, journal=journal, coalesce=COALESCE_SECONDS)
             # Sorted under the run lock, from the registry as loaded now: no other orchestrator
             # can start or adopt anything of this run meanwhile.
             found = inspect_tasks(target.run_dir, plan, registry.snapshot(), self.project_root)
@@ -326,13 +331,18 @@ class OrchestratorCoordinator:
             wall = time.monotonic() - started
             if not ctx.in_place:
                 self._cleanup(ctx, plan, results)
-            result = build_result(ctx.run_id, plan, results, wall, engine, in_place=ctx.in_place)
+            # The run's figures span every orchestrator process of it, this one up to `ended`;
+            # run_finished records that instant so a later reading of the journal agrees.
+            ended = utcnow()
+            timing = read_run_timing(journal.path, now=ended)
+            result = build_result(ctx.run_id, plan, results, timing, engine, in_place=ctx.in_place)
             registry.finalize()
             registry.close()
             journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
-                           wall_seconds=round(wall, 3), interrupted=result.interrupted)
+                           wall_seconds=round(wall, 3), interrupted=result.interrupted, ended_at=iso(ended))
             merge = self._merge_check(ctx, plan, result)
-            result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings, merge))
+            result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings, merge,
+                                                   timing=timing))
             if observer is not None:
                 observer("", "run_finished", {"result": result})
         return result

@@ -259,6 +259,19 @@ class TaskSummary(Model):
     completed_at: str | None = None
 
 
+class RunSegment(Model):
+    """One orchestrator process's share of a run, read from the run's journal."""
+
+    started_at: str = Field(description="Its run_started or run_resumed record.")
+    ended_at: str = Field(
+        description="Its run_finished (the moment it took the run's figures); for a killed process, its last record."
+    )
+    seconds: float
+    pid: int | None = None
+    resumed: bool = Field(default=False, description="Started by `orchestrator resume`.")
+    killed: bool = Field(default=False, description="It left no run_finished: it was killed or crashed.")
+
+
 class OrchestrationResult(Model):
     """The whole run; `orchestrator run --json` prints exactly this."""
 
@@ -269,9 +282,20 @@ class OrchestrationResult(Model):
     failed_tasks: int
     cancelled_tasks: int = 0
     skipped_tasks: int = 0
-    execution_time_seconds: float
+    execution_time_seconds: float = Field(
+        description="Wall time of the run: the sum of its orchestrator processes' `segments`, from the journal. "
+        "Time between them, while no orchestrator ran, is `gap_seconds` and is not included."
+    )
     parallel_speedup: float | None = Field(
-        default=None, description="Sum of task durations / wall time, measured."
+        default=None,
+        description="Task time while an orchestrator ran (`task_seconds` - `task_seconds_in_gaps`) / "
+        "`execution_time_seconds`, measured.",
+    )
+    segments: list[RunSegment] = Field(default_factory=list, description="The run's orchestrator processes, in order.")
+    gap_seconds: float = Field(default=0.0, description="Time between segments while no orchestrator of the run ran.")
+    task_seconds: float | None = Field(default=None, description="Sum of the tasks' durations, every attempt.")
+    task_seconds_in_gaps: float = Field(
+        default=0.0, description="Part of the final attempts' time measured inside the gaps; not in the speedup."
     )
     max_parallel: int = 0
     base_sha: str = ""

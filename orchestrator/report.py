@@ -7,6 +7,8 @@ from orchestrator.atomic import write_json_atomic, write_text_atomic
 from orchestrator.durations import format_duration
 from orchestrator.merge import MergeReport
 from orchestrator.models import OrchestrationResult, Plan, TaskResult
+from orchestrator.results import busy_time
+from orchestrator.run_segments import RunTiming
 from orchestrator.timeline import render_timeline
 
 
@@ -17,7 +19,10 @@ def write_reports(
     results: dict[str, TaskResult],
     warnings: list[str],
     merge: MergeReport | None = None,
+    timing: RunTiming | None = None,
 ) -> Path:
+    """`timing` is the one `build_result` was given, so every figure here is the result's; without
+    it the run is described as one process."""
     report = {
         **result.model_dump(mode="json"),
         "warnings": warnings,
@@ -28,9 +33,9 @@ def write_reports(
     }
     write_json_atomic(run_dir / "report.json", report)
     write_text_atomic(run_dir / "timeline.svg", render_timeline(
-        result.tasks, slots=max(1, result.max_parallel), title=f"Run {result.run_id}"))
+        result.tasks, slots=max(1, result.max_parallel), title=f"Run {result.run_id}", timing=timing))
     path = run_dir / "report.md"
-    write_text_atomic(path, render_markdown(result, plan, results, warnings, merge))
+    write_text_atomic(path, render_markdown(result, plan, results, warnings, merge, timing))
     return path
 
 
@@ -40,15 +45,15 @@ def render_markdown(
     results: dict[str, TaskResult],
     warnings: list[str],
     merge: MergeReport | None = None,
+    timing: RunTiming | None = None,
 ) -> str:
     lines = [
         f"# Run {result.run_id}",
         "",
         f"- Tasks: {result.total_tasks} ({result.successful_tasks} completed, {result.failed_tasks} failed, "
         f"{result.cancelled_tasks} cancelled, {result.skipped_tasks} skipped as done)",
-        f"- Wall time: {format_duration(result.execution_time_seconds)}; max parallel {result.max_parallel}",
-        f"- Parallel speedup (sum of task durations / wall time, measured): "
-        f"{result.parallel_speedup if result.parallel_speedup is not None else 'n/a'}",
+        f"- Wall time: {_wall_time(result, timing)}; max parallel {result.max_parallel}",
+        f"- Parallel speedup {_speedup(result, timing)}",
         f"- Base: `{result.base_sha}`",
     ]
     if result.total_cost_usd is not None:
@@ -100,3 +105,26 @@ def render_markdown(
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     return "\n".join(lines) + "\n"
+
+
+def _wall_time(result: OrchestrationResult, timing: RunTiming | None) -> str:
+    wall = format_duration(result.execution_time_seconds)
+    if timing is None or len(timing.segments) < 2:
+        return wall
+    return (f"{wall} across {len(timing.segments)} orchestrator processes "
+            f"(gap of {format_duration(timing.gap_seconds)} while no orchestrator ran)")
+
+
+def _speedup(result: OrchestrationResult, timing: RunTiming | None) -> str:
+    """The speedup with the two measured numbers it divides (the same ones `build_result` used)."""
+    busy = busy_time(result.tasks, timing.gaps if timing is not None else ())
+    if busy.in_gaps:
+        what = "(task time while an orchestrator ran / wall time, measured)"
+        left_out = (f"; another {format_duration(busy.in_gaps)} of task time ran while no orchestrator did "
+                    "and is not counted")
+    else:
+        what, left_out = "(sum of task durations / wall time, measured)", ""
+    if result.parallel_speedup is None:
+        return f"{what}: n/a"
+    return (f"{what}: {result.parallel_speedup} ({format_duration(busy.counted)} / "
+            f"{format_duration(result.execution_time_seconds)}){left_out}")

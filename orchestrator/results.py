@@ -1,8 +1,10 @@
 """The run's result object, built from the task results: what `run --json` prints."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from orchestrator.atomic import read_json
 from orchestrator.errors import StateError
@@ -12,7 +14,10 @@ from orchestrator.models import (
     TaskResult,
     TaskStatus,
     TaskSummary,
+    iso,
+    utcnow,
 )
+from orchestrator.run_segments import Gap, RunTiming, parse_ts, seconds_in_gaps, single_process
 
 
 def load_task_result(path: Path, attempt: int) -> TaskResult | None:
@@ -64,13 +69,67 @@ def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSumma
     )
 
 
+@dataclass(frozen=True)
+class BusyTime:
+    """Task time as the attempts measured it, and the part of it that fell in gaps."""
+
+    total: float
+    in_gaps: float
+    """Measured from the final attempts' start and end stamps; earlier attempts carry only a
+    duration, so any part of theirs in a gap cannot be told apart and stays in `counted`."""
+
+    @property
+    def counted(self) -> float:
+        """What the speedup divides: task time while some orchestrator of the run was alive."""
+        return max(0.0, self.total - self.in_gaps)
+
+
+def busy_time(rows: Iterable[TaskSummary], gaps: Sequence[Gap]) -> BusyTime:
+    """Sum the rows' durations. A WorkflowManager keeps working after its orchestrator is killed;
+    that work is real but happened outside the wall time, so dividing it by the wall time would
+    inflate the speedup past what the slots allow: it is measured separately."""
+    total = in_gaps = 0.0
+    for row in rows:
+        total += row.duration_seconds
+        start, end = parse_ts(row.started_at), parse_ts(row.completed_at)
+        if gaps and start is not None and end is not None:
+            in_gaps += min(seconds_in_gaps(start, end, gaps), row.duration_seconds)
+    return BusyTime(total=total, in_gaps=in_gaps)
+
+
+def timing_fields(timing: RunTiming, busy: BusyTime) -> dict[str, Any]:
+    """The result's fields that state how the wall time was made up (see OrchestrationResult)."""
+    return {
+        "segments": [
+            {"started_at": iso(s.start), "ended_at": iso(s.end), "seconds": round(s.seconds, 3), "pid": s.pid,
+             "resumed": s.resumed, "killed": not (s.finished or s.running)}
+            for s in timing.segments
+        ],
+        "gap_seconds": round(timing.gap_seconds, 3),
+        "task_seconds": round(busy.total, 3),
+        "task_seconds_in_gaps": round(busy.in_gaps, 3),
+    }
+
+
 def build_result(
-    run_id: str, plan: Plan, results: dict[str, TaskResult], wall: float, engine: EngineFacts, *, in_place: bool
+    run_id: str,
+    plan: Plan,
+    results: dict[str, TaskResult],
+    timing: RunTiming | float,
+    engine: EngineFacts,
+    *,
+    in_place: bool,
 ) -> OrchestrationResult:
+    """The run's result. `timing` comes from the run's journal (`run_segments.read_run_timing`,
+    with `now` closing the caller's own segment); a bare number is the wall time of a single
+    process ending now, for callers without a journal."""
+    if not isinstance(timing, RunTiming):
+        timing = single_process(timing, now=utcnow())
     rows = [summarize(p.spec.title, results[p.spec.id], in_place=in_place) for p in plan.tasks if p.spec.id in results]
     successful = sum(1 for r in rows if r.status == TaskStatus.COMPLETED)
     cancelled = sum(1 for r in rows if r.status == TaskStatus.CANCELLED)
-    busy = sum(r.duration_seconds for r in rows)
+    wall = timing.wall_seconds
+    busy = busy_time(rows, timing.gaps)
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
     return OrchestrationResult(
         run_id=run_id,
@@ -79,9 +138,10 @@ def build_result(
         failed_tasks=len(plan.tasks) - successful - cancelled,
         cancelled_tasks=cancelled,
         skipped_tasks=len(plan.skipped),
+        # The run's wall time across all its orchestrator processes, not this process's alone.
         execution_time_seconds=round(wall, 3),
-        # Measured: the sum of what each task took over the wall time of the run.
-        parallel_speedup=round(busy / wall, 2) if wall > 0 and busy > 0 else None,
+        # Measured: task time while an orchestrator ran, over the wall time of the run.
+        parallel_speedup=round(busy.counted / wall, 2) if wall > 0 and busy.counted > 0 else None,
         max_parallel=engine.max_parallel,
         base_sha=plan.base_sha,
         total_cost_usd=round(sum(costs), 6) if costs else None,
@@ -89,4 +149,5 @@ def build_result(
         fallback_sequential=in_place,
         interrupted=engine.interrupted,
         abort_reason=engine.abort_reason,
+        **timing_fields(timing, busy),
     )

@@ -1,4 +1,5 @@
-"""A timeline picture of a run as SVG: one row per slot, one bar per task, coloured by status.
+"""A timeline picture of a run as SVG: one row per slot, one bar per task, coloured by status,
+and a shaded band for each gap while no orchestrator of the run was running.
 
 Plain string building (no drawing library): the picture is small, and every piece of text that
 comes from a prompt (task ids) is XML-escaped.
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 from xml.sax.saxutils import escape, quoteattr
 
 from orchestrator.durations import format_duration
+from orchestrator.run_segments import RunTiming
 
 COLOURS = {
     "completed": "#2e7d32",
@@ -22,6 +24,9 @@ COLOURS = {
     "running": "#1565c0",
     "queued": "#b0bec5",
 }
+GAP_FILL = "#ffe0b2"
+GAP_EDGE = "#ef6c00"
+GAP_LABEL = "orchestrator not running"
 FONT = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\""
 WIDTH = 1000
 LEFT = 80  # slot labels
@@ -65,10 +70,12 @@ def _parse(stamp: str | None) -> datetime | None:
         return None
 
 
-def assign_slots(rows: Iterable[Any], *, now: datetime | None = None) -> tuple[list[Bar], list[str]]:
+def assign_slots(
+    rows: Iterable[Any], *, now: datetime | None = None, origin: datetime | None = None
+) -> tuple[list[Bar], list[str]]:
     """Bars for the tasks that started (earliest start first, each in the lowest slot free at its
     start) and the ids of those that never did. A task without an end is drawn up to `now`, or
-    to the latest time seen."""
+    to the latest time seen. Times count from `origin`, else from the first start."""
     timed: list[tuple[datetime, datetime | None, Any]] = []
     never: list[str] = []
     for row in rows:
@@ -79,13 +86,13 @@ def assign_slots(rows: Iterable[Any], *, now: datetime | None = None) -> tuple[l
             timed.append((start, _parse(row.completed_at), row))
     if not timed:
         return [], never
-    t0 = min(s for s, _, _ in timed)
+    t0 = origin if origin is not None else min(s for s, _, _ in timed)
     latest = max([s for s, _, _ in timed] + [e for _, e, _ in timed if e is not None])
     horizon = max(latest, now) if now is not None else latest
     bars: list[Bar] = []
     free_at: list[float] = []
     for start, end, row in sorted(timed, key=lambda t: (t[0], t[2].task_id)):
-        s = (start - t0).total_seconds()
+        s = max((start - t0).total_seconds(), 0.0)
         e = max(((end or horizon) - t0).total_seconds(), s)
         slot = next((i for i, f in enumerate(free_at) if f <= s + _SLACK), len(free_at))
         if slot == len(free_at):
@@ -137,43 +144,91 @@ def _wrap(head: str, items: Sequence[str], width: int, max_lines: int = 4) -> li
     return [*lines, line] if items else []
 
 
+def _gap_bands(timing: RunTiming | None) -> list[tuple[float, float]]:
+    """(start, end) of each gap that lasted, in seconds from the run's start."""
+    if timing is None or timing.started is None:
+        return []
+    t0 = timing.started
+    return [((g.start - t0).total_seconds(), (g.end - t0).total_seconds()) for g in timing.gaps if g.seconds > 0]
+
+
+def _totals_line(timing: RunTiming) -> str:
+    # The same rounding as the result's execution_time_seconds, so the figures match report.md.
+    wall = round(timing.wall_seconds, 3)
+    if len(timing.segments) < 2:
+        return f"The run took {format_duration(wall)}, its wall time in report.md"
+    gap = round(timing.gap_seconds, 3)
+    return (f"Total {format_duration(wall + gap)} = wall time {format_duration(wall)} across "
+            f"{len(timing.segments)} orchestrator processes (as in report.md) + {format_duration(gap)} "
+            f"while no orchestrator ran (shaded)")
+
+
 def render_timeline(
-    tasks: Sequence[Any], *, slots: int, title: str = "", now: datetime | None = None
+    tasks: Sequence[Any],
+    *,
+    slots: int,
+    title: str = "",
+    now: datetime | None = None,
+    timing: RunTiming | None = None,
 ) -> str:
     """SVG of the run: `tasks` are rows with task_id, status, started_at, completed_at (e.g.
     TaskSummary); `slots` the concurrency limit. Each task is drawn in the lowest slot free when it
-    started, so the rows show how the slots were used over time."""
-    bars, never = assign_slots(tasks, now=now)
+    started, so the rows show how the slots were used over time. With `timing` (the run's
+    orchestrator processes, from its journal) the axis starts when the run started and runs to
+    the end of its last process, and each gap between processes is shaded: the axis total is the
+    report's wall time plus those gaps."""
+    origin = timing.started if timing is not None else None
+    bars, never = assign_slots(tasks, now=now, origin=origin)
+    bands = _gap_bands(timing)
     n_rows = max([b.slot + 1 for b in bars] + [min(max(slots, 1), len(bars)), 1])
-    span = max([b.end for b in bars] + [1.0])
+    run_end = 0.0
+    if timing is not None and origin is not None:
+        run_end = (timing.segments[-1].end - origin).total_seconds()
+    span = max([b.end for b in bars] + [run_end, 1.0])
     step = tick_step(span)
     axis_end = step * -(-span // step)  # round the axis up to a whole tick
     chart_w = WIDTH - LEFT - RIGHT
     scale = chart_w / axis_end
     chart_h = n_rows * ROW
+    top = TOP + (20 if timing is not None and timing.segments else 0)
+    ran = f"{len(bars)} task(s) ran" + ("" if origin is not None else f" in {format_duration(span)}")
     out = [
         (f'<text x="{LEFT}" y="24" font-size="16" font-weight="bold" fill="#212121">'
          f"{escape(title or 'Run timeline')}</text>"),
-        (f'<text x="{LEFT}" y="44" fill="#616161">{len(bars)} task(s) ran in {escape(format_duration(span))} '
+        (f'<text x="{LEFT}" y="44" fill="#616161">{ran} '
          f"with up to {max(slots, 1)} at once" + (f"; {len(never)} never started" if never else "") + "</text>"),
     ]
+    if timing is not None and timing.segments:
+        out.append(f'<text x="{LEFT}" y="64" fill="#616161">{escape(_totals_line(timing))}</text>')
     for i in range(n_rows):
-        row_y = TOP + i * ROW
+        row_y = top + i * ROW
         if i % 2:
             out.append(f'<rect x="{LEFT}" y="{row_y}" width="{chart_w}" height="{ROW}" fill="#f5f5f5"/>')
         out.append(f'<text x="{LEFT - 10}" y="{row_y + ROW / 2 + 4:.1f}" text-anchor="end" fill="#424242">'
                    f"slot {i + 1}</text>")
+    for start, end in bands:
+        x, w = LEFT + start * scale, max((end - start) * scale, 2.0)
+        out.append(f"<g><title>{escape(f'{GAP_LABEL}: {format_duration(end - start)} from {tick_label(start)}')}"
+                   "</title>")
+        out.append(f'<rect x="{x:.1f}" y="{top}" width="{w:.1f}" height="{chart_h}" fill="{GAP_FILL}" '
+                   f'fill-opacity="0.7" stroke="{GAP_EDGE}" stroke-dasharray="4 3"/>')
+        label = _fit(GAP_LABEL, w - 8)
+        if label is not None:
+            out.append(f'<text x="{x + w / 2:.1f}" y="{top + chart_h / 2 + 4:.1f}" text-anchor="middle" '
+                       f'fill="#6d4c41">{escape(label)}</text>')
+        out.append("</g>")
     tick = 0.0
     while tick <= axis_end + 1e-9:
         x = LEFT + tick * scale
-        out.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + chart_h}" stroke="#e0e0e0"/>')
-        out.append(f'<line x1="{x:.1f}" y1="{TOP + chart_h}" x2="{x:.1f}" y2="{TOP + chart_h + 5}" stroke="#616161"/>')
-        out.append(f'<text x="{x:.1f}" y="{TOP + chart_h + 19}" text-anchor="middle" fill="#424242">'
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + chart_h}" stroke="#e0e0e0"/>')
+        out.append(f'<line x1="{x:.1f}" y1="{top + chart_h}" x2="{x:.1f}" y2="{top + chart_h + 5}" stroke="#616161"/>')
+        out.append(f'<text x="{x:.1f}" y="{top + chart_h + 19}" text-anchor="middle" fill="#424242">'
                    f"{tick_label(tick)}</text>")
         tick += step
-    out.append(f'<line x1="{LEFT}" y1="{TOP + chart_h}" x2="{LEFT + chart_w}" y2="{TOP + chart_h}" stroke="#616161"/>')
-    out.append(f'<text x="{LEFT + chart_w / 2:.1f}" y="{TOP + chart_h + 38}" text-anchor="middle" '
-               f'fill="#616161">time since the first task started</text>')
+    out.append(f'<line x1="{LEFT}" y1="{top + chart_h}" x2="{LEFT + chart_w}" y2="{top + chart_h}" stroke="#616161"/>')
+    since = "the run started" if origin is not None else "the first task started"
+    out.append(f'<text x="{LEFT + chart_w / 2:.1f}" y="{top + chart_h + 38}" text-anchor="middle" '
+               f'fill="#616161">time since {since}</text>')
     unnamed: list[str] = []
     next_start: dict[Bar, float] = {}
     for slot in range(n_rows):
@@ -182,7 +237,7 @@ def render_timeline(
     for bar in bars:
         x = LEFT + bar.start * scale
         w = max((bar.end - bar.start) * scale, 2.0)
-        bar_y = TOP + bar.slot * ROW + (ROW - BAR) / 2
+        bar_y = top + bar.slot * ROW + (ROW - BAR) / 2
         colour = COLOURS.get(bar.status, "#607d8b")
         tip = f"{bar.task_id}: {bar.status}, {format_duration(bar.end - bar.start)} (from {tick_label(bar.start)})"
         out.append(f"<g><title>{escape(tip)}</title>")
@@ -201,7 +256,7 @@ def render_timeline(
             if inside != bar.task_id:
                 unnamed.append(f"{bar.task_id} (slot {bar.slot + 1} at {tick_label(bar.start)}, {bar.status})")
         out.append("</g>")
-    y = TOP + chart_h + AXIS + 16
+    y = top + chart_h + AXIS + 16
     x = float(LEFT)
     present = sorted({b.status for b in bars}, key=lambda s: list(COLOURS).index(s) if s in COLOURS else 99)
     for status in present:
@@ -209,6 +264,10 @@ def render_timeline(
                    f'fill={quoteattr(COLOURS.get(status, "#607d8b"))}/>')
         out.append(f'<text x="{x + 20:.1f}" y="{y}" fill="#424242">{escape(status)}</text>')
         x += 20 + len(status) * CHAR_W + 24
+    if bands:
+        out.append(f'<rect x="{x:.1f}" y="{y - 11}" width="14" height="14" rx="2" fill="{GAP_FILL}" '
+                   f'stroke="{GAP_EDGE}" stroke-dasharray="4 3"/>')
+        out.append(f'<text x="{x + 20:.1f}" y="{y}" fill="#424242">{GAP_LABEL}</text>')
     for label, ids in (("short bars", unnamed), ("never started", never)):
         for line in _wrap(f"{label}: ", ids, int((WIDTH - LEFT - RIGHT) / CHAR_W)):
             y += 20

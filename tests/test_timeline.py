@@ -4,9 +4,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from orchestrator.models import TaskStatus, TaskSummary
+from orchestrator.run_segments import RunTiming, Segment
 from orchestrator.timeline import (
     COLOURS,
+    GAP_FILL,
+    GAP_LABEL,
     assign_slots,
     render_timeline,
     tick_label,
@@ -63,3 +68,51 @@ def test_empty_run() -> None:
     svg = render_timeline([task("a", None, None, "cancelled")], slots=2)
     root = ET.fromstring(svg)
     assert "never started: a" in ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def processes(*spans: tuple[float, float]) -> RunTiming:
+    at = lambda s: T0 + timedelta(seconds=s)
+    return RunTiming(tuple(Segment(start=at(a), end=at(b), finished=True) for a, b in spans))
+
+
+def chart_rects(svg: str, fill: str) -> list[ET.Element]:
+    root = ET.fromstring(svg)
+    return [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("fill") == fill and r.get("width") != "14"]
+
+
+def test_gap_between_orchestrator_processes_is_shaded() -> None:
+    # Process one ran 0-10s and was killed; the run was resumed at 110s and ended at 130s.
+    rows = [task("a", 1, 9), task("b", 111, 129)]
+    svg = render_timeline(rows, slots=2, timing=processes((0, 10), (110, 130)))
+    root = ET.fromstring(svg)
+    [band] = chart_rects(svg, GAP_FILL)
+    # Each bar is a <g> whose <title> starts with its task id.
+    spans = {}
+    for g in root.iter("{http://www.w3.org/2000/svg}g"):
+        rect, title = g.find("{http://www.w3.org/2000/svg}rect"), g.findtext("{http://www.w3.org/2000/svg}title")
+        assert rect is not None and title is not None
+        spans[title.split(":")[0]] = (float(rect.get("x", 0)), float(rect.get("x", 0)) + float(rect.get("width", 0)))
+    left, right = float(band.get("x", 0)), float(band.get("x", 0)) + float(band.get("width", 0))
+    (a_start, a_end), (b_start, b_end) = spans["a"], spans["b"]
+    # The band covers 10s..110s: after a ended (9s), before b started (111s); a to b spans 1s..129s.
+    assert a_end < left < right < b_start
+    assert (right - left) / (b_end - a_start) == pytest.approx(100 / 128, rel=0.02)
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert GAP_LABEL in texts
+    assert ("Total 2m10s = wall time 30.0s across 2 orchestrator processes (as in report.md) + 1m40s "
+            "while no orchestrator ran (shaded)") in texts
+    assert "time since the run started" in texts
+    titles = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert f"{GAP_LABEL}: 1m40s from 10s" in titles
+
+
+def test_one_process_has_no_gap_and_counts_from_the_run_start() -> None:
+    svg = render_timeline([task("a", 5, 25)], slots=1, timing=processes((0, 30)))
+    assert chart_rects(svg, GAP_FILL) == []
+    root = ET.fromstring(svg)
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "The run took 30.0s, its wall time in report.md" in texts
+    assert GAP_LABEL not in texts
+    [bar] = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("fill") == COLOURS["completed"]
+             and r.get("width") != "14"]
+    assert float(bar.get("x", 0)) > 80  # starts 5s after the run did, not at the axis origin
