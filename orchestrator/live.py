@@ -68,7 +68,9 @@ def _cell(text: str | None, width: int) -> str:
 
 def summary_line(view: RunView, *, wall_seconds: float | None = None) -> Text:
     p = view.progress
-    parts = [f"{p.done}/{p.total} done", f"{p.running} running", f"{p.queued} queued"]
+    # Tasks of a run whose orchestrator is gone may or may not still run: nobody knows.
+    running = f"{p.running} orphaned" if view.orphaned else f"{p.running} running"
+    parts = [f"{p.done}/{p.total} done", running, f"{p.queued} queued"]
     line = Text(" · ".join(parts))
     if p.failed:
         line.append(" · ")
@@ -81,6 +83,8 @@ def summary_line(view: RunView, *, wall_seconds: float | None = None) -> Text:
         line.append(f" · elapsed {format_duration(wall_seconds)}")
     if view.finished:
         line.append(" · finished", style="bold")
+    elif view.orphaned:
+        line.append(" · orchestrator gone", style="bold red")
     elif p.eta_seconds is not None:
         line.append(f" · ETA ~{format_duration(p.eta_seconds)} ({ETA_NOTE})", style="dim")
     return line
@@ -103,9 +107,12 @@ def render_view(view: RunView, *, width: int = 120, max_rows: int | None = None,
     shown = view.rows if max_rows is None else view.rows[: max(max_rows, 1)]
     for row in shown:
         last = row.error_message if row.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) else row.last_event
+        # "running" would be a claim nobody can back: the orchestrator that watched it is gone.
+        status = Text("orphaned", style="bold red") if row.orchestrator_gone else \
+            Text(row.status.value, style=STATUS_STYLE[row.status])
         table.add_row(
             _cell(row.task_id, task_w),
-            Text(row.status.value, style=STATUS_STYLE[row.status]),
+            status,
             row.phase,
             str(row.attempt),
             format_duration(row.elapsed_seconds) if row.elapsed_seconds is not None else "-",

@@ -19,6 +19,7 @@ from orchestrator.atomic import read_json, write_bytes_atomic
 from orchestrator.errors import InputError, StateError
 from orchestrator.liveness import is_alive
 from orchestrator.runlock import RunLock
+from orchestrator.status import orphan_notice, orphaned_runs
 from orchestrator.worktree_pool import WorktreePool
 from orchestrator.worktrees import WorktreeManager
 
@@ -171,10 +172,11 @@ class Finding:
 
 
 def doctor(project_root: Path, *, force: bool) -> list[Finding]:
-    """Orphaned worktrees, dirty worktrees, leftover locks and processes; fixes only with force."""
+    """Orphaned runs and worktrees, dirty worktrees, leftover locks and processes; fixes only with force."""
     root = git.toplevel(project_root.resolve())
     manager = WorktreeManager(root)
-    findings: list[Finding] = []
+    # First, since it is the one to act on: nothing --force does continues a run; resume does.
+    findings = [Finding("orphaned run", orphan_notice(run.run_id, run.last_seen)) for run in orphaned_runs(root)]
     lock = RunLock(root / ".gadugi")
     active = lock.held_by_other()
     holder = lock.holder()

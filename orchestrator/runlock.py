@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -29,7 +30,7 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_past_probes(fd)
         except BlockingIOError:
             os.close(fd)
             holder = self.holder()
@@ -55,7 +56,7 @@ class RunLock:
             return False
         fd = os.open(self.path, os.O_RDWR)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
         except BlockingIOError:
             return True
@@ -70,3 +71,17 @@ class RunLock:
         finally:
             os.close(self._fd)
             self._fd = None
+
+
+PROBE_RETRIES = 20  # a `status`/`doctor` probe holds the lock for microseconds; a run waits it out
+
+
+def _flock_past_probes(fd: int) -> None:
+    """Take the run lock, not mistaking another command's momentary probe for an active run."""
+    for _ in range(PROBE_RETRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.005)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,20 +1,27 @@
 """`orchestrator status`: rows from the registry files another process wrote, for the latest run,
-an older finished run and an unfinished one rebuilt from its journal."""
+an older finished run and an unfinished one rebuilt from its journal; and whether the run's
+orchestrator is still there (tests/test_dead_run.py kills a real one)."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+import psutil
 import pytest
 from click.testing import CliRunner
 
+from orchestrator.commands import doctor as doctor_cmd
 from orchestrator.commands import status as status_cmd
-from orchestrator.errors import InputError
-from orchestrator.journal import Journal
+from orchestrator.errors import InputError, StateError
+from orchestrator.journal import Journal, read_journal
 from orchestrator.models import TaskStatus
 from orchestrator.registry import ProcessRegistry
-from orchestrator.status import TaskRow, estimate_eta, load_run
+from orchestrator.runlock import RunLock
+from orchestrator.status import TaskRow, estimate_eta, load_run, run_liveness
 
 
 def registry_with(monitoring: Path, run_id: str, tasks: dict[str, str], runs: Path | None = None) -> ProcessRegistry:
@@ -100,6 +107,7 @@ def test_eta_estimate() -> None:
 def cli() -> click.Group:
     group = click.Group()
     group.add_command(status_cmd.command)
+    group.add_command(doctor_cmd.command)
     return group
 
 
@@ -136,3 +144,165 @@ def test_status_watch_until_finished(make_repo, monkeypatch: pytest.MonkeyPatch)
 def test_status_outside_a_repo(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli(), ["status", "--project-root", str(tmp_path)])
     assert out.exit_code == 1 and "not a git repository" in out.output
+
+
+# -- is the run's orchestrator still there? --------------------------------------------------------
+
+
+def gadugi_run(root: Path, tasks: dict[str, str], run_id: str = "run-1") -> tuple[Path, Path, Path]:
+    """A run whose journal is unfinished (a `run_started`, no `run_finished`): (gadugi, monitoring, runs)."""
+    gadugi = root / ".gadugi"
+    registry_with(gadugi / "monitoring", run_id, tasks, runs=gadugi / "runs")
+    return gadugi, gadugi / "monitoring", gadugi / "runs"
+
+
+def test_unfinished_run_without_its_orchestrator_is_orphaned(tmp_path: Path) -> None:
+    _, mon, runs = gadugi_run(tmp_path, {"a": "completed", "b": "running", "c": "queued"})
+    journal_last = read_journal(runs / "run-1" / "events.jsonl")[-1]["ts"]
+    registry_stamp = json.loads((mon / "process_registry.json").read_text())["timestamp"]
+    view = load_run(mon, runs_dir=runs)
+    assert view.orphaned is True and view.orchestrator_alive is False and view.finished is False
+    assert view.resume_command == "orchestrator resume run-1"
+    # The latest sign of life: the journal's last record, or a later registry write.
+    assert view.orchestrator_gone_since == max(journal_last, registry_stamp, key=datetime.fromisoformat)
+    rows = {r.task_id: r for r in view.rows}
+    assert rows["b"].status is TaskStatus.RUNNING and rows["b"].orchestrator_gone is True
+    assert not rows["a"].orchestrator_gone and not rows["c"].orchestrator_gone
+    assert view.progress.eta_seconds is None
+    # A running task's clock stops where the orchestrator was last seen, however late we look.
+    gone = datetime.fromisoformat(view.orchestrator_gone_since or "")
+    later = load_run(mon, runs_dir=runs, now=gone + timedelta(hours=5))
+    assert later.rows[0].elapsed_seconds == view.rows[0].elapsed_seconds
+    assert view.rows[0].elapsed_seconds == pytest.approx(
+        (gone - datetime.fromisoformat(rows["b"].started_at or "")).total_seconds())
+    notice = view.notice(now=gone + timedelta(minutes=7, seconds=5))
+    assert notice is not None and notice.count("\n") == 0
+    assert "orchestrator gone since" in notice and "(7 min ago)" in notice
+    assert notice.endswith("orchestrator resume run-1")
+    data = json.loads(json.dumps(view.to_json()))
+    assert data["orchestrator_alive"] is False and data["orphaned"] is True
+    assert data["orchestrator_gone_since"] == view.orchestrator_gone_since
+    assert data["resume_command"] == "orchestrator resume run-1"
+    assert data["rows"][0]["status"] == "running" and data["rows"][0]["orchestrator_gone"] is True
+
+
+def test_orphaned_run_with_a_damaged_registry_is_read_from_its_journal(tmp_path: Path) -> None:
+    _, mon, runs = gadugi_run(tmp_path, {"b": "running"})
+    (mon / "process_registry.json").write_text('{"processes": {"b": ')  # a crash mid-write
+    view = load_run(mon, runs_dir=runs)
+    assert view.run_id == "run-1" and view.source.endswith("events.jsonl")
+    assert view.orphaned is True and view.rows[0].orchestrator_gone is True
+    with pytest.raises(StateError, match="cannot read"):
+        load_run(mon)  # without the journal there is nothing to fall back to: say why
+
+
+def test_run_lock_held_for_the_run_means_alive(tmp_path: Path) -> None:
+    gadugi, mon, runs = gadugi_run(tmp_path, {"b": "running"})
+    lock = RunLock(gadugi)
+    lock.acquire("run-1")  # this process plays the orchestrator: a real flock, a live pid
+    try:
+        view = load_run(mon, runs_dir=runs)
+        assert view.orchestrator_alive is True and view.orphaned is False and view.notice() is None
+        assert view.orchestrator_gone_since is None and view.resume_command is None
+        assert view.rows[0].orchestrator_gone is False
+        later = load_run(mon, runs_dir=runs, now=datetime.fromisoformat(view.rows[0].started_at or "")
+                         + timedelta(hours=1))
+        assert later.rows[0].elapsed_seconds == pytest.approx(3600.0)  # a watched task's clock runs
+    finally:
+        lock.release()
+    assert load_run(mon, runs_dir=runs).orphaned is True
+
+
+def test_run_lock_held_for_another_run_drives_nothing_here(tmp_path: Path) -> None:
+    gadugi, mon, runs = gadugi_run(tmp_path, {"b": "running"})
+    lock = RunLock(gadugi)
+    lock.acquire("run-2")
+    try:
+        assert load_run(mon, "run-1", runs_dir=runs).orphaned is True
+    finally:
+        lock.release()
+
+
+def test_lock_whose_recorded_holder_is_dead_drives_nothing(tmp_path: Path) -> None:
+    gadugi, mon, runs = gadugi_run(tmp_path, {"b": "running"})
+    lock = RunLock(gadugi)
+    lock.acquire("run-1")
+    try:
+        # As if a child of a dead orchestrator kept the lock's descriptor: the holder named is gone.
+        holder = json.loads(lock.holder_path.read_text())
+        lock.holder_path.write_text(json.dumps({**holder, "create_time": holder["create_time"] - 1000}))
+        assert load_run(mon, runs_dir=runs).orphaned is True
+    finally:
+        lock.release()
+
+
+def test_the_start_record_names_the_orchestrator(tmp_path: Path) -> None:
+    gadugi, _, runs = gadugi_run(tmp_path, {"b": "running"})
+    journal = Journal(runs / "run-1" / "events.jsonl", run_id="run-1")
+    me = psutil.Process()
+    journal.append("run_resumed", pid=me.pid, create_time=me.create_time())
+    assert run_liveness(gadugi, "run-1").alive is True  # the live process that resumed it, no lock
+    # The same pid with another create time is a reused pid, not the orchestrator.
+    journal.append("run_resumed", pid=me.pid, create_time=me.create_time() - 1000)
+    assert run_liveness(gadugi, "run-1").orphaned is True
+    journal.append("run_resumed", pid=os.getpid())  # a pid alone proves nothing either way
+    assert run_liveness(gadugi, "run-1").orphaned is True
+
+
+def test_finished_and_resumed_runs(tmp_path: Path) -> None:
+    gadugi, mon, runs = gadugi_run(tmp_path, {"b": "completed"})
+    journal = Journal(runs / "run-1" / "events.jsonl", run_id="run-1")
+    journal.append("run_finished", successful=1, failed=0)
+    ended = run_liveness(gadugi, "run-1")
+    assert ended.unfinished is False and ended.alive is None and not ended.orphaned
+    view = load_run(mon, runs_dir=runs)
+    assert view.orphaned is False and view.orchestrator_alive is None and view.notice() is None
+    journal.append("run_resumed", pid=123)  # resumed after it finished, then killed
+    assert run_liveness(gadugi, "run-1").orphaned is True
+    journal.append("run_finished", successful=1, failed=0)
+    assert run_liveness(gadugi, "run-1").orphaned is False
+
+
+def test_watch_ends_when_the_orchestrator_dies(make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo()
+    gadugi, _, _ = gadugi_run(repo, {"a": "running"})
+    for args in (["status", "--watch"], ["status", "--watch", "--json"]):
+        lock = RunLock(gadugi)
+        lock.acquire("run-1")
+        refreshes: list[float] = []
+
+        def orchestrator_dies(seconds: float, lock: RunLock = lock) -> None:
+            refreshes.append(seconds)
+            # A watch still going after its orchestrator died would loop here forever: stop it.
+            assert len(refreshes) == 1, "the watch kept going after the orchestrator died"
+            lock.release()  # the kernel does this when the orchestrator is killed
+
+        monkeypatch.setattr(status_cmd, "_sleep", orchestrator_dies)
+        out = CliRunner().invoke(cli(), [*args, "--project-root", str(repo)])
+        assert out.exit_code == 1, out.output
+        assert refreshes == [status_cmd.WATCH_INTERVAL], "one refresh while alive, then the watch ends"
+        notice = [line for line in out.output.splitlines() if "orchestrator gone since" in line]
+        assert len(notice) == 1 and notice[0].endswith("orchestrator resume run-1")
+        if "--json" in args:
+            assert "orchestrator gone" in out.stderr
+            first, last = (json.loads(line) for line in out.stdout.splitlines())
+            assert first["orchestrator_alive"] is True and last["orchestrator_alive"] is False
+
+
+def test_status_and_doctor_report_an_orphaned_run(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    gadugi_run(repo, {"a": "running", "b": "queued"})
+    runner = CliRunner()
+    shown = runner.invoke(cli(), ["status", "--project-root", str(repo)])
+    assert shown.exit_code == 0, shown.output
+    assert "orphaned" in shown.output and "orchestrator resume run-1" in shown.output
+    doctor = runner.invoke(cli(), ["doctor", "--project-root", str(repo)])
+    assert doctor.exit_code == 1
+    (found,) = [line for line in doctor.output.splitlines() if line.startswith("found: orphaned run:")]
+    assert "run-1" in found and found.endswith("orchestrator resume run-1")
+    lock = RunLock(repo / ".gadugi")
+    lock.acquire("run-1")
+    try:
+        assert "orphaned run" not in runner.invoke(cli(), ["doctor", "--project-root", str(repo)]).output
+    finally:
+        lock.release()

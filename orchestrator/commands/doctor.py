@@ -1,4 +1,4 @@
-"""`orchestrator doctor [--force]`: orphaned or dirty worktrees, leftover locks and processes."""
+"""`orchestrator doctor [--force]`: orphaned runs and worktrees, dirty worktrees, leftover locks and processes."""
 from __future__ import annotations
 
 from pathlib import Path

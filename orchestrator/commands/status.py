@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from orchestrator import git
 from orchestrator.error_handler import handle_errors
@@ -18,7 +19,7 @@ WATCH_INTERVAL = 1.0
 EPILOG = """\b
 Examples:
   orchestrator status                      # the latest run
-  orchestrator status --watch              # redraw every second until the run finishes
+  orchestrator status --watch              # redraw every second until the run ends
   orchestrator status orchestration-20250101-120000-ab12 --json
 """
 
@@ -35,9 +36,25 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)  # a seam: tests replace it to advance the run instead of waiting
 
 
+def _over(view: RunView) -> bool:
+    """Nothing more will change: the run finished, or its orchestrator is gone."""
+    return view.finished or view.orphaned
+
+
+def _finish(console: Console, view: RunView, watch: bool) -> int:
+    """Say why nothing moves any more, if the orchestrator is gone, and pick the exit code."""
+    notice = view.notice()
+    if notice is not None:
+        # soft_wrap: one line, never cut at the console width, so the resume command pastes whole.
+        console.print(Text(notice, style="bold red"), soft_wrap=True)
+    # A watcher (a script waiting for the run) must not take an abandoned run for a finished one.
+    return 1 if watch and view.orphaned else 0
+
+
 @click.command("status", epilog=EPILOG)
 @click.argument("run_id", required=False)
-@click.option("--watch", is_flag=True, help="Redraw every second until the run finishes (or Ctrl-C).")
+@click.option("--watch", is_flag=True,
+              help="Redraw every second until the run finishes (exit 0) or its orchestrator is gone (exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with --watch: one object per line).")
 @click.option("--project-root", type=click.Path(file_okay=False, path_type=str), default=".", show_default=True,
               help="Any directory inside the target git repository.")
@@ -45,7 +62,9 @@ def _sleep(seconds: float) -> None:
               help="Where the registry JSON is (default: .gadugi/monitoring).")
 @handle_errors
 def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, monitoring_dir: str | None) -> int:
-    """Show each task of a run (default: the latest): status, phase, attempt, elapsed, cost."""
+    """Show each task of a run (default: the latest): status, phase, attempt, elapsed, cost.
+
+    A run whose orchestrator died is reported as such, with the command that continues it."""
     monitoring, runs = _dirs(project_root, monitoring_dir)
     run_id = run_id or None
 
@@ -56,26 +75,27 @@ def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, m
     run_id = view.run_id  # --watch follows this run even if another one starts meanwhile
     if as_json:
         click.echo(json.dumps(view.to_json(), indent=None if watch else 2))
-        while watch and not view.finished:
+        while watch and not _over(view):
             _sleep(WATCH_INTERVAL)
             view = load()
             click.echo(json.dumps(view.to_json()))
-        return 0
+        # The JSON has the fields; a watch also says on stderr why it stopped (stdout stays JSON).
+        return _finish(Console(stderr=True), view, watch) if watch else 0
     console = Console()
-    if not watch or view.finished:
+    if not watch or _over(view):
         console.print(render_view(view, width=console.width))
-        return 0
+        return _finish(console, view, watch)
     try:
         if console.is_terminal:
             with Live(render_view(view, width=console.width), console=console, auto_refresh=False) as live:
-                while not view.finished:
+                while not _over(view):
                     _sleep(WATCH_INTERVAL)
                     view = load()
                     live.update(render_view(view, width=console.width), refresh=True)
         else:
             # No redrawing on a pipe: one progress line whenever the counts change, the table at the end.
             last = None
-            while not view.finished:
+            while not _over(view):
                 counts = view.progress.counts
                 if counts != last:
                     console.print(summary_line(view))
@@ -85,4 +105,4 @@ def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, m
             console.print(render_view(view, width=console.width))
     except KeyboardInterrupt:  # the usual way out of --watch, not an error
         return 0
-    return 0
+    return _finish(console, view, watch)
