@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -240,3 +242,52 @@ def test_version_skew_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.setattr("orchestrator.backends.dask.worker_versions", lambda: {"orchestrator": "0.0.1"})
         with pytest.raises(InputError, match=r"gadugi-orchestrator 9\.9\.9, worker .* has 0\.0\.1"):
             check_versions(client)
+
+
+def start_worker(address: str, home: Path, path_with: str, log: Path, name: str) -> subprocess.Popen[bytes]:
+    """A worker process of its own, as on another machine: its own HOME (so its own agent
+    sessions), the fake claude on its PATH."""
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_CLAUDE")}
+    env.update(HOME=str(home), PATH=path_with, FAKE_CLAUDE_LOG=str(log))
+    return subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
+         "--resources", "agent=1", "--name", name, "--no-dashboard", "--local-directory", str(home / "dask")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_retry_on_a_worker_without_the_session_starts_afresh(make_repo, path_with: str, tmp_path: Path) -> None:
+    """Sessions are worker-local: attempt 1 crashes on worker A; A is retired while the engine
+    schedules the retry, which lands on worker B, whose HOME has no such session."""
+    repo = make_repo()
+    log = tmp_path / "agents.log"
+    files = prompts(repo, {"c": ("", f"crash-once state={tmp_path / 'c.state'}")})
+    cluster = distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
+                                       dashboard_address=None)
+    workers = {"a": start_worker(cluster.scheduler_address, tmp_path / "home-a", path_with, log, "a")}
+    try:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+
+            def observer(task_id: str, what: str, data: dict[str, Any]) -> None:
+                # Runs on the engine's thread, before the retry is submitted: a deterministic switch.
+                if what == "retry":
+                    workers["b"] = start_worker(cluster.scheduler_address, tmp_path / "home-b", path_with, log, "b")
+                    client.wait_for_workers(2, timeout=60)
+                    client.retire_workers(names=["a"], close_workers=True)
+                    workers["a"].wait(timeout=60)
+
+            cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address, retries=1)
+            result = OrchestratorCoordinator(cfg, repo).orchestrate(files, observer=observer)
+        task = result.tasks[0]
+        assert task.status.value == "completed" and task.attempts == 2, task.error_message
+        starts = [(r["mode"], Path(r["cwd"]).parts) for r in records(log) if r["event"] == "start"]
+        assert [mode for mode, _ in starts] == ["crash-once", "resume-missing", "crash-once"], starts
+        assert (tmp_path / "home-a" / ".fake-claude" / "sessions").is_dir()
+        assert git(repo, "log", "-1", "--format=%s", task.branch).startswith("c")
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        cluster.close()
