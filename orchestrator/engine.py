@@ -389,7 +389,8 @@ class ExecutionEngine:
         tid = state.planned.spec.id
         state.result = result
         if result.status == TaskStatus.CANCELLED and result.cancelled_by is None:
-            result.cancelled_by = state.cancel_cause or ("interrupt" if self.stopping else "user")
+            cause = state.cancel_cause if state.cancel_cause != "run_timeout" else None
+            result.cancelled_by = cause or ("interrupt" if self.stopping else "user")
         if not adopted:
             self.registry.transition(
                 tid,
@@ -409,8 +410,8 @@ class ExecutionEngine:
             succ_state = self.tasks[succ]
             succ_state.waiting -= 1
             if result.status != TaskStatus.COMPLETED:
-                cause: CancelCause = "interrupt" if result.cancelled_by == "interrupt" else "dependency"
-                self._cancel(succ, f"dependency '{tid}' {result.status.value}", cause)
+                after: CancelCause = "interrupt" if result.cancelled_by == "interrupt" else "dependency"
+                self._cancel(succ, f"dependency '{tid}' {result.status.value}", after)
             elif succ_state.waiting == 0 and succ_state.result is None and succ not in self.running:
                 heapq.heappush(self._ready, (self._rank[succ], succ))
 
@@ -436,7 +437,12 @@ class ExecutionEngine:
         found = load_task_result(state.request.result_path, state.request.attempt)
         if found is not None:
             return found
-        status = TaskStatus.CANCELLED if self.stopping else TaskStatus.FAILED
+        # Gone without a result after we asked it to stop: what we asked for is what happened.
+        status = TaskStatus.FAILED
+        if state.cancel_cause == "run_timeout":
+            status = TaskStatus.TIMEOUT
+        elif self.stopping or state.cancel_cause is not None:
+            status = TaskStatus.CANCELLED
         result = TaskResult(
             task_id=state.planned.spec.id,
             status=status,
@@ -516,6 +522,7 @@ class ExecutionEngine:
         self.observer("", "run_timeout", {"reason": self.abort_reason, "running": sorted(self.running)})
         self._cancel_unstarted(self.abort_reason, "run_timeout")
         for tid in list(self.running):
+            self.tasks[tid].cancel_cause = "run_timeout"
             self.backend.cancel(tid, timeout=True)
 
     def _interrupt(self) -> None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import psutil
 
@@ -32,6 +32,7 @@ CREATE_TIME_TOLERANCE = 0.05
 READ_CHUNK = 1 << 16
 
 LogFn = Callable[[str], None]
+T = TypeVar("T")
 LineCallback = Callable[[str], None]
 
 
@@ -53,6 +54,29 @@ def describe_exit(code: int | None) -> str:
     if code < 0:
         return f"killed by {_signal_name(-code)}"
     return f"exited {code}"
+
+
+# The signals a WorkflowManager maps to stop requests. A child is spawned with them blocked and
+# unblocks them once its handlers are in place, so a stop sent while it is still starting (its
+# imports take a while on a loaded machine) is delivered late, never acted on by the default
+# disposition (which would kill it without a result).
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
+
+
+def spawn_with_stops_deferred(spawn: Callable[[], T]) -> T:
+    """Run `spawn` (a Popen) with STOP_SIGNALS blocked in this thread, so its child inherits
+    them blocked; this thread's mask is restored right after (a signal meanwhile is pending,
+    not lost)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return spawn()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def accept_stops() -> None:
+    """In the child, once its handlers are installed: deliver what arrived meanwhile."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def signal_group(pgid: int, signum: int) -> bool:

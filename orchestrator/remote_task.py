@@ -29,7 +29,7 @@ import orchestrator
 from orchestrator.atomic import write_json_atomic
 from orchestrator.cmd import which
 from orchestrator.models import TaskResult, TaskStatus, iso
-from orchestrator.process import signal_group
+from orchestrator.process import signal_group, spawn_with_stops_deferred
 from orchestrator.remote_repo import WorkerRepo
 from orchestrator.secrets import Redactor
 from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
@@ -227,11 +227,11 @@ class _Runner:
         if stop_event.is_set():
             return self._stopped_before_start(request, str(stop_kind.get()))
         with (self.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
-            proc = subprocess.Popen(
+            proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.workflow_manager", "--request", str(request_path)],
                 cwd=_PACKAGE_PARENT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                 start_new_session=True,
-            )
+            ))
         guard = _Guard(proc.pid)
         lines: queue.Queue[bytes | None] = queue.Queue()
         assert proc.stdout is not None

@@ -25,7 +25,7 @@ from orchestrator.agents import make_parser
 from orchestrator.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
-from orchestrator.process import AgentProcess, stop_group
+from orchestrator.process import AgentProcess, accept_stops, stop_group
 from orchestrator.secrets import Redactor
 from orchestrator.stall import StallWatch
 from orchestrator.verify import run_verify
@@ -396,6 +396,7 @@ def _install_signal_handlers(manager: WorkflowManager) -> None:
     signal.signal(signal.SIGINT, cancel)
     # The orchestrator's run timeout: the task ends `timeout`, not `cancelled`.
     signal.signal(signal.SIGUSR1, timeout)
+    accept_stops()
 
 
 def main(argv: list[str] | None = None) -> int:

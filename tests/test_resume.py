@@ -278,3 +278,31 @@ def test_double_ctrl_c_after_resume_kills_reattached_agents(make_repo, path_with
         assert not psutil.pid_exists(wm["pid"]) or psutil.Process(wm["pid"]).status() == psutil.STATUS_ZOMBIE
     finally:
         kill_leftovers(repo)
+
+
+def test_a_stop_sent_while_the_workflow_manager_starts_is_not_lost(make_repo, path_with: str, tmp_path: Path) -> None:
+    """The run timeout's SIGUSR1 (or a cancel's SIGTERM) right after the spawn, while the
+    WorkflowManager is still importing: delivered once its handlers are in, so the task ends
+    `timeout` with a result instead of being killed by the signal's default action."""
+    from orchestrator.backends.local import LocalBackend
+    from orchestrator.models import TaskStatus
+    from orchestrator.results import load_task_result
+    from orchestrator.wire import TaskRequest
+
+    repo = make_repo()
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("# T\nfake-claude: hang\n")
+    request = TaskRequest(
+        run_id="r", task_id="t", project_root=repo, task_dir=tmp_path / "run" / "tasks" / "t", prompt_path=prompt,
+        branch="gadugi/t", worktree=repo / ".worktrees" / "t", base_sha=git(repo, "rev-parse", "HEAD"),
+        agent_command=["claude", "-p", "--output-format", "stream-json", "--verbose"], timeout_seconds=600,
+        interrupt_timeout=0.3, terminate_timeout=0.3,
+    )
+    backend = LocalBackend(dict(os.environ, PATH=path_with))
+    backend.submit(request)
+    backend.cancel("t", timeout=True)
+    while (event := backend.events.get(timeout=60)).kind != "exit":
+        pass
+    assert event.data["returncode"] == 0, "the WorkflowManager ended on its own terms"
+    result = load_task_result(request.result_path, 1)
+    assert result is not None and result.status == TaskStatus.TIMEOUT

@@ -18,7 +18,7 @@ from orchestrator import attempt_lock
 from orchestrator.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
 from orchestrator.liveness import is_alive
-from orchestrator.process import kill_tree_now
+from orchestrator.process import kill_tree_now, spawn_with_stops_deferred
 from orchestrator.secrets import Redactor
 from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
@@ -80,7 +80,7 @@ class LocalBackend:
         try:
             env[attempt_lock.LOCK_FD_ENV] = str(lock_fd)
             with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
-                proc = subprocess.Popen(
+                proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
                     [self.python, "-m", "orchestrator.workflow_manager", "--request", str(request_path)],
                     cwd=_PACKAGE_PARENT,
                     env=env,
@@ -89,7 +89,7 @@ class LocalBackend:
                     stderr=stderr,
                     start_new_session=True,
                     pass_fds=(lock_fd,),
-                )
+                ))
         finally:
             os.close(lock_fd)
         try:
