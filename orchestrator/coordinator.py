@@ -82,6 +82,18 @@ def resumable(entries: Mapping[str, ProcessInfo]) -> bool:
     return any(not e.status.terminal or e.cancelled_by == "interrupt" for e in entries.values())
 
 
+def _ended_cleanly(records: Sequence[Mapping[str, Any]]) -> bool:
+    """The run's last orchestrator got to the end (run_finished after the last start): its
+    registry is final and its report written. A kill after the last task but before that end
+    leaves a run whose tasks are all done and which resume still finishes."""
+    for record in reversed(records):
+        if record.get("event") == "run_finished":
+            return True
+        if record.get("event") in ("run_started", "run_resumed"):
+            return False
+    return False
+
+
 def _self_identity() -> dict[str, Any]:
     """Who this orchestrator process is, for the journal: `status` tells a dead run by it."""
     return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
@@ -214,7 +226,7 @@ class OrchestratorCoordinator:
         records = list(read_journal(run_dir / "events.jsonl"))
         entries = replay(records, run_dir.name)
         finished_at = None
-        if not resumable(entries):
+        if not resumable(entries) and _ended_cleanly(records):
             finished_at = str(records[-1].get("ts", "")) if records else "an unknown time"
         return ResumeTarget(run_id=run_dir.name, run_dir=run_dir, saved=saved, entries=entries,
                             finished_at=finished_at)

@@ -306,3 +306,28 @@ def test_a_stop_sent_while_the_workflow_manager_starts_is_not_lost(make_repo, pa
     assert event.data["returncode"] == 0, "the WorkflowManager ended on its own terms"
     result = load_task_result(request.result_path, 1)
     assert result is not None and result.status == TaskStatus.TIMEOUT
+
+
+def test_a_run_killed_after_its_last_task_is_finished_by_resume(make_repo, path_with: str, tmp_path: Path) -> None:
+    """Killed between the last task's end and the end of the run (clean-up, merge check,
+    report): every task is done, yet the run is not; resume writes what is missing."""
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    log = tmp_path / "agents.log"
+    done = run_cli(repo, path_with, "run", "a", "--json", *FAST, log=log)
+    assert done.returncode == 0, done.stderr
+    run_dir = run_dir_of(repo)
+    # The journal as a kill -9 right after the task's completion would leave it.
+    lines = (run_dir / "events.jsonl").read_text().splitlines(keepends=True)
+    last_completion = max(i for i, line in enumerate(lines)
+                          if json.loads(line)["event"] == "transition" and json.loads(line)["to"] == "completed")
+    (run_dir / "events.jsonl").write_text("".join(lines[:last_completion + 1]))
+    for name in ("report.md", "report.json"):
+        (run_dir / name).unlink()
+    resumed = run_cli(repo, path_with, "resume", "--json", *FAST, log=log)
+    assert resumed.returncode == 0, resumed.stderr
+    assert tasks_of(resumed.stdout)["a"]["status"] == "completed"
+    assert (run_dir / "report.md").exists() and successes(log) == {"a": 1}
+    assert journal(repo)[-1]["event"] == "run_finished"
+    again = run_cli(repo, path_with, "resume")
+    assert again.returncode == 0 and "nothing to resume" in again.stdout
