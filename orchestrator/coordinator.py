@@ -187,20 +187,7 @@ class OrchestratorCoordinator:
             journal.append("run_started", project_root=str(self.project_root), base_sha=plan.base_sha,
                            tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel,
                            **_self_identity())
-            with registry.batch():
-                for planned in plan.tasks:
-                    where = str(self.project_root if ctx.in_place else planned.worktree)
-                    registry.register(
-                        planned.spec.id,
-                        task_name=planned.spec.title,
-                        command=planned.agent_command,
-                        working_directory=where,
-                        prompt_file=str(planned.spec.prompt_file),
-                        branch=planned.branch,
-                        base_sha=plan.base_sha,
-                        worktree=where,
-                        priority=planned.spec.priority,
-                    )
+            self._register(ctx, plan, registry)
             return self._execute(ctx, plan, registry, journal, observer)
         finally:
             lock.release()
@@ -211,11 +198,13 @@ class OrchestratorCoordinator:
         if run_id:
             return self._load_target(find_run(self.project_root, run_id).run_dir)
         newest = find_run(self.project_root, None).run_dir
-        for run_dir in sorted((p for p in newest.parent.glob("orchestration-*") if p.is_dir()), reverse=True):
-            target = self._load_target(run_dir, strict=False)
-            if target is not None and target.finished_at is None:
+        loaded = [t for run_dir in sorted((p for p in newest.parent.glob("orchestration-*") if p.is_dir()), reverse=True)
+                  if (t := self._load_target(run_dir, strict=False)) is not None]
+        # A run directory without a plan was stopped before it started anything: not a candidate.
+        for target in loaded:
+            if target.finished_at is None:
                 return target
-        return self._load_target(newest)
+        return loaded[0] if loaded else self._load_target(newest)
 
     def _load_target(self, run_dir: Path, *, strict: bool = True) -> Any:
         saved = read_json(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
@@ -277,6 +266,7 @@ class OrchestratorCoordinator:
             # segment; after the killed one's last record it would hide the gap between them.
             journal.append("run_resumed", overrides=sorted(overrides or {}), **_self_identity())
             registry = ProcessRegistry.load(monitoring, target.run_id, journal=journal, coalesce=COALESCE_SECONDS)
+            self._register(ctx, plan, registry)  # those a kill during the first registration missed
             # Sorted under the run lock, from the registry as loaded now: no other orchestrator
             # can start or adopt anything of this run meanwhile.
             found = inspect_tasks(target.run_dir, plan, registry.snapshot(), self.project_root)
@@ -284,6 +274,26 @@ class OrchestratorCoordinator:
             return self._execute(ctx, plan, registry, journal, observer, recovery=found)
         finally:
             lock.release()
+
+    def _register(self, ctx: RunContext, plan: Plan, registry: ProcessRegistry) -> None:
+        """Every planned task queued in the registry (those already there are left as they are)."""
+        known = registry.snapshot()
+        with registry.batch():
+            for planned in plan.tasks:
+                if planned.spec.id in known:
+                    continue
+                where = str(self.project_root if ctx.in_place else planned.worktree)
+                registry.register(
+                    planned.spec.id,
+                    task_name=planned.spec.title,
+                    command=planned.agent_command,
+                    working_directory=where,
+                    prompt_file=str(planned.spec.prompt_file),
+                    branch=planned.branch,
+                    base_sha=plan.base_sha,
+                    worktree=where,
+                    priority=planned.spec.priority,
+                )
 
     def _execute(
         self,
@@ -350,11 +360,13 @@ class OrchestratorCoordinator:
             result = build_result(ctx.run_id, plan, results, timing, engine, in_place=ctx.in_place)
             registry.finalize()
             registry.close()
-            journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
-                           wall_seconds=round(wall, 3), interrupted=result.interrupted, ended_at=iso(ended))
             merge = self._merge_check(ctx, plan, result)
             result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings, merge,
                                                    timing=timing))
+            # Last: a run is finished once its report exists, so a kill before this line leaves a
+            # run that resume finishes (it redoes the merge check and the report).
+            journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
+                           wall_seconds=round(wall, 3), interrupted=result.interrupted, ended_at=iso(ended))
             if observer is not None:
                 observer("", "run_finished", {"result": result})
         return result
@@ -467,6 +479,8 @@ class OrchestratorCoordinator:
             reuse_worktree=reuse,
             resume_session=resume_session,
             fresh_agent_command=fresh_command,
+            agent_outcome=(previous.outcome if previous is not None and previous.outcome.success
+                           and previous.status == TaskStatus.CANCELLED else None),
             fresh_prompt_path=fresh_prompt,
             setup=self.config.setup,
             port_range=self.config.port_range,

@@ -180,8 +180,9 @@ class ExecutionEngine:
             state = self.tasks[tid]
             state.request, state.attempt = request, request.attempt
             self._judge(state, result)
+        queued = {tid for _, tid in self._ready} | {tid for _, tid in self._delayed}
         for tid, state in self.tasks.items():
-            if state.waiting == 0 and state.result is None and tid not in self.running:
+            if state.waiting == 0 and state.result is None and tid not in self.running and tid not in queued:
                 heapq.heappush(self._ready, (self._rank[tid], tid))
         last_liveness = time.monotonic()
         while True:
@@ -278,7 +279,9 @@ class ExecutionEngine:
         while self._ready:
             item = heapq.heappop(self._ready)
             state = self.tasks[item[1]]
-            if state.result is not None:  # cancelled while waiting
+            # Finished (cancelled while waiting), or already running: a task can be pushed twice
+            # (released by an adopted predecessor and found ready on resume), never launched twice.
+            if state.result is not None or item[1] in self.running:
                 continue
             if state.exclusive & self.running:
                 blocked.append(item)

@@ -30,9 +30,9 @@ REGISTRY_FILE = "process_registry.json"
 _ORDER = {TaskStatus.RUNNING: 0, TaskStatus.QUEUED: 1}  # then every terminal state, in input order
 _FINISHED_WORK = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEOUT)
 _RUN_STARTS = frozenset({"run_started", "run_resumed"})
-# `registry_finalized` too: the registry is finalized just before `run_finished` is appended, and
-# a run killed between the two has every task in a final state; there is nothing left to drive.
-_RUN_ENDS = frozenset({"run_finished", "registry_finalized"})
+# Only `run_finished`, written once the report exists: a run killed after its registry was
+# finalized but before its report still has something for `resume` to finish.
+_RUN_ENDS = frozenset({"run_finished"})
 
 
 @dataclass(frozen=True)

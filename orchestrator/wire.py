@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from orchestrator.models import AgentOutcome
+
 
 AGENT_ARGV_ENV = "GADUGI_AGENT_ARGV"  # the unmasked agent argv, when it holds a secret
 FRESH_ARGV_ENV = "GADUGI_FRESH_AGENT_ARGV"  # the same for fresh_agent_command
@@ -55,6 +57,10 @@ class TaskRequest(BaseModel):
         default=None, description="With resume_session: the command that starts afresh if the session is gone."
     )
     fresh_prompt_path: Path | None = None
+    agent_outcome: AgentOutcome | None = Field(
+        default=None, description="Set when an earlier, interrupted attempt's agent already succeeded: "
+        "the agent is not run again, only the checks after it."
+    )
     setup: str | None = Field(default=None, description="Shell command run in the new worktree before the agent.")
     port_range: tuple[int, int] | None = None
     worktree_include: str | None = ".worktreeinclude"

@@ -85,6 +85,8 @@ class WorkflowManager:
         self.hook: subprocess.Popen[bytes] | None = None  # the setup hook or verify command running now
         self.stop_reason: str | None = None  # "timeout", "cancelled" or "stalled"
         self.stop_detail = ""
+        self.phase = Phase.QUEUED
+        self.stop_phase: Phase | None = None  # where we were when the stop came
         self._stop_lock = threading.Lock()
         self._last_event = time.monotonic()
 
@@ -98,6 +100,7 @@ class WorkflowManager:
                 return
             self.stop_reason = reason
             self.stop_detail = why
+            self.stop_phase = self.phase
         self.emitter.log(f"stopping: {why}")
         proc, hook = self.process, self.hook
         if proc is not None:
@@ -153,7 +156,12 @@ class WorkflowManager:
             result.head_sha = result.start_sha = start_sha
             # Written before the agent starts, so a resume can continue this branch if we die.
             write_json_atomic(req.task_dir / "setup.json", {"attempt": req.attempt, "start_sha": start_sha})
-            if self.stop_reason is None:
+            if req.agent_outcome is not None:
+                # An interrupted attempt's agent had already succeeded: its work is on the branch,
+                # only the checks after it were cut short. The agent does not run twice.
+                self.emitter.log("the agent finished in an earlier attempt; running the checks after it")
+                result.outcome = req.agent_outcome.model_copy()
+            elif self.stop_reason is None:
                 self._phase(Phase.AGENT)
                 result.outcome = self._run_agent()
             else:
@@ -191,6 +199,7 @@ class WorkflowManager:
         return result
 
     def _phase(self, phase: Phase) -> None:
+        self.phase = phase
         self.emitter.emit("phase", phase=phase.value)
 
     def _worktrees(self) -> WorktreeManager:
@@ -345,6 +354,10 @@ class WorkflowManager:
         result.no_changes = not result.commits
 
     def _final_status(self, result: TaskResult) -> tuple[TaskStatus, str]:
+        if self.stop_phase in (Phase.COMMIT, Phase.REPORT, Phase.DONE):
+            # The stop came after the agent and the checks had ended: nothing was cut short, the
+            # outcome stands (and a resume will not run a finished agent again).
+            self.stop_reason = None
         if self.stop_reason == "timeout":
             result.outcome.failure = "timeout"
             return TaskStatus.TIMEOUT, self.stop_detail or f"timed out after {self.request.timeout_seconds:g}s"

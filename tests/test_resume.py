@@ -331,3 +331,28 @@ def test_a_run_killed_after_its_last_task_is_finished_by_resume(make_repo, path_
     assert journal(repo)[-1]["event"] == "run_finished"
     again = run_cli(repo, path_with, "resume")
     assert again.returncode == 0 and "nothing to resume" in again.stdout
+
+
+def test_ctrl_c_during_verify_resumes_the_checks_not_the_agent(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo()
+    marker, pid_file = tmp_path / "verified-once", tmp_path / "verify.pid"
+    # Hangs the first time (until the Ctrl-C stops it), passes when run again.
+    verify = f"test -e {marker} || {{ touch {marker}; echo $$ > {pid_file}; exec sleep 600; }}"
+    write_prompt(repo, "v.md", f"id: v\nverify: '{verify}'", "# V\nfake-claude: commit")
+    log = tmp_path / "agents.log"
+    proc = start_orchestrator(repo, path_with, "v", "--json", *FAST, log=log)
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert tasks_of(out)["v"]["status"] == "cancelled"
+        assert_gone({int(pid_file.read_text())})
+        resumed = run_cli(repo, path_with, "resume", "--json", *FAST, log=log)
+        assert resumed.returncode == 0, resumed.stderr
+        assert tasks_of(resumed.stdout)["v"]["status"] == "completed"
+        assert successes(log) == {"v": 1}, "the agent that had finished did not run again"
+        wm_log = (run_dir_of(repo) / "tasks" / "v" / "workflow_manager.log").read_text()
+        assert "the agent finished in an earlier attempt" in wm_log
+    finally:
+        kill_leftovers(repo)
