@@ -229,6 +229,8 @@ def build_repo(scenario: Scenario, root: Path) -> tuple[Path, dict[str, str]]:
     (root / "home").mkdir()
     env = {**GIT_ENV, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(root / "home"),
            "FAKE_CLAUDE_LOG": str(root / "agents.log"), "NO_COLOR": "1"}
+    if "PYTHONPATH" in os.environ:  # the orchestrator under test may be a checkout, not the installed one
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return repo, env
 
 
