@@ -101,6 +101,8 @@ def test_an_interrupted_attempt_continues_where_it_was(setup) -> None:  # type: 
     entry = registry.get("a")
     assert entry is not None and entry.status == TaskStatus.QUEUED and entry.attempt == 2
     assert entry.cancelled_by is None
+    last = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
+    assert last["reason"] == "resumed: the run was interrupted" and last["reopened"] is True
     assert "re-queue a as attempt 2 (continue on gadugi/a)" in found.describe()
 
 
@@ -164,15 +166,22 @@ def test_a_lost_attempt_continues_on_the_branch_this_run_made(setup) -> None:  #
     base = plan.base_sha
     git(repo, "branch", "gadugi/a", base)
     registry.transition("a", TaskStatus.RUNNING)
+    registry.update("a", session_id="sess-9")
     write_request(run_dir, repo, "a", 1)
     found = decide(setup)
     back = found.requeued["a"]
     assert back.attempts_used == 1
-    assert back.previous is not None and back.previous.start_sha == base  # from the branch's reflog
+    lost = back.previous
+    assert lost is not None and lost.start_sha == base  # from the branch's reflog
+    assert lost.outcome.session_id == "sess-9", "the retry resumes the agent's session"
+    assert (lost.outcome.failure, lost.attempt, lost.base_sha) == ("lost", 1, base)
+    assert lost.error_message == "lost when the orchestrator stopped"
     apply(found, registry)
     entry = registry.get("a")
     assert entry is not None and entry.status == TaskStatus.QUEUED and entry.attempt == 2
     assert back.attempts_used == 1
+    last = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
+    assert last["reason"] == "resumed: the attempt was lost with the orchestrator" and not last.get("reopened")
 
 
 def test_an_attempt_that_never_started_starts_afresh(setup) -> None:  # type: ignore[no-untyped-def]
@@ -194,3 +203,97 @@ def test_a_retry_waiting_when_the_run_stopped_keeps_its_session(setup) -> None: 
     found = decide(setup)
     back = found.requeued["a"]
     assert back.attempts_used == 1 and back.previous is not None and back.previous.outcome.session_id == "sess-1"
+
+
+def test_an_interrupted_attempt_killed_without_a_result_continues_on_its_branch(setup) -> None:  # type: ignore[no-untyped-def]
+    """The second Ctrl-C's SIGKILL leaves no result.json: the branch the attempt made is found."""
+    repo, plan, run_dir, registry = setup
+    git(repo, "branch", "gadugi/b", plan.base_sha)
+    registry.transition("b", TaskStatus.RUNNING)
+    registry.transition("b", TaskStatus.CANCELLED, cancelled_by="interrupt")
+    write_request(run_dir, repo, "b", 1)
+    found = decide(setup)
+    back = found.requeued["b"]
+    assert back.attempts_used == 1 and back.previous is not None and back.previous.start_sha == plan.base_sha
+    assert back.previous.branch == "gadugi/b" and back.previous.cancelled_by == "interrupt"
+
+
+def test_a_task_the_registry_lacks_does_not_hide_the_others(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, plan, run_dir, registry = setup
+    registry.transition("b", TaskStatus.CANCELLED, cancelled_by="interrupt")
+    entries = registry.snapshot()
+    del entries["a"]  # a kill during registration
+    found = inspect_tasks(run_dir, plan, entries, repo)
+    assert set(found.requeued) == {"b"}
+
+
+def test_a_final_task_without_a_result_keeps_what_the_registry_says(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, plan, run_dir, registry = setup
+    registry.transition("a", TaskStatus.RUNNING)
+    registry.transition("a", TaskStatus.QUEUED, attempt=2)
+    registry.transition("a", TaskStatus.RUNNING, attempt=2)
+    registry.transition("a", TaskStatus.FAILED, error_message="boom")
+    found = decide(setup)
+    kept = found.finished["a"]
+    assert (kept.status, kept.attempt, kept.error_message, kept.branch) == (TaskStatus.FAILED, 2, "boom", "gadugi/a")
+    assert kept.base_sha == plan.base_sha and kept.worktree
+
+
+def hold_lock(run_dir: Path, tid: str, attempt: int, script: str) -> subprocess.Popen[bytes]:
+    """A child holding the attempt's lock, as its WorkflowManager does; it runs `script` once its
+    stdin closes, then exits."""
+    fd = attempt_lock.take(attempt_lock.lock_path(task_dir(run_dir, tid), attempt))
+    try:
+        return subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdin.read()\n{script}"],
+                                stdin=subprocess.PIPE, pass_fds=(fd,))
+    finally:
+        os.close(fd)
+
+
+def test_an_attached_task_keeps_its_agents_identity(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, plan, run_dir, registry = setup
+    registry.transition("a", TaskStatus.RUNNING)
+    registry.update("a", pid=os.getpid())  # the registry's record of the agent
+    write_request(run_dir, repo, "a", 1)
+    holder = hold_lock(run_dir, "a", 1, "")
+    try:
+        (task_dir(run_dir, "a") / "wm.json").write_text(json.dumps(
+            {"pid": holder.pid, "create_time": psutil.Process(holder.pid).create_time(), "attempt": 1}))
+        attached = decide(setup).attached["a"]
+        assert attached.request.attempt == 1 and attached.agent_pid == os.getpid()
+        assert attached.agent_create_time == psutil.Process().create_time()
+        assert attached.wm_create_time == psutil.Process(holder.pid).create_time()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+
+
+def test_a_workflow_manager_that_ends_while_resume_looks_is_judged(setup) -> None:  # type: ignore[no-untyped-def]
+    """Lock held, no wm.json yet: resume waits for the process to say who it is or to end; here
+    it ends, leaving its result, and the attempt is judged (never started a second time)."""
+    repo, plan, run_dir, registry = setup
+    registry.transition("a", TaskStatus.RUNNING)
+    write_request(run_dir, repo, "a", 1)
+    result = TaskResult(task_id="a", status=TaskStatus.COMPLETED, attempt=1, branch="gadugi/a")
+    target = task_dir(run_dir, "a") / "result.json"
+    holder = hold_lock(run_dir, "a", 1, f"open({str(target)!r}, 'w').write({result.model_dump_json()!r})")
+    assert holder.stdin is not None
+    holder.stdin.close()  # it writes its result and exits, whenever; resume must not guess
+    try:
+        found = decide(setup)
+    finally:
+        holder.wait()
+    assert set(found.ended) == {"a"} and found.ended["a"][1].status == TaskStatus.COMPLETED
+    assert not found.requeued and not found.attached
+
+
+def test_unreadable_task_files_count_as_absent(setup) -> None:  # type: ignore[no-untyped-def]
+    repo, plan, run_dir, registry = setup
+    git(repo, "branch", "gadugi/a", plan.base_sha)
+    registry.transition("a", TaskStatus.RUNNING)
+    write_request(run_dir, repo, "a", 1)
+    for name, text in (("wm.json", '{"pid": 1, "attempt": 1'), ("setup.json", "[1, 2]")):
+        (task_dir(run_dir, "a") / name).write_text(text)
+    back = decide(setup).requeued["a"]
+    assert back.previous is not None and back.previous.start_sha == plan.base_sha  # from the reflog instead
