@@ -479,8 +479,9 @@ class OrchestratorCoordinator:
             reuse_worktree=reuse,
             resume_session=resume_session,
             fresh_agent_command=fresh_command,
-            agent_outcome=(previous.outcome if previous is not None and previous.outcome.success
-                           and previous.status == TaskStatus.CANCELLED else None),
+            # An attempt cut short after its agent succeeded (interrupted or lost in verify or
+            # commit) continues with the checks; the agent's work is done and not redone.
+            agent_outcome=previous.outcome if previous is not None and previous.outcome.success else None,
             fresh_prompt_path=fresh_prompt,
             setup=self.config.setup,
             port_range=self.config.port_range,

@@ -10,10 +10,14 @@ from __future__ import annotations
 import heapq
 import queue
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from orchestrator.admission import shortage
@@ -30,12 +34,14 @@ from orchestrator.models import (
     TaskStatus,
     iso,
 )
+from orchestrator.process import stops_deferred
 from orchestrator.registry import ProcessRegistry
 from orchestrator.results import load_task_result
 from orchestrator.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay
 from orchestrator.wire import Predecessor, TaskRequest
 
-TICK = 1.0  # seconds between housekeeping passes (control files, timers) while waiting on events
+# Seconds between housekeeping passes (control files, timers, Ctrl-C) while waiting on events.
+TICK = 0.25
 LIVENESS_INTERVAL = 5.0  # seconds between liveness heartbeats and resource samples
 BREAKER_THRESHOLD = 3  # same permanent failure this many times in a row stops new launches
 
@@ -145,7 +151,8 @@ class ExecutionEngine:
         self.stopping = False  # interrupted: running tasks are being stopped
         self.halted = False  # no new launches (interrupt, circuit breaker, run timeout)
         self.interrupted = False
-        self._interrupts = 0
+        self._interrupts = 0  # interrupts acted on
+        self._signals = 0  # Ctrl-C / SIGTERM received (or KeyboardInterrupt caught)
         self.peak_parallel = 0
         self.abort_reason: str | None = None
         self._failure_streak: tuple[str, int] = ("", 0)
@@ -185,8 +192,39 @@ class ExecutionEngine:
             if state.waiting == 0 and state.result is None and tid not in self.running and tid not in queued:
                 heapq.heappush(self._ready, (self._rank[tid], tid))
         last_liveness = time.monotonic()
+        with self._signals_as_events():
+            self._loop(last_liveness)
+        reason = self.abort_reason or ("run interrupted" if self.interrupted else "not started")
+        self._cancel_unstarted(reason, "interrupt" if self.interrupted else "dependency")
+        return {tid: s.result for tid, s in self.tasks.items() if s.result is not None}
+
+    @contextmanager
+    def _signals_as_events(self) -> Iterator[None]:
+        """While we run, Ctrl-C and SIGTERM only count (the loop acts on them within a tick)
+        instead of raising KeyboardInterrupt wherever the main thread happens to be: mid-way
+        through a state write or a spawn, an exception would leave a half-done step behind."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers belong to the main thread; elsewhere KeyboardInterrupt applies
+            return
+
+        def count(signum: int, frame: FrameType | None) -> None:
+            self._signals += 1
+
+        previous = {signum: signal.signal(signum, count) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _take_signals(self) -> None:
+        while self._interrupts < self._signals:
+            self._interrupt()
+
+    def _loop(self, last_liveness: float) -> None:
         while True:
             try:
+                self._take_signals()
                 now = time.monotonic()
                 self._housekeeping(now)
                 self._launch_ready(now)
@@ -202,10 +240,8 @@ class ExecutionEngine:
                     last_liveness = time.monotonic()
                     self._liveness()
             except KeyboardInterrupt:
+                self._signals += 1
                 self._interrupt()
-        reason = self.abort_reason or ("run interrupted" if self.interrupted else "not started")
-        self._cancel_unstarted(reason, "interrupt" if self.interrupted else "dependency")
-        return {tid: s.result for tid, s in self.tasks.items() if s.result is not None}
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -306,11 +342,13 @@ class ExecutionEngine:
         request = self.make_request(state.planned, preds, state.attempt, state.previous)
         state.request = request
         # Recorded before the spawn: if we die in between, resume sees a running task and looks
-        # for its WorkflowManager (wm.json) instead of starting a second one.
-        self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt)
-        pid, created = self.backend.submit(request)
-        self.running.add(tid)
-        self._launch_order.append(tid)
+        # for its WorkflowManager (its attempt lock) instead of starting a second one. A Ctrl-C
+        # waits until the spawned process is ours to stop, so none runs unknown to us.
+        with stops_deferred():
+            self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt)
+            pid, created = self.backend.submit(request)
+            self.running.add(tid)
+            self._launch_order.append(tid)
         self.peak_parallel = max(self.peak_parallel, len(self.running))
         if pid is not None:
             self.registry.update(tid, wm_pid=pid, wm_create_time=created)
@@ -542,7 +580,8 @@ class ExecutionEngine:
                         self.tasks[tid].cancel_cause = "interrupt"
                         self.backend.kill(tid)
                 return
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # only where signals still raise (not the main thread's loop)
+                self._signals += 1
                 self._interrupts += 1
 
     def _stop_gracefully(self) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -63,15 +64,23 @@ def describe_exit(code: int | None) -> str:
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
 
 
-def spawn_with_stops_deferred(spawn: Callable[[], T]) -> T:
-    """Run `spawn` (a Popen) with STOP_SIGNALS blocked in this thread, so its child inherits
-    them blocked; this thread's mask is restored right after (a signal meanwhile is pending,
-    not lost)."""
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Hold STOP_SIGNALS back in this thread for the block; one that arrives meanwhile is
+    pending, not lost, and is delivered when the block ends. For steps that must not be cut in
+    half by a Ctrl-C: a spawn and the record that the spawned process exists."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        return spawn()
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def spawn_with_stops_deferred(spawn: Callable[[], T]) -> T:
+    """Run `spawn` (a Popen) with STOP_SIGNALS blocked, so its child inherits them blocked
+    (it unblocks them with accept_stops once its handlers are in place)."""
+    with stops_deferred():
+        return spawn()
 
 
 def accept_stops() -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from orchestrator import attempt_lock, git
 from orchestrator.engine import Attached, Requeued
-from orchestrator.models import Plan, PlannedTask, TaskResult, TaskStatus
+from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, TaskStatus
 from orchestrator.registry import ProcessRegistry
 from orchestrator.registry_models import ProcessInfo
 from orchestrator.results import load_task_result
-from orchestrator.wire import TaskRequest
+from orchestrator.wire import AGENT_CHECKPOINT, AgentCheckpoint, TaskRequest
 
 IDENTITY_POLL = 0.02  # seconds between looks for a starting WorkflowManager's wm.json
 
@@ -136,7 +136,19 @@ def _leftover(project_root: Path, plan: Plan, planned: PlannedTask, task_dir: Pa
                       error_message="lost when the orchestrator stopped", cancelled_by=info.cancelled_by)
     lost.outcome.failure = "lost"
     lost.outcome.session_id = info.session_id
+    checkpoint = _agent_checkpoint(task_dir, info.attempt)
+    if checkpoint is not None and checkpoint.success:
+        # Its agent had finished its work; only what came after (verify, commit) was cut short.
+        lost.outcome = checkpoint
     return lost
+
+
+def _agent_checkpoint(task_dir: Path, attempt: int) -> AgentOutcome | None:
+    try:
+        saved = AgentCheckpoint.model_validate_json((task_dir / AGENT_CHECKPOINT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved.outcome if saved.attempt == attempt else None
 
 
 def _await_identity(task_dir: Path, attempt: int, lock: Path) -> tuple[int, float] | None:

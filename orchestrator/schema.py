@@ -30,7 +30,7 @@ from orchestrator.registry_models import (
     RegistryStatsFile,
     RunStatusFile,
 )
-from orchestrator.wire import TaskRequest
+from orchestrator.wire import AgentCheckpoint, TaskRequest
 from orchestrator.worktree_pool import PoolFile
 from orchestrator.worktree_setup import PortsFile
 
@@ -171,6 +171,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "run_plan": (RunPlanFile, ".gadugi/runs/<run-id>/plan.json"),
     "task_setup": (TaskSetupFile, ".gadugi/runs/<run-id>/tasks/<task-id>/setup.json"),
     "workflow_manager": (WorkflowManagerFile, ".gadugi/runs/<run-id>/tasks/<task-id>/wm.json"),
+    "agent_outcome": (AgentCheckpoint, ".gadugi/runs/<run-id>/tasks/<task-id>/agent_outcome.json"),
     "active_run": (ActiveRunFile, ".gadugi/active_run.json"),
     "pool": (PoolFile, ".gadugi/pool.json"),
 }

@@ -16,6 +16,7 @@ from orchestrator.models import AgentOutcome
 
 AGENT_ARGV_ENV = "GADUGI_AGENT_ARGV"  # the unmasked agent argv, when it holds a secret
 FRESH_ARGV_ENV = "GADUGI_FRESH_AGENT_ARGV"  # the same for fresh_agent_command
+AGENT_CHECKPOINT = "agent_outcome.json"
 
 
 class Predecessor(BaseModel):
@@ -69,6 +70,14 @@ class TaskRequest(BaseModel):
     @property
     def result_path(self) -> Path:
         return self.task_dir / "result.json"
+
+
+class AgentCheckpoint(BaseModel):
+    """`agent_outcome.json`: how the agent of an attempt ended, written the moment it ended, so a
+    WorkflowManager killed later (in verify or commit) does not cost a second agent run."""
+
+    attempt: int
+    outcome: AgentOutcome
 
 
 EventName = Literal["phase", "agent_started", "heartbeat", "log", "result"]

@@ -29,7 +29,7 @@ from orchestrator.process import AgentProcess, accept_stops, stop_group
 from orchestrator.secrets import Redactor
 from orchestrator.stall import StallWatch
 from orchestrator.verify import run_verify
-from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
+from orchestrator.wire import AGENT_ARGV_ENV, AGENT_CHECKPOINT, FRESH_ARGV_ENV, AgentCheckpoint, TaskRequest
 from orchestrator.worktree_pool import WorktreePool
 from orchestrator.worktree_setup import WorktreeSetupError, prepare_worktree
 from orchestrator.worktrees import WorktreeManager
@@ -161,9 +161,11 @@ class WorkflowManager:
                 # only the checks after it were cut short. The agent does not run twice.
                 self.emitter.log("the agent finished in an earlier attempt; running the checks after it")
                 result.outcome = req.agent_outcome.model_copy()
+                self._checkpoint(result.outcome)
             elif self.stop_reason is None:
                 self._phase(Phase.AGENT)
                 result.outcome = self._run_agent()
+                self._checkpoint(result.outcome)
             else:
                 result.outcome = AgentOutcome(failure="cancelled", message="stopped before the agent started")
             if result.outcome.success and self.stop_reason is None and req.verify:
@@ -197,6 +199,11 @@ class WorkflowManager:
         result.duration_seconds = round(time.monotonic() - t0, 3)
         self._phase(Phase.DONE)
         return result
+
+    def _checkpoint(self, outcome: AgentOutcome) -> None:
+        req = self.request
+        write_bytes_atomic(req.task_dir / AGENT_CHECKPOINT,
+                           AgentCheckpoint(attempt=req.attempt, outcome=outcome).model_dump_json().encode())
 
     def _phase(self, phase: Phase) -> None:
         self.phase = phase
@@ -301,6 +308,10 @@ class WorkflowManager:
                 event = parser.feed(line)
                 if event is None:
                     continue
+                if event.type == "result" and (declared := parser.outcome(0)).success:
+                    # The agent declared its work done: recorded now, so a kill of this process
+                    # from here on does not cost a second run of a finished agent.
+                    self._checkpoint(declared)
                 now = time.monotonic()
                 if now - last_sent >= HEARTBEAT_INTERVAL or event.type in ("system", "result"):
                     last_sent = now

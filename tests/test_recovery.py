@@ -297,3 +297,23 @@ def test_unreadable_task_files_count_as_absent(setup) -> None:  # type: ignore[n
         (task_dir(run_dir, "a") / name).write_text(text)
     back = decide(setup).requeued["a"]
     assert back.previous is not None and back.previous.start_sha == plan.base_sha  # from the reflog instead
+
+
+def test_a_lost_attempt_whose_agent_had_finished_is_not_run_again(setup) -> None:  # type: ignore[no-untyped-def]
+    """Killed in verify or commit, after the agent's success was checkpointed: the next attempt
+    gets that outcome and runs only the checks."""
+    from orchestrator.wire import AGENT_CHECKPOINT, AgentCheckpoint
+
+    repo, plan, run_dir, registry = setup
+    git(repo, "branch", "gadugi/a", plan.base_sha)
+    registry.transition("a", TaskStatus.RUNNING)
+    registry.transition("a", TaskStatus.CANCELLED, cancelled_by="interrupt")
+    write_request(run_dir, repo, "a", 1)
+    done = AgentOutcome(success=True, session_id="sess-2", num_turns=3)
+    (task_dir(run_dir, "a") / AGENT_CHECKPOINT).write_text(AgentCheckpoint(attempt=1, outcome=done).model_dump_json())
+    back = decide(setup).requeued["a"]
+    assert back.previous is not None and back.previous.outcome.success and back.previous.outcome.num_turns == 3
+    # A checkpoint of another attempt says nothing about this one.
+    (task_dir(run_dir, "a") / AGENT_CHECKPOINT).write_text(AgentCheckpoint(attempt=2, outcome=done).model_dump_json())
+    back = decide(setup).requeued["a"]
+    assert back.previous is not None and not back.previous.outcome.success

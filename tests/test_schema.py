@@ -59,7 +59,7 @@ def schema_name(path: Path, gadugi: Path) -> str | None:
     if rel.startswith("runs/"):
         leaf = path.name
         return {"report.json": "report", "request.json": "request", "result.json": "result",
-                "events.jsonl": "journal_record", "plan.json": "run_plan", "setup.json": "task_setup", "wm.json": "workflow_manager",
+                "events.jsonl": "journal_record", "plan.json": "run_plan", "setup.json": "task_setup", "wm.json": "workflow_manager", "agent_outcome.json": "agent_outcome",
                 "merge_check.json": "merge_report"}.get(leaf)
     return None
 
