@@ -15,6 +15,10 @@ import fcntl
 import os
 from pathlib import Path
 
+from orchestrator.locks import is_held
+
+__all__ = ["LOCK_FD_ENV", "is_held", "keep_inherited", "lock_path", "take", "wait_released"]
+
 LOCK_FD_ENV = "GADUGI_ATTEMPT_LOCK_FD"  # the inherited descriptor number, for the WorkflowManager
 
 
@@ -34,21 +38,6 @@ def take(path: Path) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def is_held(path: Path) -> bool:
-    """True while a process of that attempt is alive (a missing file was never locked)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def wait_released(path: Path) -> None:

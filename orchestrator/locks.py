@@ -16,6 +16,23 @@ from pathlib import Path
 from orchestrator.errors import StateError
 
 
+def is_held(path: Path) -> bool:
+    """True while some process holds an flock on `path` (a missing file was never locked).
+    The probe takes a shared lock for an instant: it never blocks a holder, only an exclusive
+    taker that tries in that instant (which retries: see runlock)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def file_lock(path: Path, *, timeout: float | None = None, shared: bool = False) -> Iterator[None]:
     """Hold an exclusive (or shared) flock on `path` for the duration of the block.

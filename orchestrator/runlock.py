@@ -14,6 +14,7 @@ import psutil
 
 from orchestrator.atomic import read_json, write_json_atomic
 from orchestrator.errors import StateError
+from orchestrator.locks import is_held
 from orchestrator.models import iso
 
 LOCK_NAME = "orchestrator.lock"
@@ -50,18 +51,7 @@ class RunLock:
 
     def held_by_other(self) -> bool:
         """True while some live process holds the lock (used by doctor and clean)."""
-        if self._fd is not None:
-            return False
-        if not self.path.exists():
-            return False
-        fd = os.open(self.path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        return self._fd is None and is_held(self.path)
 
     def release(self) -> None:
         if self._fd is None:

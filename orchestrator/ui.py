@@ -117,9 +117,13 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
     click.echo("")
     click.echo(table(["task", "status", "duration", "commits", "files", "cost", "branch"], rows))
     speedup = f"{result.parallel_speedup:.2f}x" if result.parallel_speedup else "n/a"
+    processes = ""
+    if len(result.segments) > 1:
+        processes = (f" across {len(result.segments)} orchestrator processes "
+                     f"(plus {format_duration(result.gap_seconds)} while none ran)")
     click.echo(
         f"\n{result.successful_tasks}/{result.total_tasks} completed, {result.failed_tasks} failed, "
-        f"{result.cancelled_tasks} cancelled in {format_duration(result.execution_time_seconds)} "
+        f"{result.cancelled_tasks} cancelled in {format_duration(result.execution_time_seconds)}{processes} "
         f"(sum of task time / wall time: {speedup}; max parallel {result.max_parallel})"
     )
     if result.skipped_tasks:

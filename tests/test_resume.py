@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from conftest import git
-from test_e2e import peak_concurrency, run_cli, write_prompt
+from test_e2e import intervals, peak_concurrency, run_cli, write_prompt
 from test_reliability import FAST, assert_gone, pids_from_log, start_orchestrator, started, tasks_of, wait_for
 
 
@@ -80,6 +80,9 @@ def test_ctrl_c_then_resume_continues_interrupted_tasks(make_repo, path_with: st
         # Same branch, no `-2`: the interrupted task continued where it was.
         assert tasks["h"]["branch"] == first["h"]["branch"] == "gadugi/h"
         assert successes(log) == {"done": 1, "h": 1, "after": 1}, "nothing that completed ran again"
+        result = json.loads(resumed.stdout)
+        assert len(result["segments"]) == 2 and result["segments"][1]["resumed"]
+        assert result["execution_time_seconds"] == round(sum(s["seconds"] for s in result["segments"]), 3)
         request = json.loads((run_dir_of(repo) / "tasks" / "h" / "request.json").read_text())
         assert "--resume" in request["agent_command"], "the agent's session was resumed"
         git(repo, "merge-base", "--is-ancestor", "gadugi/h", "gadugi/after")
@@ -110,19 +113,11 @@ def test_resume_keeps_the_runs_options_and_flags_override(make_repo, path_with: 
         result = json.loads(resumed.stdout)
         assert result["max_parallel"] == 1, "the run's own --max-parallel, not the default 4"
         assert "resuming" in resumed.stderr and "max_parallel" not in resumed.stderr
-        spans = {t: s for t, s in _spans(log).items() if t in ("a", "b", "c")}
+        spans = {t: s for t, s in intervals(log).items() if t in ("a", "b", "c")}
         assert peak_concurrency(spans) == 1
         assert tasks_of(resumed.stdout)["h"]["status"] == "failed"
     finally:
         kill_leftovers(repo)
-
-
-def _spans(log: Path) -> dict[str, tuple[float, float]]:
-    spans: dict[str, list[float]] = {}
-    for line in log.read_text().splitlines():
-        rec = json.loads(line)
-        spans.setdefault(rec["task"], []).append(rec["ts"])
-    return {task: (min(ts), max(ts)) for task, ts in spans.items()}
 
 
 def test_resume_flag_overrides_are_shown_and_used(make_repo, path_with: str, tmp_path: Path) -> None:
