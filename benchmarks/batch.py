@@ -54,7 +54,7 @@ class RegistryResult:
 
 
 def run_registry(tasks: int, writers: int, per_writer: int) -> RegistryResult:
-    from orchestrator.registry import ProcessRegistry
+    from orchestrator.state.registry import ProcessRegistry
 
     with tempfile.TemporaryDirectory(prefix="bench-reg-") as tmp:
         mon = Path(tmp) / "monitoring"
@@ -82,8 +82,8 @@ def run_registry(tasks: int, writers: int, per_writer: int) -> RegistryResult:
 
 def main_plan_worker(argv: list[str]) -> int:
     """Child process: write N prompts into a fresh repo, time ls-files + analyze + plan_names."""
-    from orchestrator import git as ogit
-    from orchestrator.analyzer import TaskAnalyzer
+    from orchestrator.gitops import git as ogit
+    from orchestrator.plan.analyzer import TaskAnalyzer
     from orchestrator.worktrees import WorktreeManager
 
     root, n, shape = Path(argv[0]), int(argv[1]), argv[2]

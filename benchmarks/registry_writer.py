@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.registry import COALESCE_SECONDS, ProcessRegistry
+from orchestrator.state.registry import COALESCE_SECONDS, ProcessRegistry
 
 
 def main(argv: list[str]) -> int:

@@ -184,13 +184,13 @@ def _make_engine(plan: Any, slots: int, backend: VirtualBackend, registry: Any, 
 
 def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
     from orchestrator import engine as engine_mod
-    from orchestrator.analyzer import (
+    from orchestrator.plan.analyzer import (
         TaskAnalyzer,
         execution_groups,
         longest_remaining_path,
     )
     from orchestrator.models import EdgeKind, Plan, PlannedTask
-    from orchestrator.registry import ProcessRegistry
+    from orchestrator.state.registry import ProcessRegistry
     from orchestrator.wire import TaskRequest
 
     repo = workdir / "repo"

@@ -38,7 +38,7 @@ import jsonschema
 import psutil
 
 from benchmarks.common import GIT_ENV
-from orchestrator.schema import shipped_schema
+from orchestrator.state.schema import shipped_schema
 from orchestrator.worktree_pool import POOL_LOCK_REASON
 
 REPO = Path(__file__).resolve().parent.parent

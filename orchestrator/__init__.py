@@ -21,7 +21,7 @@ def __getattr__(name: str) -> object:
         from orchestrator.coordinator import OrchestratorCoordinator
         return OrchestratorCoordinator
     if name == "OrchestrationConfig":
-        from orchestrator.config import OrchestrationConfig
+        from orchestrator.config.model import OrchestrationConfig
         return OrchestrationConfig
     if name == "OrchestrationResult":
         from orchestrator.models import OrchestrationResult
@@ -30,10 +30,10 @@ def __getattr__(name: str) -> object:
         from orchestrator.engine import ExecutionEngine
         return ExecutionEngine
     if name == "ProcessRegistry":
-        from orchestrator.registry import ProcessRegistry
+        from orchestrator.state.registry import ProcessRegistry
         return ProcessRegistry
     if name == "TaskAnalyzer":
-        from orchestrator.analyzer import TaskAnalyzer
+        from orchestrator.plan.analyzer import TaskAnalyzer
         return TaskAnalyzer
     if name == "WorktreeManager":
         from orchestrator.worktrees import WorktreeManager

@@ -8,7 +8,7 @@ from pathlib import Path
 from orchestrator.agents import generic
 from orchestrator.agents.commands import KNOWN_AGENTS, build_agent_command
 from orchestrator.cmd import which
-from orchestrator.config import OrchestrationConfig
+from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import AgentUnavailable, InputError
 from orchestrator.models import Plan, TaskSpec
 from orchestrator.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_policy

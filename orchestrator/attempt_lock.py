@@ -15,7 +15,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from orchestrator.locks import is_held
+from orchestrator.state.locks import is_held
 
 __all__ = ["LOCK_FD_ENV", "is_held", "keep_inherited", "lock_path", "take", "wait_released"]
 

@@ -12,7 +12,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from orchestrator import __version__, git, live, ui
+from orchestrator import __version__, live, ui
+from orchestrator.gitops import git
 from orchestrator.commands import cancel as cancel_cmd
 from orchestrator.commands import clean as clean_cmd
 from orchestrator.commands import config as config_cmd
@@ -23,17 +24,17 @@ from orchestrator.commands import integrate as integrate_cmd
 from orchestrator.commands import merge_check as merge_check_cmd
 from orchestrator.commands import schema as schema_cmd
 from orchestrator.commands import status as status_cmd
-from orchestrator.config import OrchestrationConfig
+from orchestrator.config.model import OrchestrationConfig
 from orchestrator.coordinator import OrchestratorCoordinator
 from orchestrator.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.inputs import parse_prompt_list, resolve_prompt_paths
+from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
 from orchestrator.logs import EventLog
 from orchestrator.metrics import MetricsObserver
 from orchestrator.models import OrchestrationResult
 from orchestrator.notify import Notifier
 from orchestrator.options import agent_options, prompt_inputs, run_options
-from orchestrator.settings import cli_overrides, resolve_settings
+from orchestrator.config.settings import cli_overrides, resolve_settings
 
 EPILOG = """\b
 Examples:

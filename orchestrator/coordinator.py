@@ -13,17 +13,17 @@ from typing import Any
 
 import psutil
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.agentcmd import agent_command, check_agent_available, supports_resume
-from orchestrator.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
-from orchestrator.atomic import read_json, write_bytes_atomic, write_json_atomic
+from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
+from orchestrator.state.atomic import read_json, write_bytes_atomic, write_json_atomic
 from orchestrator.backends.factory import make_backend
-from orchestrator.config import OrchestrationConfig
+from orchestrator.config.model import OrchestrationConfig
 from orchestrator.engine import EngineSettings, ExecutionEngine, Observer
 from orchestrator.errors import InputError, OrchestratorError, StateError
-from orchestrator.journal import Journal, read_journal
+from orchestrator.state.journal import Journal, read_journal
 from orchestrator.maintenance import find_run
-from orchestrator.merge import MergeReport, merge_check
+from orchestrator.gitops.merge import MergeReport, merge_check
 from orchestrator.models import (
     OrchestrationResult,
     Plan,
@@ -35,13 +35,13 @@ from orchestrator.models import (
 )
 from orchestrator.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.recovery import Recovery, apply, inspect_tasks
-from orchestrator.registry import COALESCE_SECONDS, ProcessRegistry
-from orchestrator.registry_models import ProcessInfo, replay
+from orchestrator.state.registry import COALESCE_SECONDS, ProcessRegistry
+from orchestrator.state.registry_models import ProcessInfo, replay
 from orchestrator.report import write_reports
 from orchestrator.results import build_result
 from orchestrator.run_segments import read_run_timing
 from orchestrator.runlock import RunLock
-from orchestrator.secrets import Redactor
+from orchestrator.state.secrets import Redactor
 from orchestrator.wire import Predecessor, TaskRequest
 from orchestrator.worktree_setup import release_port, teardown_worktree
 from orchestrator.worktrees import WorktreeManager

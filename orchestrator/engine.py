@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestrator.admission import shortage
 from orchestrator.backends.base import Backend, BackendEvent
-from orchestrator.durations import format_duration
+from orchestrator.config.durations import format_duration
 from orchestrator.liveness import is_alive
 from orchestrator.models import (
     AttemptRecord,
@@ -35,7 +35,7 @@ from orchestrator.models import (
     iso,
 )
 from orchestrator.process import stops_deferred
-from orchestrator.registry import ProcessRegistry
+from orchestrator.state.registry import ProcessRegistry
 from orchestrator.results import load_task_result
 from orchestrator.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay
 from orchestrator.wire import Predecessor, TaskRequest

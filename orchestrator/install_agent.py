@@ -7,8 +7,8 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 
-from orchestrator import git
-from orchestrator.atomic import write_text_atomic
+from orchestrator.gitops import git
+from orchestrator.state.atomic import write_text_atomic
 
 AGENT_FILES = ("orchestrator-agent.md", "workflow-manager.md")
 TARGET_DIR = Path(".claude") / "agents"

@@ -22,9 +22,9 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import ui
-from orchestrator.durations import format_duration
+from orchestrator.config.durations import format_duration
 from orchestrator.models import TaskResult, TaskStatus
-from orchestrator.registry_models import ProcessInfo
+from orchestrator.state.registry_models import ProcessInfo
 from orchestrator.status import (
     ETA_NOTE,
     RunView,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import psutil
 
 from orchestrator.models import iso
-from orchestrator.registry_models import ResourceUsage
+from orchestrator.state.registry_models import ResourceUsage
 
 _MB = 1024 * 1024
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import git
-from orchestrator.atomic import read_json, write_bytes_atomic
+from orchestrator.gitops import git
+from orchestrator.state.atomic import read_json, write_bytes_atomic
 from orchestrator.errors import InputError, StateError
 from orchestrator.liveness import is_alive
 from orchestrator.runlock import RunLock

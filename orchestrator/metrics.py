@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.atomic import write_text_atomic
+from orchestrator.state.atomic import write_text_atomic
 from orchestrator.models import TaskStatus, utcnow
-from orchestrator.registry_models import ProcessInfo, seconds_since
+from orchestrator.state.registry_models import ProcessInfo, seconds_since
 
 METRICS_FILE = "metrics.prom"
 MIN_INTERVAL = 1.0  # seconds between rewrites during a run

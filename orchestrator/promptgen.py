@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.atomic import write_text_atomic
+from orchestrator.state.atomic import write_text_atomic
 from orchestrator.models import PlannedTask, TaskResult
 from orchestrator.wire import Predecessor
 

@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator import attempt_lock, git
+from orchestrator import attempt_lock
+from orchestrator.gitops import git
 from orchestrator.engine import Attached, Requeued
 from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, TaskStatus
-from orchestrator.registry import ProcessRegistry
-from orchestrator.registry_models import ProcessInfo
+from orchestrator.state.registry import ProcessRegistry
+from orchestrator.state.registry_models import ProcessInfo
 from orchestrator.results import load_task_result
 from orchestrator.wire import AGENT_CHECKPOINT, AgentCheckpoint, TaskRequest
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator import git
-from orchestrator.bundles import (
+from orchestrator.gitops import git
+from orchestrator.gitops.bundles import (
     OUTGOING,
     create_bundle,
     delete_ref,
@@ -28,7 +28,7 @@ from orchestrator.bundles import (
     verify_bundle,
 )
 from orchestrator.errors import GitError
-from orchestrator.locks import file_lock
+from orchestrator.state.locks import file_lock
 
 SCRATCH = "refs/gadugi/scratch"  # where a bundle's refs land for the moment of a fetch
 

@@ -26,12 +26,12 @@ import psutil
 from pydantic import BaseModel, Field
 
 import orchestrator
-from orchestrator.atomic import write_json_atomic
+from orchestrator.state.atomic import write_json_atomic
 from orchestrator.cmd import which
 from orchestrator.models import TaskResult, TaskStatus, iso
 from orchestrator.process import signal_group, spawn_with_stops_deferred
 from orchestrator.remote_repo import WorkerRepo
-from orchestrator.secrets import Redactor
+from orchestrator.state.secrets import Redactor
 from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 TOPIC = "gadugi"  # the Dask event topic the orchestrator subscribes to

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.atomic import write_json_atomic, write_text_atomic
-from orchestrator.durations import format_duration
-from orchestrator.merge import MergeReport
+from orchestrator.state.atomic import write_json_atomic, write_text_atomic
+from orchestrator.config.durations import format_duration
+from orchestrator.gitops.merge import MergeReport
 from orchestrator.models import OrchestrationResult, Plan, TaskResult
 from orchestrator.results import busy_time
 from orchestrator.run_segments import RunTiming

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.atomic import read_json
+from orchestrator.state.atomic import read_json
 from orchestrator.errors import StateError
 from orchestrator.models import (
     OrchestrationResult,

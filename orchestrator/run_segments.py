@@ -14,7 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from orchestrator.journal import read_journal
+from orchestrator.state.journal import read_journal
 
 STARTS = frozenset({"run_started", "run_resumed"})
 

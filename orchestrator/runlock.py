@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.atomic import read_json, write_json_atomic
+from orchestrator.state.atomic import read_json, write_json_atomic
 from orchestrator.errors import StateError
-from orchestrator.locks import is_held
+from orchestrator.state.locks import is_held
 from orchestrator.models import iso
 
 LOCK_NAME = "orchestrator.lock"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.errors import OrchestratorError
 
 CPU_EPSILON = 0.05  # seconds of CPU between checks that still count as idle (psutil bookkeeping)

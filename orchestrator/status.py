@@ -18,12 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.errors import InputError, StateError
-from orchestrator.journal import read_journal
+from orchestrator.state.journal import read_journal
 from orchestrator.liveness import is_alive
 from orchestrator.models import TaskStatus, utcnow
-from orchestrator.registry_models import ProcessInfo, replay, seconds_since
+from orchestrator.state.registry_models import ProcessInfo, replay, seconds_since
 from orchestrator.runlock import RunLock
 
 REGISTRY_FILE = "process_registry.json"

@@ -13,7 +13,7 @@ from itertools import pairwise
 from typing import Any, Protocol
 from xml.sax.saxutils import escape, quoteattr
 
-from orchestrator.durations import format_duration
+from orchestrator.config.durations import format_duration
 from orchestrator.run_segments import RunTiming
 
 COLOURS = {

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from orchestrator.analyzer import execution_groups, plan_json
-from orchestrator.durations import format_duration
+from orchestrator.plan.analyzer import execution_groups, plan_json
+from orchestrator.config.durations import format_duration
 from orchestrator.models import OrchestrationResult, Plan, TaskResult, TaskStatus
 
 _MARK = {

@@ -20,13 +20,14 @@ from typing import Any
 
 import psutil
 
-from orchestrator import attempt_lock, git
+from orchestrator import attempt_lock
+from orchestrator.gitops import git
 from orchestrator.agents import make_parser
-from orchestrator.atomic import write_bytes_atomic, write_json_atomic
+from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
 from orchestrator.process import AgentProcess, accept_stops, stop_group
-from orchestrator.secrets import Redactor
+from orchestrator.state.secrets import Redactor
 from orchestrator.stall import StallWatch
 from orchestrator.verify import run_verify
 from orchestrator.wire import AGENT_ARGV_ENV, AGENT_CHECKPOINT, FRESH_ARGV_ENV, AgentCheckpoint, TaskRequest

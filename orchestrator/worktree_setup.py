@@ -24,12 +24,12 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, Field
 
-from orchestrator import git
-from orchestrator.atomic import read_json, write_json_atomic
+from orchestrator.gitops import git
+from orchestrator.state.atomic import read_json, write_json_atomic
 from orchestrator.cmd import run_cmd
 from orchestrator.errors import OrchestratorError
 from orchestrator.liveness import create_time_of, is_alive
-from orchestrator.locks import file_lock
+from orchestrator.state.locks import file_lock
 from orchestrator.models import iso
 from orchestrator.process import signal_group
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.errors import GitError, InputError, OrchestratorError, WorktreeError
-from orchestrator.locks import file_lock
+from orchestrator.state.locks import file_lock
 
 log = logging.getLogger(__name__)
 

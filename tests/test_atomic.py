@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.atomic import (
+from orchestrator.state.atomic import (
     CorruptStateFile,
     read_json,
     write_bytes_atomic,

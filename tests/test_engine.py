@@ -6,11 +6,11 @@ import threading
 import time
 from pathlib import Path
 
-from orchestrator.atomic import write_json_atomic
+from orchestrator.state.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
 from orchestrator.engine import EngineSettings, ExecutionEngine
 from orchestrator.models import Edge, EdgeKind, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
-from orchestrator.registry import ProcessRegistry
+from orchestrator.state.registry import ProcessRegistry
 from orchestrator.wire import Predecessor, TaskRequest
 from test_e2e import peak_concurrency
 

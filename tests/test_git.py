@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.errors import GitError, InputError
 
 MakeRepo = Callable[..., Path]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import InputError
-from orchestrator.inputs import parse_prompt_list, resolve_prompt_paths
+from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.journal import Journal, read_journal, scan_journal
+from orchestrator.state.journal import Journal, read_journal, scan_journal
 
 
 def _journal(tmp_path: Path, **kw: object) -> Journal:

@@ -10,7 +10,7 @@ from rich.console import Console
 from orchestrator import ui
 from orchestrator.live import LiveView, Observers, make_observer, render_view
 from orchestrator.models import AgentOutcome, TaskResult, TaskStatus
-from orchestrator.registry import ProcessRegistry
+from orchestrator.state.registry import ProcessRegistry
 
 
 class Tty(io.StringIO):

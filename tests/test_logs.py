@@ -19,7 +19,7 @@ def test_json_log_of_a_run(tmp_path: Path) -> None:
     try:
         events("a", "started", {"branch": "gadugi/a", "predecessors": []})
         events("a", "heartbeat", {"summary": "tool_use: Edit", "turns": 1})
-        logging.getLogger("orchestrator.registry").warning("disk %s", "slow", extra={"path": "/x"})
+        logging.getLogger("orchestrator.state.registry").warning("disk %s", "slow", extra={"path": "/x"})
         task_logger("a", 2).info("retrying", extra={"delay": 1.5})
         events("a", "finished", {"result": TaskResult(task_id="a", status=TaskStatus.FAILED, error_message="boom")})
     finally:
@@ -33,12 +33,12 @@ def test_json_log_of_a_run(tmp_path: Path) -> None:
     assert by_event["started"]["task_id"] == "a" and by_event["started"]["data"]["branch"] == "gadugi/a"
     assert by_event["heartbeat"]["level"] == "DEBUG"
     assert by_event["finished"]["level"] == "WARNING" and by_event["finished"]["data"]["error"] == "boom"
-    module = next(r for r in records if r["logger"] == "orchestrator.registry")
+    module = next(r for r in records if r["logger"] == "orchestrator.state.registry")
     assert module["message"] == "disk slow" and module["path"] == "/x" and module["task_id"] is None
     retry = next(r for r in records if r["message"] == "retrying")
     assert retry["task_id"] == "a" and retry["attempt"] == 2 and retry["delay"] == 1.5
     # After the run the handler is gone: nothing more is written.
-    logging.getLogger("orchestrator.registry").warning("after")
+    logging.getLogger("orchestrator.state.registry").warning("after")
     assert "after" not in (run_dir / "orchestrator.jsonl").read_text()
 
 

@@ -15,7 +15,7 @@ from conftest import git
 from orchestrator.commands import integrate as integrate_cmd
 from orchestrator.commands import merge_check as merge_check_cmd
 from orchestrator.errors import InputError
-from orchestrator.merge import integrate, merge_check
+from orchestrator.gitops.merge import integrate, merge_check
 
 BASE_FILES = {"a.txt": "one\ntwo\nthree\n", "b.txt": "bee\n", "c.txt": "sea\n", "d.txt": "dee\n"}
 

@@ -13,7 +13,7 @@ from orchestrator.metrics import (
     render_metrics,
 )
 from orchestrator.models import TaskStatus
-from orchestrator.registry import ProcessRegistry
+from orchestrator.state.registry import ProcessRegistry
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL_VALUE = r'"(?:[^"\\\n]|\\[\\"n])*"'

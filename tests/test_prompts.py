@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.errors import InputError
 from orchestrator.models import TaskSpec
-from orchestrator.prompts import MAX_PROMPT_BYTES, load_prompt, parse_prompt, sanitize_id
+from orchestrator.plan.prompts import MAX_PROMPT_BYTES, load_prompt, parse_prompt, sanitize_id
 
 TRACKED = frozenset({"app.py", "src/app.py", "src/util.py", "src/pkg/mod.py", "README.md", "docs/guide.md"})
 

@@ -13,10 +13,10 @@ import pytest
 
 from conftest import git
 from orchestrator import attempt_lock
-from orchestrator.journal import Journal
+from orchestrator.state.journal import Journal
 from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
 from orchestrator.recovery import Recovery, apply, inspect_tasks
-from orchestrator.registry import ProcessRegistry
+from orchestrator.state.registry import ProcessRegistry
 from orchestrator.wire import TaskRequest
 
 RUN = "orchestration-20260101-000000-abcd"

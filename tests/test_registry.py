@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from orchestrator.errors import StateError
-from orchestrator.journal import Journal, read_journal
+from orchestrator.state.journal import Journal, read_journal
 from orchestrator.models import Phase, TaskStatus, Tokens
-from orchestrator.registry import ProcessRegistry, is_alive
-from orchestrator.registry_models import (
+from orchestrator.state.registry import ProcessRegistry, is_alive
+from orchestrator.state.registry_models import (
     FinalFile,
     HeartbeatsFile,
     ProcessRegistryFile,

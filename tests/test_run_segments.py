@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.journal import Journal, scan_journal
+from orchestrator.state.journal import Journal, scan_journal
 from orchestrator.models import Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus, iso, utcnow
 from orchestrator.report import render_markdown, write_reports
 from orchestrator.results import build_result

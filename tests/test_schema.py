@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from test_e2e import run_cli, write_prompt
 
 from orchestrator.commands import schema as schema_cmd
-from orchestrator.merge import merge_check
-from orchestrator.schema import (
+from orchestrator.gitops.merge import merge_check
+from orchestrator.state.schema import (
     SCHEMAS,
     file_name,
     generate_schemas,
@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover
     jsonschema = None
 needs_jsonschema = pytest.mark.skipif(jsonschema is None, reason="jsonschema is not installed (dev extra)")
 
-REGENERATE = "python -c 'from orchestrator.schema import write_schemas, shipped_dir; write_schemas(shipped_dir())'"
+REGENERATE = "python -c 'from orchestrator.state.schema import write_schemas, shipped_dir; write_schemas(shipped_dir())'"
 
 
 def test_shipped_schemas_are_up_to_date() -> None:
@@ -95,7 +95,7 @@ def test_real_run_output_validates(make_repo, path_with: str) -> None:
         for doc in documents:
             validator(name).validate(doc)
         checked[name] = checked.get(name, 0) + len(documents)
-    assert not unknown, f"JSON files without a schema (add them to orchestrator/schema.py): {unknown}"
+    assert not unknown, f"JSON files without a schema (add them to orchestrator/state/schema.py): {unknown}"
     assert {"process_registry", "heartbeats", "registry_stats", "run_status", "run_final", "report", "request",
             "result", "journal_record"} <= set(checked), checked
 

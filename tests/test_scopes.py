@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.scopes import (
+from orchestrator.plan.scopes import (
     Scope,
     directories_of,
     find_overlaps,

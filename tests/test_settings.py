@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.commands import config as config_cmd
-from orchestrator.config import OrchestrationConfig
+from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import InputError
-from orchestrator.settings import SETTINGS, resolve_settings
+from orchestrator.config.settings import SETTINGS, resolve_settings
 
 
 def write(path: Path, text: str) -> None:

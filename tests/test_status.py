@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from orchestrator.commands import doctor as doctor_cmd
 from orchestrator.commands import status as status_cmd
 from orchestrator.errors import InputError, StateError
-from orchestrator.journal import Journal, read_journal
+from orchestrator.state.journal import Journal, read_journal
 from orchestrator.models import TaskStatus
-from orchestrator.registry import ProcessRegistry
+from orchestrator.state.registry import ProcessRegistry
 from orchestrator.runlock import RunLock
 from orchestrator.status import TaskRow, estimate_eta, load_run, run_liveness
 

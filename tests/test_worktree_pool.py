@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.worktree_pool import POOL_LOCK_REASON, WorktreePool
 from orchestrator.worktrees import CreatedWorktree, WorktreeManager
 

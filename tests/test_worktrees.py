@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.errors import WorktreeError
 from orchestrator.worktrees import WorktreeManager, is_valid_branch_name, slugify
 

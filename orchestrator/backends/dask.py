@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import git
-from orchestrator.atomic import write_bytes_atomic, write_json_atomic
+from orchestrator.gitops import git
+from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.backends.base import BackendEvent
 from orchestrator.backends.dask_repo import RepoShipper
-from orchestrator.bundles import (
+from orchestrator.gitops.bundles import (
     INCOMING,
     adopt_branch,
     delete_ref,
@@ -35,7 +35,7 @@ from orchestrator.bundles import (
     verify_bundle,
 )
 from orchestrator.errors import InputError, OrchestratorError
-from orchestrator.locks import file_lock
+from orchestrator.state.locks import file_lock
 from orchestrator.models import TaskResult, TaskStatus
 from orchestrator.remote_task import (
     TOPIC,
@@ -45,7 +45,7 @@ from orchestrator.remote_task import (
     stop_names,
     worker_versions,
 )
-from orchestrator.secrets import Redactor
+from orchestrator.state.secrets import Redactor
 from orchestrator.wire import TaskRequest
 
 log = logging.getLogger(__name__)

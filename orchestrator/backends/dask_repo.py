@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import git
-from orchestrator.bundles import create_bundle, run_git
+from orchestrator.gitops import git
+from orchestrator.gitops.bundles import create_bundle, run_git
 from orchestrator.wire import TaskRequest
 
 DEFAULT_REMOTE = "origin"

@@ -15,11 +15,11 @@ import psutil
 
 import orchestrator
 from orchestrator import attempt_lock
-from orchestrator.atomic import write_json_atomic
+from orchestrator.state.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
 from orchestrator.liveness import is_alive
 from orchestrator.process import kill_tree_now, spawn_with_stops_deferred
-from orchestrator.secrets import Redactor
+from orchestrator.state.secrets import Redactor
 from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 # Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the

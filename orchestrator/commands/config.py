@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.error_handler import handle_errors
-from orchestrator.settings import describe, resolve_settings
+from orchestrator.config.settings import describe, resolve_settings
 
 EPILOG = """\b
 Examples:

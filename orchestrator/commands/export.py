@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.atomic import write_text_atomic
+from orchestrator.state.atomic import write_text_atomic
 from orchestrator.error_handler import handle_errors
 from orchestrator.maintenance import export_run, find_run
 

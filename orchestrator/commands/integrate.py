@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.commands.merge_check import check_run, render
 from orchestrator.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.merge import (
+from orchestrator.gitops.merge import (
     completed_branches,
     find_run_dir,
     gh_unavailable_reason,

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.error_handler import handle_errors
-from orchestrator.merge import (
+from orchestrator.gitops.merge import (
     MergeReport,
     completed_branches,
     find_run_dir,

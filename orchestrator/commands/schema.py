@@ -8,7 +8,7 @@ import click
 
 from orchestrator.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.schema import (
+from orchestrator.state.schema import (
     SCHEMAS,
     generate_schemas,
     render,

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.error_handler import handle_errors
 from orchestrator.live import render_view, summary_line
 from orchestrator.status import RunView, load_run

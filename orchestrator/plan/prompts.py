@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-import orchestrator.prompt_text as prompt_text
-from orchestrator.durations import parse_duration
+import orchestrator.plan.prompt_text as prompt_text
+from orchestrator.config.durations import parse_duration
 from orchestrator.errors import InputError
 from orchestrator.models import TaskSpec
-from orchestrator.scopes import directories_of
+from orchestrator.plan.scopes import directories_of
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_ID_LENGTH = 60

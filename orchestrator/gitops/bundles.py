@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator import git
+from orchestrator.gitops import git
 from orchestrator.cmd import CommandError, run_cmd
 from orchestrator.errors import GitError
 

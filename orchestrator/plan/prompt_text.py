@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from orchestrator.scopes import is_glob, normalize_path
+from orchestrator.plan.scopes import is_glob, normalize_path
 
 MAX_TITLE_LENGTH = 60
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.admission import parse_size
-from orchestrator.config import DEFAULT_TASK_TIMEOUT, parse_max_parallel
-from orchestrator.durations import parse_duration
+from orchestrator.config.sizes import parse_size
+from orchestrator.config.model import DEFAULT_TASK_TIMEOUT, parse_max_parallel
+from orchestrator.config.durations import parse_duration
 from orchestrator.errors import InputError
 
 CONFIG_FILE = ".gadugi/config.toml"

@@ -22,13 +22,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchestrator.atomic import CorruptStateFile, dumps_compact, read_json, write_bytes_atomic
+from orchestrator.state.atomic import CorruptStateFile, dumps_compact, read_json, write_bytes_atomic
 from orchestrator.errors import StateError
-from orchestrator.journal import Journal, read_journal
-from orchestrator.locks import file_lock
+from orchestrator.state.journal import Journal, read_journal
+from orchestrator.state.locks import file_lock
 from orchestrator.models import SCHEMA_VERSION, Phase, TaskStatus, iso, utcnow
 from orchestrator.liveness import TreeSampler, create_time_of, is_alive  # noqa: F401  (re-exported)
-from orchestrator.registry_models import (
+from orchestrator.state.registry_models import (
     ProcessInfo,
     ResourceUsage,
     heartbeat_entry,

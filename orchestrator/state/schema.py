@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.config import OrchestrationConfig
-from orchestrator.merge import MergeReport
+from orchestrator.config.model import OrchestrationConfig
+from orchestrator.gitops.merge import MergeReport
 from orchestrator.models import (
     SCHEMA_VERSION,
     Edge,
@@ -23,7 +23,7 @@ from orchestrator.models import (
     Plan,
     TaskResult,
 )
-from orchestrator.registry_models import (
+from orchestrator.state.registry_models import (
     FinalFile,
     HeartbeatsFile,
     ProcessRegistryFile,
@@ -216,4 +216,4 @@ def shipped_schema(name: str) -> dict[str, Any]:
 
 
 def shipped_dir() -> Path:
-    return Path(__file__).resolve().parent / "data" / "schemas"
+    return Path(__file__).resolve().parent.parent / "data" / "schemas"

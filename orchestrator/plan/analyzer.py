@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import PlanError
-from orchestrator.inputs import PROMPTS_DIR
+from orchestrator.plan.inputs import PROMPTS_DIR
 from orchestrator.models import SCHEMA_VERSION, Edge, EdgeKind, Plan, TaskSpec
-from orchestrator.plan_graph import ConflictOrienter, check_acyclic, execution_groups, longest_remaining_path
-from orchestrator.prompts import LoadedPrompt, parse_prompt, sanitize_id
-from orchestrator.scopes import directories_of, find_overlaps
+from orchestrator.plan.graph import ConflictOrienter, check_acyclic, execution_groups, longest_remaining_path
+from orchestrator.plan.prompts import LoadedPrompt, parse_prompt, sanitize_id
+from orchestrator.plan.scopes import directories_of, find_overlaps
 
 __all__ = ["Analysis", "TaskAnalyzer", "execution_groups", "longest_remaining_path", "plan_json"]
 

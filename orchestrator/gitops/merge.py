@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from orchestrator import git
-from orchestrator.atomic import read_json
+from orchestrator.gitops import git
+from orchestrator.state.atomic import read_json
 from orchestrator.cmd import run_cmd, which
 from orchestrator.errors import GitError, InputError, StateError
 from orchestrator.models import SCHEMA_VERSION
