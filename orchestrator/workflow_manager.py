@@ -242,7 +242,8 @@ class WorkflowManager:
                 self.emitter.log(f"recycled a pooled worktree into {req.worktree}")
         if created is None:
             created = manager.create(req.task_id, req.branch, req.worktree, base_sha=req.base_sha,
-                                     predecessors=preds, lock_reason=reason)
+                                     predecessors=preds, lock_reason=reason,
+                                     leftover_of=f"gadugi run={req.run_id} task={req.task_id} ")
         if created.merged_from:
             self.emitter.log(f"started from the merge of {', '.join(created.merged_from)}")
         self._prepare(created.start_sha)

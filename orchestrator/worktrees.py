@@ -226,14 +226,21 @@ class WorktreeManager:
         base_sha: str,
         predecessors: Sequence[tuple[str, str]] = (),
         lock_reason: str,
+        leftover_of: str | None = None,
     ) -> CreatedWorktree:
         """Create `branch` and a locked worktree at `path`, starting at `base_sha` or at the
-        (merged) result commits of `predecessors`, given as (branch, commit) pairs."""
+        (merged) result commits of `predecessors`, given as (branch, commit) pairs.
+
+        `leftover_of`: the lock-reason prefix of this task in this run. A worktree at `path`
+        locked with it, on no branch, is what an attempt killed while setting up left (a pooled
+        checkout half recycled): it holds no work and is cleared instead of refused."""
         path = Path(os.path.abspath(path))
         start, merged_from = self._start_commit(task_id, base_sha, predecessors)
         attempted = registered = False
         try:
             with self._repo_lock():
+                if leftover_of is not None:
+                    self._clear_leftover(path, branch, leftover_of)
                 # Re-checked under the lock: a concurrent run may have taken the name since
                 # plan_names; we fail rather than reuse or delete what is not ours.
                 if git.branch_exists(self.project_root, branch):
@@ -256,6 +263,16 @@ class WorktreeManager:
                 raise WorktreeError(f"could not create worktree for task {task_id}: {exc}") from exc
             raise
         return CreatedWorktree(path=path, branch=branch, start_sha=start, merged_from=merged_from)
+
+    def _clear_leftover(self, path: Path, branch: str, owner: str) -> None:
+        entry = self._entry(path)
+        if (entry is None or entry.branch is not None or git.branch_exists(self.project_root, branch)
+                or not (entry.lock_reason or "").startswith(owner)):
+            return
+        log.warning("clearing %s: left half set up by an earlier attempt of the same task", path)
+        git.unlock_worktree(self.project_root, path)
+        git.remove_worktree(self.project_root, path, force=True)
+        git.prune_worktrees(self.project_root)
 
     def _roll_back(self, path: Path, branch: str, start: str, *, registered: bool) -> None:
         """Undo what a failed create made: its registration, and its branch if still at `start`."""
@@ -290,6 +307,10 @@ class WorktreeManager:
             elif entry.locked:
                 git.unlock_worktree(self.project_root, path)
             git.lock_worktree(self.project_root, path, lock_reason)
+        # The previous attempt may have been killed inside a git command; its index.lock would
+        # fail every git command of this one. Nobody else uses this worktree now.
+        if git.clear_stale_index_lock(path):
+            log.warning("removed a stale index.lock in %s", path)
 
     def finish(self, path: Path) -> None:
         """The task stopped running: lift the lock so the worktree can be removed or pruned."""

@@ -416,3 +416,39 @@ def test_delete_branch_if_at_keeps_moved_branch(repo: Path) -> None:
     assert refs(repo)["refs/heads/gadugi/moved"] == moved
     assert git.delete_branch_if_at(repo, "gadugi/moved", moved) is True
     assert not git.branch_exists(repo, "gadugi/moved")
+
+
+def test_a_half_recycled_worktree_of_the_same_task_is_cleared(repo: Path, manager: WorktreeManager) -> None:
+    """Killed between moving a pooled checkout into place and switching it to the task's branch:
+    a detached worktree at the task's path, locked by this task of this run."""
+    path = repo / ".worktrees" / "t"
+    base = sh(repo, "rev-parse", "HEAD")
+    sh(repo, "worktree", "add", "--detach", str(path), base)
+    sh(repo, "worktree", "lock", "--reason", "gadugi run=r1 task=t pid=1", str(path))
+    with pytest.raises(WorktreeError, match="already exists"):  # not ours (another run): refused
+        manager.create("t", "gadugi/t", path, base_sha=base, lock_reason="x", leftover_of="gadugi run=r2 task=t ")
+    created = manager.create("t", "gadugi/t", path, base_sha=base, lock_reason="gadugi run=r1 task=t pid=2",
+                             leftover_of="gadugi run=r1 task=t ")
+    assert created.path == path and sh(path, "branch", "--show-current") == "gadugi/t"
+
+
+def test_a_worktree_on_a_branch_is_never_cleared_as_a_leftover(repo: Path, manager: WorktreeManager) -> None:
+    path = repo / ".worktrees" / "t"
+    base = sh(repo, "rev-parse", "HEAD")
+    sh(repo, "worktree", "add", "-b", "mine", str(path), base)
+    sh(repo, "worktree", "lock", "--reason", "gadugi run=r1 task=t pid=1", str(path))
+    with pytest.raises(WorktreeError, match="already exists"):
+        manager.create("t", "gadugi/t", path, base_sha=base, lock_reason="x", leftover_of="gadugi run=r1 task=t ")
+    assert sh(path, "branch", "--show-current") == "mine"
+
+
+def test_reattach_removes_an_index_lock_a_killed_attempt_left(repo: Path, manager: WorktreeManager) -> None:
+    path = repo / ".worktrees" / "t"
+    base = sh(repo, "rev-parse", "HEAD")
+    manager.create("t", "gadugi/t", path, base_sha=base, lock_reason="gadugi run=r task=t pid=1")
+    manager.finish(path)
+    git_dir = Path(sh(path, "rev-parse", "--absolute-git-dir"))
+    (git_dir / "index.lock").write_text("")
+    manager.reattach("t", "gadugi/t", path, lock_reason="gadugi run=r task=t pid=2")
+    (path / "new.txt").write_text("x\n")
+    assert git.commit_all(path, "after the kill") is not None

@@ -159,6 +159,22 @@ def branch_exists(repo: Path, branch: str) -> bool:
     return rc == 0
 
 
+def clear_stale_index_lock(worktree: Path) -> bool:
+    """Remove the worktree's `index.lock` that a killed git process left behind. Only for a
+    worktree no git process can be using: the caller owns it and its previous user is dead.
+    True when there was one."""
+    rc, out, _ = _git(worktree, "rev-parse", "--git-dir", check=False)
+    if rc != 0:
+        return False
+    git_dir = Path(out.strip())
+    lock = (git_dir if git_dir.is_absolute() else worktree / git_dir) / "index.lock"
+    try:
+        lock.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def branch_created_at(repo: Path, branch: str) -> str | None:
     """The commit `branch` was created at, from its reflog's oldest entry; None without a reflog
     (core.logAllRefUpdates off) or branch. `worktree add -b` writes that entry, so for a task
