@@ -84,7 +84,7 @@ def main_plan_worker(argv: list[str]) -> int:
     """Child process: write N prompts into a fresh repo, time ls-files + analyze + plan_names."""
     from orchestrator.gitops import git as ogit
     from orchestrator.plan.analyzer import TaskAnalyzer
-    from orchestrator.worktrees import WorktreeManager
+    from orchestrator.worktrees.manager import WorktreeManager
 
     root, n, shape = Path(argv[0]), int(argv[1]), argv[2]
     repo = root / "repo"

@@ -168,7 +168,7 @@ def _list_schedule(durations: list[float], slots: int) -> float:
 
 def _make_engine(plan: Any, slots: int, backend: VirtualBackend, registry: Any, make_request: Any,
                  remaining: dict[str, int]) -> Any:
-    from orchestrator import engine as engine_mod
+    from orchestrator.run import engine as engine_mod
 
     # Any: the engine's constructor is being reshaped while this is written; both shapes are driven.
     engine_cls: Any = engine_mod.ExecutionEngine
@@ -183,7 +183,7 @@ def _make_engine(plan: Any, slots: int, backend: VirtualBackend, registry: Any, 
 
 
 def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
-    from orchestrator import engine as engine_mod
+    from orchestrator.run import engine as engine_mod
     from orchestrator.plan.analyzer import (
         TaskAnalyzer,
         execution_groups,
@@ -191,7 +191,7 @@ def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
     )
     from orchestrator.models import EdgeKind, Plan, PlannedTask
     from orchestrator.state.registry import ProcessRegistry
-    from orchestrator.wire import TaskRequest
+    from orchestrator.task.wire import TaskRequest
 
     repo = workdir / "repo"
     paths, durations = _write_graph(repo, spec)

@@ -39,7 +39,7 @@ import psutil
 
 from benchmarks.common import GIT_ENV
 from orchestrator.state.schema import shipped_schema
-from orchestrator.worktree_pool import POOL_LOCK_REASON
+from orchestrator.worktrees.pool import POOL_LOCK_REASON
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLAUDE = REPO / "tests" / "fake_claude.py"

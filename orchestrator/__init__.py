@@ -16,9 +16,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # Lazy, so `python -m orchestrator.workflow_manager` doesn't import the whole CLI stack.
+    # Lazy, so `python -m orchestrator.task` doesn't import the whole CLI stack.
     if name == "OrchestratorCoordinator":
-        from orchestrator.coordinator import OrchestratorCoordinator
+        from orchestrator.run.coordinator import OrchestratorCoordinator
         return OrchestratorCoordinator
     if name == "OrchestrationConfig":
         from orchestrator.config.model import OrchestrationConfig
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> object:
         from orchestrator.models import OrchestrationResult
         return OrchestrationResult
     if name == "ExecutionEngine":
-        from orchestrator.engine import ExecutionEngine
+        from orchestrator.run.engine import ExecutionEngine
         return ExecutionEngine
     if name == "ProcessRegistry":
         from orchestrator.state.registry import ProcessRegistry
@@ -36,6 +36,6 @@ def __getattr__(name: str) -> object:
         from orchestrator.plan.analyzer import TaskAnalyzer
         return TaskAnalyzer
     if name == "WorktreeManager":
-        from orchestrator.worktrees import WorktreeManager
+        from orchestrator.worktrees.manager import WorktreeManager
         return WorktreeManager
     raise AttributeError(name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator.cli import main as cli_main
+from orchestrator.cli.main import main as cli_main
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import orchestrator
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from conftest import git
 
 
@@ -113,7 +113,7 @@ def test_every_module_imports_alone() -> None:
     code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"
     for name in names:
         subprocess.run([sys.executable, "-c", code, name], check=True)
-    assert importlib.import_module("orchestrator.workflow_manager")
+    assert importlib.import_module("orchestrator.task.workflow_manager")
 
 
 def test_interactive_lists_prompts(repo_with_prompt: Path) -> None:

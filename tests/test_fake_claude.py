@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.agents.claude import ClaudeStreamParser, build_command
 from orchestrator.models import AgentOutcome
-from orchestrator.process import AgentProcess
+from orchestrator.task.process import AgentProcess
 
 MakeRepo = Callable[..., Path]
 FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}

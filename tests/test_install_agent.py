@@ -8,9 +8,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.commands.install_agent import command
+from orchestrator.cli.commands.install_agent import command
 from orchestrator.errors import InputError
-from orchestrator.install_agent import (
+from orchestrator.agents.install import (
     AGENT_FILES,
     InstallAction,
     install_agents,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator import ui
-from orchestrator.live import LiveView, Observers, make_observer, render_view
+from orchestrator.cli import ui
+from orchestrator.observe.live import LiveView, Observers, make_observer, render_view
 from orchestrator.models import AgentOutcome, TaskResult, TaskStatus
 from orchestrator.state.registry import ProcessRegistry
 

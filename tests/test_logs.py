@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from orchestrator.logs import EventLog, JsonFormatter, task_logger
+from orchestrator.observe.logs import EventLog, JsonFormatter, task_logger
 from orchestrator.models import TaskResult, TaskStatus
 
 

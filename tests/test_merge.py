@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import git
 
-from orchestrator.commands import integrate as integrate_cmd
-from orchestrator.commands import merge_check as merge_check_cmd
+from orchestrator.cli.commands import integrate as integrate_cmd
+from orchestrator.cli.commands import merge_check as merge_check_cmd
 from orchestrator.errors import InputError
 from orchestrator.gitops.merge import integrate, merge_check
 

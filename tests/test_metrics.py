@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.metrics import (
+from orchestrator.observe.metrics import (
     MetricsObserver,
     MetricsWriter,
     escape_label,

@@ -20,7 +20,7 @@ from orchestrator.models import (
     TaskResult,
     TaskStatus,
 )
-from orchestrator.notify import Notifier
+from orchestrator.observe.notify import Notifier
 
 
 def finished(tid: str, status: TaskStatus) -> dict:
@@ -116,7 +116,7 @@ def test_only_http_urls(tmp_path: Path) -> None:
 
 def test_broken_notifiers_do_not_affect_a_run(make_repo, path_with: str, tmp_path: Path, no_proxy: None) -> None:
     from orchestrator import OrchestrationConfig, OrchestratorCoordinator
-    from orchestrator.live import Observers
+    from orchestrator.observe.live import Observers
 
     repo = make_repo()
     a = write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")

@@ -5,7 +5,7 @@ import pytest
 
 from orchestrator.agents.claude import build_command
 from orchestrator.errors import InputError
-from orchestrator.permissions import (
+from orchestrator.agents.permissions import (
     DEFAULT_ALLOWED_TOOLS,
     DEFAULT_PERMISSION_MODE,
     PERMISSION_MODES,

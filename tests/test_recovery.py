@@ -12,12 +12,12 @@ import psutil
 import pytest
 
 from conftest import git
-from orchestrator import attempt_lock
+from orchestrator.task import attempt_lock
 from orchestrator.state.journal import Journal
 from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
-from orchestrator.recovery import Recovery, apply, inspect_tasks
+from orchestrator.run.recovery import Recovery, apply, inspect_tasks
 from orchestrator.state.registry import ProcessRegistry
-from orchestrator.wire import TaskRequest
+from orchestrator.task.wire import TaskRequest
 
 RUN = "orchestration-20260101-000000-abcd"
 
@@ -302,7 +302,7 @@ def test_unreadable_task_files_count_as_absent(setup) -> None:  # type: ignore[n
 def test_a_lost_attempt_whose_agent_had_finished_is_not_run_again(setup) -> None:  # type: ignore[no-untyped-def]
     """Killed in verify or commit, after the agent's success was checkpointed: the next attempt
     gets that outcome and runs only the checks."""
-    from orchestrator.wire import AGENT_CHECKPOINT, AgentCheckpoint
+    from orchestrator.task.wire import AGENT_CHECKPOINT, AgentCheckpoint
 
     repo, plan, run_dir, registry = setup
     git(repo, "branch", "gadugi/a", plan.base_sha)

@@ -281,8 +281,8 @@ def test_a_stop_sent_while_the_workflow_manager_starts_is_not_lost(make_repo, pa
     `timeout` with a result instead of being killed by the signal's default action."""
     from orchestrator.backends.local import LocalBackend
     from orchestrator.models import TaskStatus
-    from orchestrator.results import load_task_result
-    from orchestrator.wire import TaskRequest
+    from orchestrator.run.results import load_task_result
+    from orchestrator.task.wire import TaskRequest
 
     repo = make_repo()
     prompt = tmp_path / "prompt.md"

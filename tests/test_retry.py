@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.models import AgentOutcome, TaskResult, TaskStatus
-from orchestrator.retry import PERMANENT, TRANSIENT, backoff_delay, retry_delay
+from orchestrator.run.retry import PERMANENT, TRANSIENT, backoff_delay, retry_delay
 
 
 @given(attempt=st.integers(min_value=1, max_value=200), base=st.floats(0.001, 100), cap=st.floats(0.001, 10_000),

@@ -14,9 +14,9 @@ import pytest
 
 from orchestrator.state.journal import Journal, scan_journal
 from orchestrator.models import Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus, iso, utcnow
-from orchestrator.report import render_markdown, write_reports
-from orchestrator.results import build_result
-from orchestrator.run_segments import RunTiming, parse_ts, read_run_timing
+from orchestrator.observe.report import render_markdown, write_reports
+from orchestrator.run.results import build_result
+from orchestrator.observe.run_segments import RunTiming, parse_ts, read_run_timing
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"

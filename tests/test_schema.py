@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from test_e2e import run_cli, write_prompt
 
-from orchestrator.commands import schema as schema_cmd
+from orchestrator.cli.commands import schema as schema_cmd
 from orchestrator.gitops.merge import merge_check
 from orchestrator.state.schema import (
     SCHEMAS,

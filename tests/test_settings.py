@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.commands import config as config_cmd
+from orchestrator.cli.commands import config as config_cmd
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import InputError
 from orchestrator.config.settings import SETTINGS, resolve_settings

@@ -14,14 +14,14 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.commands import doctor as doctor_cmd
-from orchestrator.commands import status as status_cmd
+from orchestrator.cli.commands import doctor as doctor_cmd
+from orchestrator.cli.commands import status as status_cmd
 from orchestrator.errors import InputError, StateError
 from orchestrator.state.journal import Journal, read_journal
 from orchestrator.models import TaskStatus
 from orchestrator.state.registry import ProcessRegistry
-from orchestrator.runlock import RunLock
-from orchestrator.status import TaskRow, estimate_eta, load_run, run_liveness
+from orchestrator.run.runlock import RunLock
+from orchestrator.observe.status import TaskRow, estimate_eta, load_run, run_liveness
 
 
 def registry_with(monitoring: Path, run_id: str, tasks: dict[str, str], runs: Path | None = None) -> ProcessRegistry:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.models import TaskStatus, TaskSummary
-from orchestrator.run_segments import RunTiming, Segment
-from orchestrator.timeline import (
+from orchestrator.observe.run_segments import RunTiming, Segment
+from orchestrator.observe.timeline import (
     COLOURS,
     GAP_FILL,
     GAP_LABEL,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.gitops import git
-from orchestrator.worktree_pool import POOL_LOCK_REASON, WorktreePool
-from orchestrator.worktrees import CreatedWorktree, WorktreeManager
+from orchestrator.worktrees.pool import POOL_LOCK_REASON, WorktreePool
+from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
 
 MakeRepo = Callable[..., Path]
 

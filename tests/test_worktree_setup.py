@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from orchestrator.worktree_setup import (
+from orchestrator.worktrees.provision import (
     PORTS_FILE,
     WorktreeSetupError,
     allocate_port,

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.gitops import git
 from orchestrator.errors import WorktreeError
-from orchestrator.worktrees import WorktreeManager, is_valid_branch_name, slugify
+from orchestrator.worktrees.manager import WorktreeManager, is_valid_branch_name, slugify
 
 MakeRepo = Callable[..., Path]
 PROJECT = Path(__file__).resolve().parent.parent
@@ -260,7 +260,7 @@ def test_concurrent_create_from_processes(repo: Path, manager: WorktreeManager) 
         """
         import sys
         from pathlib import Path
-        from orchestrator.worktrees import WorktreeManager
+        from orchestrator.worktrees.manager import WorktreeManager
         repo, i, base = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
         m = WorktreeManager(repo)
         m.create(f"p{i}", f"gadugi/proc-{i}", repo / ".worktrees" / f"proc-{i}", base_sha=base,

@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.agents.common import build_outcome, decode_event
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
-from orchestrator.process import describe_exit
+from orchestrator.task.process import describe_exit
 
 AUTH_FIX = "not logged in: run `claude` once and /login, or set ANTHROPIC_API_KEY"
 ROOT_FIX = (

@@ -5,7 +5,7 @@ import queue
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from orchestrator.wire import TaskRequest
+from orchestrator.task.wire import TaskRequest
 
 
 @dataclass

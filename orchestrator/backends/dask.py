@@ -37,7 +37,7 @@ from orchestrator.gitops.bundles import (
 from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.state.locks import file_lock
 from orchestrator.models import TaskResult, TaskStatus
-from orchestrator.remote_task import (
+from orchestrator.backends.remote.task import (
     TOPIC,
     RemoteTaskSpec,
     run_task_remote,
@@ -46,7 +46,7 @@ from orchestrator.remote_task import (
     worker_versions,
 )
 from orchestrator.state.secrets import Redactor
-from orchestrator.wire import TaskRequest
+from orchestrator.task.wire import TaskRequest
 
 log = logging.getLogger(__name__)
 

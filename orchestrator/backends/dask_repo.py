@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.gitops import git
 from orchestrator.gitops.bundles import create_bundle, run_git
-from orchestrator.wire import TaskRequest
+from orchestrator.task.wire import TaskRequest
 
 DEFAULT_REMOTE = "origin"
 _NETWORK_URL = re.compile(r"^[a-z][a-z0-9+.-]*://(?!/)|^[^/:]+@[^/:]+:")  # scheme://host or user@host:path

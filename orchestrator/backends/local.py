@@ -14,13 +14,13 @@ from pathlib import Path
 import psutil
 
 import orchestrator
-from orchestrator import attempt_lock
+from orchestrator.task import attempt_lock
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
-from orchestrator.liveness import is_alive
-from orchestrator.process import kill_tree_now, spawn_with_stops_deferred
+from orchestrator.task.liveness import is_alive
+from orchestrator.task.process import kill_tree_now, spawn_with_stops_deferred
 from orchestrator.state.secrets import Redactor
-from orchestrator.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
+from orchestrator.task.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 # Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the
 # orchestrator itself runs from a source checkout rather than an installed copy.
@@ -81,7 +81,7 @@ class LocalBackend:
             env[attempt_lock.LOCK_FD_ENV] = str(lock_fd)
             with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
                 proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
-                    [self.python, "-m", "orchestrator.workflow_manager", "--request", str(request_path)],
+                    [self.python, "-m", "orchestrator.task", "--request", str(request_path)],
                     cwd=_PACKAGE_PARENT,
                     env=env,
                     stdin=subprocess.DEVNULL,

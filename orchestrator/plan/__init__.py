@@ -1,1 +1,1 @@
-"""plan."""
+"""TaskAnalyzer: prompt files in, tasks with scopes, dependencies and conflicts out (the plan)."""

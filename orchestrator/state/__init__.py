@@ -1,1 +1,1 @@
-"""state."""
+"""ProcessRegistry and everything written under .gadugi/: atomic writes, locks, journal, schemas."""

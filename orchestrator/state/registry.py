@@ -27,7 +27,7 @@ from orchestrator.errors import StateError
 from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.locks import file_lock
 from orchestrator.models import SCHEMA_VERSION, Phase, TaskStatus, iso, utcnow
-from orchestrator.liveness import TreeSampler, create_time_of, is_alive  # noqa: F401  (re-exported)
+from orchestrator.task.liveness import TreeSampler, create_time_of, is_alive  # noqa: F401  (re-exported)
 from orchestrator.state.registry_models import (
     ProcessInfo,
     ResourceUsage,

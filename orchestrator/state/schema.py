@@ -30,9 +30,9 @@ from orchestrator.state.registry_models import (
     RegistryStatsFile,
     RunStatusFile,
 )
-from orchestrator.wire import AgentCheckpoint, TaskRequest
-from orchestrator.worktree_pool import PoolFile
-from orchestrator.worktree_setup import PortsFile
+from orchestrator.task.wire import AgentCheckpoint, TaskRequest
+from orchestrator.worktrees.pool import PoolFile
+from orchestrator.worktrees.provision import PortsFile
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 ID_BASE = "https://gadugi-orchestrator.invalid/schemas/"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import git
 
-from orchestrator.permissions import DEFAULT_ALLOWED_TOOLS
+from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS
 
 from .anthropic_server import Answer, AnthropicServer, write_and_commit
 

@@ -1,0 +1,1 @@
+"""The worker side of the Dask backend: a task run on another machine, its repository, its guard."""

@@ -1,0 +1,1 @@
+"""What people and programs watch: live view, status, report, timeline, metrics, notifications, logs."""

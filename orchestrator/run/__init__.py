@@ -1,0 +1,1 @@
+"""OrchestratorCoordinator and ExecutionEngine: a run from plan to report, retries, resume."""

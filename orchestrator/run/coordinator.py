@@ -1,0 +1,522 @@
+"""OrchestratorCoordinator: prompt files in, one branch per prompt and an honest result out."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from orchestrator.gitops import git
+from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
+from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
+from orchestrator.state.atomic import read_json, write_bytes_atomic, write_json_atomic
+from orchestrator.backends.factory import make_backend
+from orchestrator.config.model import OrchestrationConfig
+from orchestrator.run.engine import EngineSettings, ExecutionEngine, Observer
+from orchestrator.errors import InputError, OrchestratorError, StateError
+from orchestrator.state.journal import Journal, read_journal
+from orchestrator.run.maintenance import find_run
+from orchestrator.gitops.merge import MergeReport, merge_check
+from orchestrator.models import (
+    OrchestrationResult,
+    Plan,
+    PlannedTask,
+    TaskResult,
+    TaskStatus,
+    iso,
+    utcnow,
+)
+from orchestrator.run.promptgen import render_prompt, render_retry_prompt, write_prompt
+from orchestrator.run.recovery import Recovery, apply, inspect_tasks
+from orchestrator.state.registry import COALESCE_SECONDS, ProcessRegistry
+from orchestrator.state.registry_models import ProcessInfo, replay
+from orchestrator.observe.report import write_reports
+from orchestrator.run.results import build_result
+from orchestrator.observe.run_segments import read_run_timing
+from orchestrator.run.runlock import RunLock
+from orchestrator.state.secrets import Redactor
+from orchestrator.task.wire import Predecessor, TaskRequest
+from orchestrator.worktrees.provision import release_port, teardown_worktree
+from orchestrator.worktrees.manager import WorktreeManager
+
+PLAN_FILE = "plan.json"
+
+
+def new_run_id() -> str:
+    """Gadugi's `orchestration-YYYYMMDD-HHMMSS` plus a random suffix: two runs in one second differ."""
+    return f"orchestration-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    run_dir: Path
+    monitoring_dir: Path
+    in_place: bool = False
+
+
+@dataclass
+class ResumeTarget:
+    """A run `resume` may continue: its saved plan and options, and its tasks as journaled."""
+
+    run_id: str
+    run_dir: Path
+    saved: dict[str, Any]
+    entries: dict[str, ProcessInfo]
+    finished_at: str | None  # set when nothing is left to do: the time of its last record
+
+    @property
+    def plan(self) -> Plan:
+        return Plan.model_validate(self.saved["plan"])
+
+
+def resumable(entries: Mapping[str, ProcessInfo]) -> bool:
+    """Work is left: a task not in a final state, or one an interrupt cancelled."""
+    return any(not e.status.terminal or e.cancelled_by == "interrupt" for e in entries.values())
+
+
+def _ended_cleanly(records: Sequence[Mapping[str, Any]]) -> bool:
+    """The run's last orchestrator got to the end (run_finished after the last start): its
+    registry is final and its report written. A kill after the last task but before that end
+    leaves a run whose tasks are all done and which resume still finishes."""
+    for record in reversed(records):
+        if record.get("event") == "run_finished":
+            return True
+        if record.get("event") in ("run_started", "run_resumed"):
+            return False
+    return False
+
+
+def _self_identity() -> dict[str, Any]:
+    """Who this orchestrator process is, for the journal: `status` tells a dead run by it."""
+    return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+
+
+class OrchestratorCoordinator:
+    """Python entry point: `OrchestratorCoordinator(config, project_root).orchestrate(prompts)`."""
+
+    def __init__(self, config: OrchestrationConfig, project_root: Path | str = ".") -> None:
+        self.config = config
+        self.project_root = git.toplevel(Path(project_root).resolve())
+        if not git.has_commits(self.project_root):
+            raise InputError(f"repository {self.project_root} has no commits yet: commit something to branch from")
+        self.gadugi_dir = self.project_root / ".gadugi"
+        self.worktrees = WorktreeManager(
+            self.project_root, worktrees_dir=config.worktrees_dir, branch_prefix=config.branch_prefix
+        )
+        self.redactor = Redactor.from_env(config.environment())
+        self.warnings: list[str] = []
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def context_file(self) -> Path | None:
+        """--context FILE, else prompts/_context.md when it exists."""
+        if self.config.context:
+            path = Path(self.config.context)
+            path = path if path.is_absolute() else (Path.cwd() / path)
+            if not path.is_file():
+                raise InputError(f"--context: {path} is not a file")
+            return path.resolve()
+        default = self.project_root / "prompts" / "_context.md"
+        return default.resolve() if default.is_file() else None
+
+    def _context_text(self) -> str | None:
+        path = self.context_file()
+        return path.read_text(encoding="utf-8", errors="replace") if path is not None else None
+
+    def plan(self, prompt_files: Sequence[Path]) -> tuple[Plan, Analysis]:
+        """Parse, analyse and name everything, creating nothing."""
+        base_ref = self.config.base_ref or "HEAD"
+        base_sha = git.rev_parse(self.project_root, base_ref)
+        if base_sha is None:
+            raise InputError(f"base ref {base_ref!r} does not exist in {self.project_root}")
+        context = self.context_file()
+        # The shared context is not a task, even when a glob like prompts/*.md picked it up.
+        prompt_files = [p for p in prompt_files if context is None or Path(p).resolve() != context]
+        if not prompt_files:
+            raise InputError("no prompt files given besides the shared context file")
+        tracked = git.ls_files(self.project_root)
+        analysis = TaskAnalyzer(self.project_root, tracked).analyze(list(prompt_files))
+        self.warnings.extend(analysis.warnings)
+        names = self.worktrees.plan_names([t.id for t in analysis.tasks])
+        env = self.config.environment()
+        planned = []
+        for spec in analysis.tasks:
+            branch, path = names[spec.id]
+            command = agent_command(self.config, spec, env=env, worktree=path, branch=branch, prompt_file=None)
+            planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command)))
+        plan = Plan(tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
+        return plan, analysis
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def orchestrate(self, prompt_files: Sequence[Path], *, observer: Observer | None = None) -> OrchestrationResult:
+        plan, _ = self.plan(prompt_files)
+        env = self.config.environment()
+        if plan.tasks:
+            # Workers of a remote cluster have their own agent CLI; only a local run needs ours.
+            check_agent_available(self.config, plan, env=env, executable=self.config.backend != "dask")
+        if git.is_dirty(self.project_root):
+            self.warnings.append(
+                "the working tree has uncommitted changes or untracked files; tasks start from the "
+                f"committed base {plan.base_sha[:10]}, not from those changes"
+            )
+        lock = RunLock(self.gadugi_dir)
+        run_id = new_run_id()
+        lock.acquire(run_id)
+        try:
+            ctx = self._start_run(run_id)
+            self.worktrees.ensure_ignored()
+            ctx.in_place = self._needs_fallback()
+            saved = {
+                "plan": plan.model_dump(mode="json"),
+                "config": self.config.model_dump(mode="json", exclude={"env"}),
+                "in_place": ctx.in_place,
+                "warnings": self.warnings,
+            }
+            write_bytes_atomic(ctx.run_dir / PLAN_FILE, self.redactor.text(json.dumps(saved)).encode())
+            journal = Journal(ctx.run_dir / "events.jsonl", run_id=ctx.run_id)
+            registry = ProcessRegistry(ctx.monitoring_dir, ctx.run_id, journal=journal, coalesce=COALESCE_SECONDS)
+            journal.append("run_started", project_root=str(self.project_root), base_sha=plan.base_sha,
+                           tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel,
+                           **_self_identity())
+            self._register(ctx, plan, registry)
+            return self._execute(ctx, plan, registry, journal, observer)
+        finally:
+            lock.release()
+
+    def resume_target(self, run_id: str | None = None) -> ResumeTarget:
+        """The run to resume: RUN_ID, else the newest run with work left (else the newest run,
+        which then says it is finished). Reads only; changes nothing."""
+        if run_id:
+            return self._load_target(find_run(self.project_root, run_id).run_dir)
+        newest = find_run(self.project_root, None).run_dir
+        loaded = [t for run_dir in sorted((p for p in newest.parent.glob("orchestration-*") if p.is_dir()), reverse=True)
+                  if (t := self._load_target(run_dir, strict=False)) is not None]
+        # A run directory without a plan was stopped before it started anything: not a candidate.
+        for target in loaded:
+            if target.finished_at is None:
+                return target
+        return loaded[0] if loaded else self._load_target(newest)
+
+    def _load_target(self, run_dir: Path, *, strict: bool = True) -> Any:
+        saved = read_json(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
+        if not isinstance(saved, dict) or "plan" not in saved:
+            if not strict:
+                return None
+            raise StateError(f"run {run_dir.name} has no {PLAN_FILE}; it cannot be resumed")
+        records = list(read_journal(run_dir / "events.jsonl"))
+        entries = replay(records, run_dir.name)
+        finished_at = None
+        if not resumable(entries) and _ended_cleanly(records):
+            finished_at = str(records[-1].get("ts", "")) if records else "an unknown time"
+        return ResumeTarget(run_id=run_dir.name, run_dir=run_dir, saved=saved, entries=entries,
+                            finished_at=finished_at)
+
+    def resumed_config(self, target: ResumeTarget, overrides: Mapping[str, Any]) -> OrchestrationConfig:
+        """The run's own options, as it was started, with only the explicitly given ones changed."""
+        saved = dict(target.saved.get("config") or {})
+        merged = OrchestrationConfig.model_validate({**saved, **overrides, "env": self.config.env})
+        return merged
+
+    def preview_resume(self, target: ResumeTarget) -> list[str]:
+        """What `resume` would do, touching nothing (`resume --dry-run`)."""
+        plan = target.plan
+        found = inspect_tasks(target.run_dir, plan, target.entries, self.project_root)
+        lines = found.describe()
+        done = sum(1 for r in found.finished.values() if r.status == TaskStatus.COMPLETED)
+        untouched = [t.spec.id for t in plan.tasks
+                     if t.spec.id not in found.finished and t.spec.id not in found.attached
+                     and t.spec.id not in found.ended and t.spec.id not in found.requeued]
+        if untouched:
+            lines.append(f"run when ready: {', '.join(untouched)}")
+        lines.append(f"keep {done} completed task(s) as they are; nothing that completed runs again")
+        return lines
+
+    def resume(self, target: ResumeTarget | str | None = None, *, observer: Observer | None = None,
+               overrides: Mapping[str, Any] | None = None) -> OrchestrationResult:
+        """Continue a run that stopped (kill -9, Ctrl-C, a crash): re-attach to WorkflowManagers
+        still running, judge attempts that ended meanwhile, re-queue lost and interrupted tasks,
+        run the rest, all with the run's own options (`overrides` are the flags given now).
+        Nothing that completed runs again; the journal is the checkpoint."""
+        if not isinstance(target, ResumeTarget):
+            target = self.resume_target(target)
+        if target.finished_at is not None:
+            raise StateError(f"run {target.run_id} finished at {target.finished_at}; nothing to resume")
+        self.config = self.resumed_config(target, overrides or {})
+        self.worktrees = WorktreeManager(self.project_root, worktrees_dir=self.config.worktrees_dir,
+                                         branch_prefix=self.config.branch_prefix)
+        plan = target.plan
+        self.warnings.extend(target.saved.get("warnings", []))
+        lock = RunLock(self.gadugi_dir)
+        lock.acquire(target.run_id)
+        try:
+            monitoring = self._monitoring_dir()
+            ctx = RunContext(run_id=target.run_id, run_dir=target.run_dir, monitoring_dir=monitoring,
+                             in_place=bool(target.saved.get("in_place")))
+            journal = Journal(target.run_dir / "events.jsonl", run_id=target.run_id)
+            # Before loading the registry: what that journals (a rebuild) belongs to this process's
+            # segment; after the killed one's last record it would hide the gap between them.
+            journal.append("run_resumed", overrides=sorted(overrides or {}), **_self_identity())
+            registry = ProcessRegistry.load(monitoring, target.run_id, journal=journal, coalesce=COALESCE_SECONDS)
+            self._register(ctx, plan, registry)  # those a kill during the first registration missed
+            # Sorted under the run lock, from the registry as loaded now: no other orchestrator
+            # can start or adopt anything of this run meanwhile.
+            found = inspect_tasks(target.run_dir, plan, registry.snapshot(), self.project_root)
+            apply(found, registry)
+            return self._execute(ctx, plan, registry, journal, observer, recovery=found)
+        finally:
+            lock.release()
+
+    def _register(self, ctx: RunContext, plan: Plan, registry: ProcessRegistry) -> None:
+        """Every planned task queued in the registry (those already there are left as they are)."""
+        known = registry.snapshot()
+        with registry.batch():
+            for planned in plan.tasks:
+                if planned.spec.id in known:
+                    continue
+                where = str(self.project_root if ctx.in_place else planned.worktree)
+                registry.register(
+                    planned.spec.id,
+                    task_name=planned.spec.title,
+                    command=planned.agent_command,
+                    working_directory=where,
+                    prompt_file=str(planned.spec.prompt_file),
+                    branch=planned.branch,
+                    base_sha=plan.base_sha,
+                    worktree=where,
+                    priority=planned.spec.priority,
+                )
+
+    def _execute(
+        self,
+        ctx: RunContext,
+        plan: Plan,
+        registry: ProcessRegistry,
+        journal: Journal,
+        observer: Observer | None,
+        *,
+        recovery: Recovery | None = None,
+    ) -> OrchestrationResult:
+        started = time.monotonic()
+        env = self.config.environment()
+        original_branch = git.current_branch(self.project_root) if ctx.in_place else None
+        backend = make_backend("local" if ctx.in_place else self.config.backend, env, project_root=self.project_root,
+                               max_parallel=self.config.max_parallel, scheduler=self.config.scheduler)
+        cfg = self.config
+        settings = EngineSettings(
+            max_parallel=1 if ctx.in_place else cfg.max_parallel,
+            retries=cfg.retries,
+            backoff_base=cfg.backoff_base,
+            backoff_cap=cfg.backoff_cap,
+            run_timeout=cfg.run_timeout_seconds,
+            # The pacing guards against a Claude Code race on its settings files; other agents
+            # (and a generic command) start at once unless the user set a stagger.
+            launch_stagger=cfg.launch_stagger if _uses_claude(plan, cfg) else 0.0,
+            min_free_memory=cfg.min_free_memory,
+            min_free_disk=cfg.min_free_disk,
+            disk_path=self.project_root,
+            control_dir=ctx.run_dir / "control",
+            breaker_threshold=cfg.breaker_threshold,
+            run_budget_usd=cfg.run_budget_usd,
+        )
+        engine = ExecutionEngine(
+            plan,
+            settings=settings,
+            backend=backend,
+            registry=registry,
+            make_request=lambda p, preds, attempt, previous: self._request(ctx, plan, p, preds, attempt, previous, env),
+            remaining_path=longest_remaining_path([t.spec for t in plan.tasks], plan.edges),
+            observer=observer,
+        )
+        results: dict[str, TaskResult] = {}
+        if observer is not None:
+            observer("", "run_started", {
+                "run_id": ctx.run_id, "run_dir": ctx.run_dir, "monitoring_dir": ctx.monitoring_dir,
+                "registry": registry, "max_parallel": settings.max_parallel, "total": len(plan.tasks),
+            })
+        try:
+            found = recovery or Recovery()
+            results = engine.run(finished=found.finished, attached=found.attached, requeued=found.requeued,
+                                 ended=found.ended)
+        finally:
+            backend.close()
+            if ctx.in_place and original_branch:
+                git.switch_branch(self.project_root, original_branch)
+            wall = time.monotonic() - started
+            if not ctx.in_place:
+                self._cleanup(ctx, plan, results)
+            # The run's figures span every orchestrator process of it, this one up to `ended`;
+            # run_finished records that instant so a later reading of the journal agrees.
+            ended = utcnow()
+            timing = read_run_timing(journal.path, now=ended)
+            result = build_result(ctx.run_id, plan, results, timing, engine, in_place=ctx.in_place)
+            registry.finalize()
+            registry.close()
+            merge = self._merge_check(ctx, plan, result)
+            result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings, merge,
+                                                   timing=timing))
+            # Last: a run is finished once its report exists, so a kill before this line leaves a
+            # run that resume finishes (it redoes the merge check and the report).
+            journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
+                           wall_seconds=round(wall, 3), interrupted=result.interrupted, ended_at=iso(ended))
+            if observer is not None:
+                observer("", "run_finished", {"result": result})
+        return result
+
+    def _merge_check(self, ctx: RunContext, plan: Plan, result: OrchestrationResult) -> MergeReport | None:
+        """Do the completed branches merge with the base and with each other? Touches no refs."""
+        branches = [(t.task_id, t.branch) for t in result.tasks if t.status == TaskStatus.COMPLETED]
+        if not branches:
+            return None
+        try:
+            report = merge_check(self.project_root, plan.base_sha, branches, run_id=ctx.run_id)
+        except OrchestratorError as exc:
+            self.warnings.append(f"merge check failed: {exc}")
+            return None
+        write_json_atomic(ctx.run_dir / "merge_check.json", report.model_dump(mode="json"))
+        for pair in report.conflicts:
+            self.warnings.append(f"branches of {pair.a} and {pair.b} conflict in {', '.join(pair.files)}")
+        return report
+
+    def _needs_fallback(self) -> bool:
+        reason = self.worktrees.probe()
+        if reason is None:
+            return False
+        if not self.config.fallback_to_sequential:
+            raise InputError(f"cannot create worktrees ({reason}) and --no-fallback was given")
+        if git.is_dirty(self.project_root):
+            raise InputError(
+                f"cannot create worktrees ({reason}); the sequential fallback works in the main checkout, "
+                "which has uncommitted changes: commit or stash them first"
+            )
+        self.warnings.append(f"cannot create worktrees ({reason}): running tasks one at a time in the main checkout")
+        return True
+
+    def _monitoring_dir(self) -> Path:
+        monitoring = self.config.monitoring_dir or self.gadugi_dir / "monitoring"
+        return monitoring if monitoring.is_absolute() else self.project_root / monitoring
+
+    def _start_run(self, run_id: str) -> RunContext:
+        run_dir = self.gadugi_dir / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        monitoring = self._monitoring_dir()
+        monitoring.mkdir(parents=True, exist_ok=True)
+        return RunContext(run_id=run_id, run_dir=run_dir, monitoring_dir=monitoring)
+
+    def _request(
+        self,
+        ctx: RunContext,
+        plan: Plan,
+        planned: PlannedTask,
+        preds: list[Predecessor],
+        attempt: int,
+        previous: TaskResult | None,
+        env: dict[str, str],
+    ) -> TaskRequest:
+        spec = planned.spec
+        task_dir = ctx.run_dir / "tasks" / spec.id
+        verify = spec.verify or self.config.verify
+        worktree = self.project_root if ctx.in_place else planned.worktree
+        agent = "generic" if self.config.agent_cmd else (spec.agent or self.config.agent)
+        resume_session = None
+        if previous is not None and previous.outcome.session_id and supports_resume(agent):
+            resume_session = previous.outcome.session_id
+        if attempt == 1 or previous is None:
+            text = render_prompt(planned, run_id=ctx.run_id, start_sha=plan.base_sha,
+                                 predecessors=preds, verify=verify, context=self._context_text())
+            prompt_path = write_prompt(task_dir / "prompt.md", text)
+        else:
+            text = render_retry_prompt(planned, previous, attempt=attempt, resumed=resume_session is not None,
+                                       run_id=ctx.run_id, base_sha=plan.base_sha, verify=verify,
+                                       context=self._context_text())
+            prompt_path = write_prompt(task_dir / f"prompt-attempt-{attempt}.md", text)
+        command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
+                                prompt_file=prompt_path, run_id=ctx.run_id, resume_session=resume_session)
+        fresh_command: list[str] | None = None
+        fresh_prompt: Path | None = None
+        if resume_session is not None and previous is not None:
+            # Sessions live on the machine (and in the HOME) that ran them and are cleaned up in
+            # time: when this one cannot be resumed, the WorkflowManager starts the agent afresh
+            # with the whole task and a note of what the earlier attempt left, on the same branch.
+            text = render_retry_prompt(planned, previous, attempt=attempt, resumed=False, run_id=ctx.run_id,
+                                       base_sha=plan.base_sha, verify=verify, context=self._context_text())
+            fresh_prompt = write_prompt(task_dir / f"prompt-attempt-{attempt}-fresh.md", text)
+            fresh_command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
+                                          prompt_file=fresh_prompt, run_id=ctx.run_id, resume_session=None)
+        reuse = previous is not None and (bool(previous.start_sha) or git.branch_exists(self.project_root, planned.branch))
+        return TaskRequest(
+            run_id=ctx.run_id,
+            task_id=spec.id,
+            title=spec.title,
+            attempt=attempt,
+            project_root=self.project_root,
+            task_dir=task_dir,
+            prompt_path=prompt_path,
+            branch=planned.branch,
+            worktree=worktree,
+            base_sha=plan.base_sha,
+            predecessors=preds,
+            agent=agent,
+            model=spec.model or self.config.model,
+            agent_command=command,
+            timeout_seconds=spec.timeout_seconds or self.config.task_timeout_seconds,
+            verify=verify,
+            in_place=ctx.in_place,
+            worktrees_dir=self.config.worktrees_dir,
+            branch_prefix=self.config.branch_prefix,
+            interrupt_timeout=self.config.interrupt_timeout,
+            terminate_timeout=self.config.terminate_timeout,
+            stall_timeout=self.config.stall_timeout_seconds,
+            start_sha=(previous.start_sha or plan.base_sha) if reuse and previous is not None else "",
+            reuse_worktree=reuse,
+            resume_session=resume_session,
+            fresh_agent_command=fresh_command,
+            # An attempt cut short after its agent succeeded (interrupted or lost in verify or
+            # commit) continues with the checks; the agent's work is done and not redone.
+            agent_outcome=previous.outcome if previous is not None and previous.outcome.success else None,
+            fresh_prompt_path=fresh_prompt,
+            setup=self.config.setup,
+            port_range=self.config.port_range,
+            worktree_include=self.config.worktree_include,
+            pool_size=self._pool_size(ctx),
+        )
+
+    def _pool_size(self, ctx: RunContext) -> int:
+        """Worktrees of completed tasks are recycled unless the user keeps them or runs in place."""
+        if ctx.in_place or self.config.worktree_cleanup == "keep":
+            return 0
+        pool = self.config.worktree_pool
+        return self.config.max_parallel if pool is None else pool
+
+    def _cleanup(self, ctx: RunContext, plan: Plan, results: dict[str, TaskResult]) -> None:
+        """Completed tasks' worktrees go (their branches stay); failed ones stay for inspection."""
+        policy = self.config.worktree_cleanup
+        for planned in plan.tasks:
+            tid = planned.spec.id
+            result = results.get(tid)
+            if result is None or not planned.worktree.exists():
+                continue
+            remove = policy == "cleanup" or (policy == "auto" and result.status == TaskStatus.COMPLETED)
+            if not remove:
+                release_port(self.project_root, tid)
+                continue
+            teardown_worktree(
+                self.project_root, planned.worktree, task_id=tid, branch=planned.branch, base_sha=plan.base_sha,
+                teardown=self.config.teardown, log_path=ctx.run_dir / "tasks" / tid / "workflow_manager.log",
+            )
+            if not self.worktrees.remove(planned.worktree):
+                self.warnings.append(f"kept worktree {planned.worktree}: it has uncommitted changes")
+
+
+def _uses_claude(plan: Plan, config: OrchestrationConfig) -> bool:
+    if config.agent_cmd:
+        return False
+    return any((t.spec.agent or config.agent) == "claude" for t in plan.tasks)

@@ -1,0 +1,237 @@
+"""Looking after runs: finding them, cancelling tasks, exporting, cleaning worktrees, diagnosing.
+
+Nothing here deletes work: a worktree with uncommitted changes is kept unless `force`, and then
+its changes are committed to its branch first; only processes this tool recorded starting are
+ever signalled.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.gitops import git
+from orchestrator.state.atomic import read_json, write_bytes_atomic
+from orchestrator.errors import InputError, StateError
+from orchestrator.task.liveness import is_alive
+from orchestrator.run.runlock import RunLock
+from orchestrator.observe.status import orphan_notice, orphaned_runs
+from orchestrator.worktrees.pool import WorktreePool
+from orchestrator.worktrees.manager import WorktreeManager
+
+
+@dataclass
+class RunPaths:
+    project_root: Path
+    run_dir: Path
+    monitoring_dir: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+
+def find_run(project_root: Path, run_id: str | None, monitoring_dir: Path | None = None) -> RunPaths:
+    """A run by id, or the newest one."""
+    root = git.toplevel(project_root.resolve())
+    runs = root / ".gadugi" / "runs"
+    monitoring = monitoring_dir or root / ".gadugi" / "monitoring"
+    if run_id:
+        path = runs / run_id
+        if not path.is_dir():
+            raise InputError(f"no run {run_id!r} under {runs}")
+        return RunPaths(root, path, monitoring)
+    candidates = sorted(p for p in runs.glob("orchestration-*") if p.is_dir())
+    if not candidates:
+        raise InputError(f"no runs under {runs}")
+    return RunPaths(root, candidates[-1], monitoring)
+
+
+def _json(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except StateError:
+        return None
+
+
+def _plan_tasks(run: RunPaths) -> list[dict[str, Any]]:
+    saved = _json(run.run_dir / "plan.json")
+    if not isinstance(saved, dict):
+        return []
+    return list(saved.get("plan", {}).get("tasks", []))
+
+
+# -- cancel -------------------------------------------------------------------------------------
+
+
+def request_cancel(run: RunPaths, task_ids: list[str], *, all_tasks: bool) -> list[str]:
+    """Ask the active run to stop these tasks; it acts within a second and carries on with the rest."""
+    lock = RunLock(run.project_root / ".gadugi")
+    holder = lock.holder()
+    if not lock.held_by_other() or holder.get("run_id") != run.run_id:
+        raise InputError(f"run {run.run_id} is not active; nothing to cancel")
+    known = {t["spec"]["id"] for t in _plan_tasks(run)}
+    unknown = [t for t in task_ids if t not in known]
+    if unknown:
+        raise InputError(f"unknown task(s) {', '.join(unknown)} in run {run.run_id} (known: {', '.join(sorted(known))})")
+    control = run.run_dir / "control"
+    control.mkdir(exist_ok=True)
+    targets = ["--all"] if all_tasks else task_ids
+    for target in targets:
+        write_bytes_atomic(control / f"cancel-{target}", b"")
+    return sorted(known) if all_tasks else task_ids
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def export_run(run: RunPaths) -> dict[str, Any]:
+    """One JSON with the registry, its stats and every task's result."""
+    monitoring = run.monitoring_dir
+    registry = _json(monitoring / f"{run.run_id}_final.json")
+    current = _json(monitoring / "process_registry.json")
+    if isinstance(current, dict) and current.get("run_id") == run.run_id:
+        registry = current
+    stats = _json(monitoring / "registry_stats.json")
+    if isinstance(stats, dict) and stats.get("run_id") != run.run_id:
+        stats = None
+    results = {}
+    for task_dir in sorted((run.run_dir / "tasks").glob("*")):
+        result = _json(task_dir / "result.json")
+        if result is not None:
+            results[task_dir.name] = result
+    return {
+        "schema_version": 1,
+        "run_id": run.run_id,
+        "registry": registry,
+        "registry_stats": stats,
+        "status": _json(monitoring / f"{run.run_id}_status.json"),
+        "report": _json(run.run_dir / "report.json"),
+        "results": results,
+    }
+
+
+# -- clean --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanOutcome:
+    removed: list[str] = field(default_factory=list)
+    saved_and_removed: list[str] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
+
+
+def clean_runs(project_root: Path, run_id: str | None, *, all_runs: bool, force: bool) -> CleanOutcome:
+    """Remove the worktrees of finished runs; their branches always stay."""
+    root = git.toplevel(project_root.resolve())
+    lock = RunLock(root / ".gadugi")
+    active = lock.holder().get("run_id") if lock.held_by_other() else None
+    runs = [find_run(root, run_id)] if not all_runs else [
+        RunPaths(root, p, root / ".gadugi" / "monitoring") for p in sorted((root / ".gadugi" / "runs").glob("orchestration-*"))
+    ]
+    manager = WorktreeManager(root)
+    outcome = CleanOutcome()
+    registered = {e.path.resolve() for e in git.list_worktrees(root)}
+    for run in runs:
+        if run.run_id == active:
+            if not all_runs:
+                raise InputError(f"run {run.run_id} is still active; wait for it or cancel it first")
+            continue
+        for task in _plan_tasks(run):
+            path = Path(task["worktree"])
+            if not path.exists() or path.resolve() not in registered:
+                continue
+            if git.is_dirty(path):
+                if not force:
+                    outcome.kept.append((str(path), "uncommitted changes (use --force to commit them to the branch and remove)"))
+                    continue
+                git.commit_all(path, f"{task['spec']['id']}: work saved by `orchestrator clean --force`")
+                manager.remove(path, force=False)
+                outcome.saved_and_removed.append(str(path))
+            elif manager.remove(path):
+                outcome.removed.append(str(path))
+    if active is None:
+        # Pooled worktrees belong to no task and hold nothing but a clean checkout.
+        outcome.removed += [str(p) for p in WorktreePool(manager, size=0).drain()]
+    git.prune_worktrees(root)
+    return outcome
+
+
+# -- doctor -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Finding:
+    kind: str
+    detail: str
+    fixed: bool = False
+
+
+def doctor(project_root: Path, *, force: bool) -> list[Finding]:
+    """Orphaned runs and worktrees, dirty worktrees, leftover locks and processes; fixes only with force."""
+    root = git.toplevel(project_root.resolve())
+    manager = WorktreeManager(root)
+    # First, since it is the one to act on: nothing --force does continues a run; resume does.
+    findings = [Finding("orphaned run", orphan_notice(run.run_id, run.last_seen)) for run in orphaned_runs(root)]
+    lock = RunLock(root / ".gadugi")
+    active = lock.held_by_other()
+    holder = lock.holder()
+    if not active and holder:
+        finding = Finding("stale lock", f"{lock.holder_path} names run {holder.get('run_id')} (pid {holder.get('pid')}), which is gone")
+        if force:
+            lock.holder_path.unlink(missing_ok=True)
+            finding.fixed = True
+        findings.append(finding)
+    for orphan in manager.orphans():
+        if orphan.kind == "missing":
+            finding = Finding("orphaned registration", f"{orphan.path} is registered but its directory is gone")
+            if force:
+                git.prune_worktrees(root)
+                finding.fixed = True
+        else:
+            finding = Finding("orphaned directory", f"{orphan.path} is not a registered worktree (inspect and remove by hand)")
+        findings.append(finding)
+    for entry in git.list_worktrees(root):
+        if entry.path.resolve() == root or not entry.path.is_dir():
+            continue
+        if not str(entry.path.resolve()).startswith(str(manager.worktrees_root.resolve())):
+            continue
+        if git.is_dirty(entry.path):
+            findings.append(Finding("dirty worktree", f"{entry.path} ({entry.branch}) has uncommitted changes; never removed automatically"))
+        if entry.locked and not active:
+            finding = Finding("leftover worktree lock", f"{entry.path}: {entry.lock_reason}")
+            if force:
+                git.unlock_worktree(root, entry.path)
+                finding.fixed = True
+            findings.append(finding)
+    if not active:
+        findings += _leftover_processes(root, force=force)
+    return findings
+
+
+def _leftover_processes(root: Path, *, force: bool) -> list[Finding]:
+    """WorkflowManagers (and their agents) we started that outlived every orchestrator."""
+    findings = []
+    for wm_file in sorted((root / ".gadugi" / "runs").glob("*/tasks/*/wm.json")):
+        try:
+            data = json.loads(wm_file.read_text(encoding="utf-8"))
+            pid, created = int(data["pid"]), float(data["create_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not is_alive(pid, created):
+            continue
+        task_dir = wm_file.parent
+        finding = Finding("leftover process", f"WorkflowManager pid {pid} of task {task_dir.name} in run "
+                                              f"{task_dir.parent.parent.name} still runs with no orchestrator "
+                                              "(`orchestrator resume` adopts it)")
+        if force:
+            # SIGTERM: it stops its agent with the usual escalation; already gone counts as done.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            finding.fixed = True
+        findings.append(finding)
+    return findings

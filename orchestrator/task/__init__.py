@@ -1,0 +1,1 @@
+"""The WorkflowManager subprocess (`python -m orchestrator.task`): one task, agent process, checks."""
