@@ -21,4 +21,9 @@ fi
 # without npm it says so and those tests skip with that reason.
 tools/install_claude.sh >&2
 
+# Static checks first (seconds): lint, types, and the package layering.
+"$venv/bin/ruff" check orchestrator tests benchmarks
+"$venv/bin/mypy" orchestrator
+"$venv/bin/lint-imports" --no-cache >/dev/null || "$venv/bin/lint-imports" --no-cache
+
 exec "$py" -m pytest -n 2 "$@"

@@ -183,13 +183,13 @@ def _make_engine(plan: Any, slots: int, backend: VirtualBackend, registry: Any, 
 
 
 def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
-    from orchestrator.run import engine as engine_mod
+    from orchestrator.models import EdgeKind, Plan, PlannedTask
     from orchestrator.plan.analyzer import (
         TaskAnalyzer,
         execution_groups,
         longest_remaining_path,
     )
-    from orchestrator.models import EdgeKind, Plan, PlannedTask
+    from orchestrator.run import engine as engine_mod
     from orchestrator.state.registry import ProcessRegistry
     from orchestrator.task.wire import TaskRequest
 

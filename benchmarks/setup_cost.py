@@ -30,8 +30,8 @@ class SetupResult:
 
 
 def measure(cache_dir: Path, files: int, reps: int) -> SetupResult:
-    from orchestrator.worktrees.pool import WorktreePool
     from orchestrator.worktrees.manager import WorktreeManager
+    from orchestrator.worktrees.pool import WorktreePool
 
     repo, first, second = generated_repo(cache_dir, files)
     wt_root = repo / ".worktrees"

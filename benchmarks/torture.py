@@ -36,10 +36,10 @@ from typing import Any
 
 import jsonschema
 import psutil
+from orchestrator.observe.schema import shipped_schema
+from orchestrator.worktrees.pool import POOL_LOCK_REASON
 
 from benchmarks.common import GIT_ENV
-from orchestrator.state.schema import shipped_schema
-from orchestrator.worktrees.pool import POOL_LOCK_REASON
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLAUDE = REPO / "tests" / "fake_claude.py"

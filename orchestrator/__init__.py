@@ -1,7 +1,7 @@
 """gadugi-orchestrator: run AI coding agents in parallel, one git worktree and branch per prompt."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from orchestrator.version import __version__
 
 __all__ = [
     "ExecutionEngine",

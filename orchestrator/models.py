@@ -5,7 +5,7 @@ added, never renamed, so readers of older files keep working.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Literal
@@ -16,12 +16,12 @@ SCHEMA_VERSION = 1
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(ts: datetime | None = None) -> str:
     """ISO-8601 with a timezone, the one timestamp format in every file we write."""
-    return (ts or utcnow()).astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return (ts or utcnow()).astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 class Model(BaseModel):
@@ -313,3 +313,18 @@ class OrchestrationResult(Model):
         if self.interrupted:
             return 130
         return 0 if self.successful_tasks == self.total_tasks else 1
+
+
+class ResourceUsage(BaseModel):
+    """One psutil sample of a task's process tree (the pid and all its descendants)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    cpu_percent: float = 0.0
+    memory_mb: float = 0.0
+    memory_percent: float = 0.0
+    num_threads: int = 0
+    status: str = ""
+    create_time: float | None = None
+    process_count: int = 0
+    sampled_at: str | None = None

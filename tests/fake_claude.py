@@ -6,7 +6,8 @@ The mode comes from the first prompt line `fake-claude: <mode> [key=value ...]`,
 FAKE_CLAUDE_MODE, else `commit`. Modes: commit, edit, no-change, fail, wrong-subtype, no-result,
 slow (seconds=N), hang, hang-once (times=K state=FILE), ignore-sigterm, crash, flood (mb=N), auth, rate-limited,
 overloaded (times=K state=FILE), crash-once (times=K state=FILE [forget-session=1]), quiet-busy (seconds=N),
-leak (var=NAME), grandchild (grandchild=FILE). `write=PATH` names the file written.
+leak (var=NAME), grandchild (grandchild=FILE). `write=PATH` names the file written; `linger=1` (commit)
+stays up after its success result.
 
 Env: GADUGI_TASK_ID (task id; default the cwd's name), FAKE_CLAUDE_LOG (append start/end records as
 JSON lines), FAKE_CLAUDE_MODE. Sessions are kept under $HOME/.fake-claude/sessions; `--resume` of one
@@ -197,7 +198,7 @@ class Stream:
             self.usage[key] += usage[key]
         self.cost += sum(usage[key] * price / 1e6 for key, price in zip(
             ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
-            PRICES))
+            PRICES, strict=True))
 
     def result(self, *, subtype: str = "success", is_error: bool = False, text: str = "",
                api_error_status: int | None = None) -> None:
@@ -289,6 +290,10 @@ def do_commit(stream: Stream, params: dict[str, str]) -> NoReturn:
     done = f"Committed {rel}."
     stream.assistant([text(done)], counts=False)
     stream.result(text=done)
+    if params.get("linger"):
+        # Its work done and said so, it does not exit until stopped (a CLI hanging on shutdown).
+        log_record(stream.task_id, "declared", result="success")
+        sleep_forever()
     finish(stream, 0)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from orchestrator.agents import make_parser
 from orchestrator.agents.aider import AiderOutputParser
 from orchestrator.agents.codex import CodexStreamParser

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from orchestrator.agents import AgentParser, make_parser
 from orchestrator.agents.aider import (
     AUTH_FIX,

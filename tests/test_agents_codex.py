@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from orchestrator.agents import AgentParser, make_parser
 from orchestrator.agents.codex import AUTH_FIX, CodexStreamParser, build_command
 from orchestrator.models import AgentOutcome, Tokens

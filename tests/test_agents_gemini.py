@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from orchestrator.agents import AgentParser, make_parser
 from orchestrator.agents.gemini import (
     AUTH_FIX,

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, execution_groups, longest_remaining_path, plan_json
 from orchestrator.errors import PlanError
 from orchestrator.models import SCHEMA_VERSION, Edge, EdgeKind, Plan, PlannedTask
+from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, execution_groups, longest_remaining_path, plan_json
 from orchestrator.plan.scopes import find_overlaps
 
 TRACKED = ["src/app.py", "src/util.py", "src/pkg/mod.py", "docs/guide.md", "README.md"]

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
+from orchestrator.errors import StateError
 from orchestrator.state.atomic import (
     CorruptStateFile,
     read_json,
@@ -15,7 +15,6 @@ from orchestrator.state.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
-from orchestrator.errors import StateError
 
 
 def test_roundtrip_and_missing(tmp_path: Path) -> None:

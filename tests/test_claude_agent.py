@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-
 from orchestrator.agents import make_parser
 from orchestrator.agents.claude import AUTH_FIX, ClaudeStreamParser, build_command, refused_flag
 

@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orchestrator
 import pytest
 from click.testing import CliRunner
-
-import orchestrator
 from orchestrator.cli.main import main
+
 from conftest import git
 
 

@@ -15,17 +15,17 @@ from typing import Any
 
 import psutil
 import pytest
+
 from conftest import git
 from test_e2e import write_prompt
 from test_reliability import assert_gone
 
 distributed = pytest.importorskip("distributed")
-import dask
-
-from orchestrator import OrchestrationConfig, OrchestratorCoordinator
-from orchestrator.backends.factory import make_backend
-from orchestrator.errors import InputError
-from orchestrator.models import OrchestrationResult
+import dask  # noqa: E402 (only once distributed is known to be there)
+from orchestrator import OrchestrationConfig, OrchestratorCoordinator  # noqa: E402
+from orchestrator.backends.factory import make_backend  # noqa: E402
+from orchestrator.errors import InputError  # noqa: E402
+from orchestrator.models import OrchestrationResult  # noqa: E402
 
 FAST: dict[str, Any] = {
     "interrupt_timeout": 0.3, "terminate_timeout": 0.3, "backoff_base": 0.05, "backoff_cap": 0.1,
@@ -108,7 +108,8 @@ def test_eight_prompts_same_branches_as_local(where: str, make_repo, path_with: 
     t0 = time.monotonic()
     remote = OrchestratorCoordinator(cfg, dask_repo).orchestrate(prompts(dask_repo, EIGHT))
     dask_wall = time.monotonic() - t0
-    assert local.successful_tasks == remote.successful_tasks == 8, [(t.task_id, t.status.value, t.error_message) for t in remote.tasks if t.status.value != "completed"]
+    assert local.successful_tasks == remote.successful_tasks == 8, [
+        (t.task_id, t.status.value, t.error_message) for t in remote.tasks if t.status.value != "completed"]
     base = git(local_repo, "rev-parse", "HEAD")
     assert git(dask_repo, "rev-parse", "HEAD^{tree}") == git(local_repo, "rev-parse", "HEAD^{tree}")
     expected = branches(local_repo, base)
@@ -231,13 +232,13 @@ def test_missing_extra_and_bad_scheduler(make_repo, monkeypatch: pytest.MonkeyPa
 
 
 def test_version_skew_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import orchestrator
+    import orchestrator.version
     from orchestrator.backends.dask import check_versions
 
     with distributed.LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         check_versions(client)
-        monkeypatch.setattr(orchestrator, "__version__", "9.9.9")
+        monkeypatch.setattr(orchestrator.version, "__version__", "9.9.9")
         # The in-process worker shares our modules, so its answer is patched to an older release.
         monkeypatch.setattr("orchestrator.backends.dask.worker_versions", lambda: {"orchestrator": "0.0.1"})
         with pytest.raises(InputError, match=r"gadugi-orchestrator 9\.9\.9, worker .* has 0\.0\.1"):

@@ -26,7 +26,8 @@ def write_prompt(repo: Path, name: str, front: str, body: str) -> Path:
     return path
 
 
-def run_cli(repo: Path, path_env: str, *args: str, log: Path | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run_cli(repo: Path, path_env: str, *args: str, log: Path | None = None,
+            timeout: float = 90) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PATH=path_env)
     if args and args[0] in ("run", "resume") and "--launch-stagger" not in args:
         args = (args[0], "--launch-stagger", "0", *args[1:])  # tests need no pacing between fake agents
@@ -106,7 +107,8 @@ def test_six_prompts_dependencies_and_conflict(six_prompt_repo: Path, path_with:
         assert info["status"] == "completed"
         assert info["pid"] and info["attempt"] == 1
     status_file = json.loads((monitoring / f"{result['run_id']}_status.json").read_text())
-    assert status_file["status_breakdown"] == {"queued": 0, "running": 0, "completed": 6, "failed": 0, "timeout": 0, "cancelled": 0}
+    assert status_file["status_breakdown"] == {"queued": 0, "running": 0, "completed": 6, "failed": 0, "timeout": 0,
+                                               "cancelled": 0}
     assert (monitoring / f"{result['run_id']}_final.json").exists()
     run_dir = repo / ".gadugi" / "runs" / result["run_id"]
     assert (run_dir / "report.json").exists() and (run_dir / "report.md").exists()
@@ -294,7 +296,8 @@ def test_generic_agent_command(make_repo, path_with: str, tmp_path: Path) -> Non
     tool = tmp_path / "my agent"  # a space in the path: arguments never pass through a shell
     tool.mkdir()
     script = tool / "tool.sh"
-    script.write_text('#!/bin/sh\nset -e\ntest "$1" = --prompt-file\ngrep -q "Task G" "$2"\necho "$3" > generic.txt\necho working\n')
+    script.write_text('#!/bin/sh\nset -e\ntest "$1" = --prompt-file\ngrep -q "Task G" "$2"\n'
+                      'echo "$3" > generic.txt\necho working\n')
     script.chmod(0o755)
     repo = make_repo()
     write_prompt(repo, "g.md", "id: g", "# Task G\n")

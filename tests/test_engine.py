@@ -6,12 +6,13 @@ import threading
 import time
 from pathlib import Path
 
-from orchestrator.state.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
-from orchestrator.run.engine import EngineSettings, ExecutionEngine
 from orchestrator.models import Edge, EdgeKind, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
+from orchestrator.run.engine import EngineSettings, ExecutionEngine
+from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.registry import ProcessRegistry
 from orchestrator.task.wire import Predecessor, TaskRequest
+
 from test_e2e import peak_concurrency
 
 

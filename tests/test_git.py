@@ -5,9 +5,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from orchestrator.gitops import git
 from orchestrator.errors import GitError, InputError
+from orchestrator.gitops import git
 
 MakeRepo = Callable[..., Path]
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from orchestrator.errors import InputError
 from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
 

@@ -7,15 +7,14 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
-from orchestrator.cli.commands.install_agent import command
-from orchestrator.errors import InputError
 from orchestrator.agents.install import (
     AGENT_FILES,
     InstallAction,
     install_agents,
     packaged_agent,
 )
+from orchestrator.cli.commands.install_agent import command
+from orchestrator.errors import InputError
 
 PROJECT = Path(__file__).resolve().parent.parent
 

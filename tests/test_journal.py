@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from orchestrator.state.journal import Journal, read_journal, scan_journal
 
 

@@ -5,12 +5,10 @@ import io
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
-from orchestrator.cli import ui
-from orchestrator.observe.live import LiveView, Observers, make_observer, render_view
 from orchestrator.models import AgentOutcome, TaskResult, TaskStatus
+from orchestrator.observe.live import LiveView, Observers, ProgressPrinter, make_observer, render_view
 from orchestrator.state.registry import ProcessRegistry
+from rich.console import Console
 
 
 class Tty(io.StringIO):
@@ -88,11 +86,11 @@ def test_make_observer_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     live = make_observer(plain=False, quiet=False, verbose=False, stream=Tty())
     assert isinstance(live, LiveView)
     assert live.console.no_color  # conftest sets NO_COLOR=1; rich honours it
-    assert isinstance(make_observer(plain=True, quiet=False, verbose=False, stream=Tty()), ui.ProgressPrinter)
-    assert isinstance(make_observer(plain=False, quiet=False, verbose=False, stream=io.StringIO()), ui.ProgressPrinter)
-    assert isinstance(make_observer(plain=False, quiet=True, verbose=False, stream=Tty()), ui.ProgressPrinter)
+    assert isinstance(make_observer(plain=True, quiet=False, verbose=False, stream=Tty()), ProgressPrinter)
+    assert isinstance(make_observer(plain=False, quiet=False, verbose=False, stream=io.StringIO()), ProgressPrinter)
+    assert isinstance(make_observer(plain=False, quiet=True, verbose=False, stream=Tty()), ProgressPrinter)
     monkeypatch.setenv("TERM", "dumb")
-    assert isinstance(make_observer(plain=False, quiet=False, verbose=False, stream=Tty()), ui.ProgressPrinter)
+    assert isinstance(make_observer(plain=False, quiet=False, verbose=False, stream=Tty()), ProgressPrinter)
 
 
 def test_observers_isolate_failures_and_close() -> None:

@@ -6,8 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
-from orchestrator.observe.logs import EventLog, JsonFormatter, task_logger
 from orchestrator.models import TaskResult, TaskStatus
+from orchestrator.observe.logs import EventLog, JsonFormatter, task_logger
 
 
 def test_json_log_of_a_run(tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import git
-
 from orchestrator.cli.commands import integrate as integrate_cmd
 from orchestrator.cli.commands import merge_check as merge_check_cmd
 from orchestrator.errors import InputError
 from orchestrator.gitops.merge import integrate, merge_check
+
+from conftest import git
 
 BASE_FILES = {"a.txt": "one\ntwo\nthree\n", "b.txt": "bee\n", "c.txt": "sea\n", "d.txt": "dee\n"}
 

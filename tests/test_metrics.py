@@ -5,14 +5,13 @@ import re
 from pathlib import Path
 
 import pytest
-
+from orchestrator.models import TaskStatus
 from orchestrator.observe.metrics import (
     MetricsObserver,
     MetricsWriter,
     escape_label,
     render_metrics,
 )
-from orchestrator.models import TaskStatus
 from orchestrator.state.registry import ProcessRegistry
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

@@ -11,8 +11,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from test_e2e import write_prompt
-
 from orchestrator.errors import InputError
 from orchestrator.models import (
     AgentOutcome,
@@ -21,6 +19,8 @@ from orchestrator.models import (
     TaskStatus,
 )
 from orchestrator.observe.notify import Notifier
+
+from test_e2e import write_prompt
 
 
 def finished(tid: str, status: TaskStatus) -> dict:
@@ -73,7 +73,9 @@ def refused_url() -> str:
 def test_command_and_url_receive_every_event(tmp_path: Path, server: tuple[str, list[dict]]) -> None:
     url, received = server
     out = tmp_path / "out.jsonl"
-    cmd = f'cat >> "{out}"; echo >> "{out}"; echo "$GADUGI_EVENT $GADUGI_TASK_ID $GADUGI_STATUS $GADUGI_ATTENTION" >> "{tmp_path / "env.txt"}"'
+    env_file = tmp_path / "env.txt"
+    fields = "$GADUGI_EVENT $GADUGI_TASK_ID $GADUGI_STATUS $GADUGI_ATTENTION"
+    cmd = f'cat >> "{out}"; echo >> "{out}"; echo "{fields}" >> "{env_file}"'
     n = Notifier(cmd, url, timeout=10)
     n("", "run_started", {"run_id": "run-1"})
     n("a", "started", {})

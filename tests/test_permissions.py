@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import pytest
-
 from orchestrator.agents.claude import build_command
-from orchestrator.errors import InputError
 from orchestrator.agents.permissions import (
     DEFAULT_ALLOWED_TOOLS,
     DEFAULT_PERMISSION_MODE,
@@ -14,6 +12,7 @@ from orchestrator.agents.permissions import (
     permission_mode_of,
     sandbox_declared,
 )
+from orchestrator.errors import InputError
 
 ROOT = 0
 USER = 1000

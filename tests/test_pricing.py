@@ -5,9 +5,8 @@ import json
 from importlib import resources
 
 import pytest
-
-from orchestrator.models import Tokens
 from orchestrator.agents.pricing import cost_usd, model_price, price_table
+from orchestrator.models import Tokens
 
 
 def test_table_ships_in_the_package_with_its_source() -> None:

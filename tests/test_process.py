@@ -14,8 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from orchestrator.task.process import AgentProcess, describe_exit, kill_process_tree, process_matches
+from orchestrator.process import AgentProcess, describe_exit, kill_process_tree, process_matches
 
 FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}
 

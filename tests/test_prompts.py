@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from orchestrator.errors import InputError
 from orchestrator.models import TaskSpec
 from orchestrator.plan.prompts import MAX_PROMPT_BYTES, load_prompt, parse_prompt, sanitize_id

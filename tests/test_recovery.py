@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from conftest import git
-from orchestrator.task import attempt_lock
-from orchestrator.state.journal import Journal
 from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
 from orchestrator.run.recovery import Recovery, apply, inspect_tasks
+from orchestrator.state.journal import Journal
 from orchestrator.state.registry import ProcessRegistry
+from orchestrator.task import attempt_lock
 from orchestrator.task.wire import TaskRequest
+
+from conftest import git
 
 RUN = "orchestration-20260101-000000-abcd"
 

@@ -14,14 +14,12 @@ from typing import Any
 
 import psutil
 import pytest
-from pydantic import BaseModel
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
 from orchestrator.errors import StateError
-from orchestrator.state.journal import Journal, read_journal
 from orchestrator.models import Phase, TaskStatus, Tokens
+from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.registry import ProcessRegistry, is_alive
 from orchestrator.state.registry_models import (
     FinalFile,
@@ -30,6 +28,7 @@ from orchestrator.state.registry_models import (
     RegistryStatsFile,
     RunStatusFile,
 )
+from pydantic import BaseModel
 
 RUN = "run-20250101-000000"
 Q, R, C, F, T, X = (

@@ -351,3 +351,27 @@ def test_ctrl_c_during_verify_resumes_the_checks_not_the_agent(make_repo, path_w
         assert "the agent finished in an earlier attempt" in wm_log
     finally:
         kill_leftovers(repo)
+
+
+def test_an_agent_stopped_after_it_declared_success_is_not_run_again(make_repo, path_with: str, tmp_path: Path) -> None:
+    """Ctrl-C reaches an agent that has already sent its success result but not exited yet: the
+    exit code is the stop's doing, the work is done; resume runs the checks, not the agent."""
+    repo = make_repo()
+    write_prompt(repo, "l.md", "id: l", "# L\nfake-claude: commit linger=1")
+    log = tmp_path / "agents.log"
+    proc = start_orchestrator(repo, path_with, "l", "--json", *FAST, log=log)
+    try:
+        wait_for(lambda: log.exists() and '"declared"' in log.read_text())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        first = tasks_of(out)["l"]
+        assert first["status"] == "cancelled"
+        resumed = run_cli(repo, path_with, "resume", "--json", *FAST, log=log)
+        assert resumed.returncode == 0, resumed.stderr
+        assert tasks_of(resumed.stdout)["l"]["status"] == "completed"
+        starts = [json.loads(line) for line in log.read_text().splitlines() if '"start"' in line]
+        assert len(starts) == 1, "the agent that had declared success ran once"
+        assert git(repo, "log", "-1", "--format=%s", "gadugi/l") == "l: fake change"
+    finally:
+        kill_leftovers(repo)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from orchestrator.models import AgentOutcome, TaskResult, TaskStatus
 from orchestrator.run.retry import PERMANENT, TRANSIENT, backoff_delay, retry_delay
 
@@ -45,7 +44,7 @@ def test_transient_failures_retry(failure: str, attempt: int) -> None:
 
 
 def test_rate_limit_waits_until_the_reset() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     reset = (now + timedelta(minutes=20)).timestamp()
     delay = retry_delay(failed("rate_limited", resets_at=reset), now=now, rng=random.Random(1))
     assert delay is not None and 1200 <= delay <= 1205

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from orchestrator.state.journal import Journal, scan_journal
 from orchestrator.models import Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus, iso, utcnow
 from orchestrator.observe.report import render_markdown, write_reports
-from orchestrator.run.results import build_result
 from orchestrator.observe.run_segments import RunTiming, parse_ts, read_run_timing
+from orchestrator.run.results import build_result
+from orchestrator.state.journal import Journal, scan_journal
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"

@@ -8,11 +8,9 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-from test_e2e import run_cli, write_prompt
-
 from orchestrator.cli.commands import schema as schema_cmd
 from orchestrator.gitops.merge import merge_check
-from orchestrator.state.schema import (
+from orchestrator.observe.schema import (
     SCHEMAS,
     file_name,
     generate_schemas,
@@ -21,13 +19,15 @@ from orchestrator.state.schema import (
     shipped_schema,
 )
 
+from test_e2e import run_cli, write_prompt
+
 try:  # a dev-only dependency; the up-to-date check below runs without it
     import jsonschema
 except ImportError:  # pragma: no cover
     jsonschema = None
 needs_jsonschema = pytest.mark.skipif(jsonschema is None, reason="jsonschema is not installed (dev extra)")
 
-REGENERATE = "python -c 'from orchestrator.state.schema import write_schemas, shipped_dir; write_schemas(shipped_dir())'"
+REGENERATE = "python -c 'from orchestrator.observe.schema import write_schemas, shipped_dir; write_schemas(shipped_dir())'"
 
 
 def test_shipped_schemas_are_up_to_date() -> None:
@@ -59,7 +59,8 @@ def schema_name(path: Path, gadugi: Path) -> str | None:
     if rel.startswith("runs/"):
         leaf = path.name
         return {"report.json": "report", "request.json": "request", "result.json": "result",
-                "events.jsonl": "journal_record", "plan.json": "run_plan", "setup.json": "task_setup", "wm.json": "workflow_manager", "agent_outcome.json": "agent_outcome",
+                "events.jsonl": "journal_record", "plan.json": "run_plan", "setup.json": "task_setup",
+                "wm.json": "workflow_manager", "agent_outcome.json": "agent_outcome",
                 "merge_check.json": "merge_report"}.get(leaf)
     return None
 

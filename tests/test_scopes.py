@@ -5,7 +5,6 @@ from itertools import combinations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from orchestrator.plan.scopes import (
     Scope,
     directories_of,

@@ -7,11 +7,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
 from orchestrator.cli.commands import config as config_cmd
 from orchestrator.config.model import OrchestrationConfig
-from orchestrator.errors import InputError
 from orchestrator.config.settings import SETTINGS, resolve_settings
+from orchestrator.errors import InputError
 
 
 def write(path: Path, text: str) -> None:

@@ -13,15 +13,14 @@ import click
 import psutil
 import pytest
 from click.testing import CliRunner
-
 from orchestrator.cli.commands import doctor as doctor_cmd
 from orchestrator.cli.commands import status as status_cmd
 from orchestrator.errors import InputError, StateError
-from orchestrator.state.journal import Journal, read_journal
 from orchestrator.models import TaskStatus
-from orchestrator.state.registry import ProcessRegistry
-from orchestrator.run.runlock import RunLock
 from orchestrator.observe.status import TaskRow, estimate_eta, load_run, run_liveness
+from orchestrator.state.journal import Journal, read_journal
+from orchestrator.state.registry import ProcessRegistry
+from orchestrator.state.runlock import RunLock
 
 
 def registry_with(monitoring: Path, run_id: str, tasks: dict[str, str], runs: Path | None = None) -> ProcessRegistry:
@@ -271,7 +270,7 @@ def test_watch_ends_when_the_orchestrator_dies(make_repo: Callable[..., Path], m
         lock.acquire("run-1")
         refreshes: list[float] = []
 
-        def orchestrator_dies(seconds: float, lock: RunLock = lock) -> None:
+        def orchestrator_dies(seconds: float, lock: RunLock = lock, refreshes: list[float] = refreshes) -> None:
             refreshes.append(seconds)
             # A watch still going after its orchestrator died would loop here forever: stop it.
             assert len(refreshes) == 1, "the watch kept going after the orchestrator died"

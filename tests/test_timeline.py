@@ -5,7 +5,6 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from orchestrator.models import TaskStatus, TaskSummary
 from orchestrator.observe.run_segments import RunTiming, Segment
 from orchestrator.observe.timeline import (
@@ -23,7 +22,9 @@ T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def task(tid: str, start: float | None, end: float | None, status: str = "completed") -> TaskSummary:
-    at = lambda s: None if s is None else (T0 + timedelta(seconds=s)).isoformat()
+    def at(s: float | None) -> str | None:
+        return None if s is None else (T0 + timedelta(seconds=s)).isoformat()
+
     return TaskSummary(task_id=tid, status=TaskStatus(status), started_at=at(start), completed_at=at(end))
 
 
@@ -71,7 +72,9 @@ def test_empty_run() -> None:
 
 
 def processes(*spans: tuple[float, float]) -> RunTiming:
-    at = lambda s: T0 + timedelta(seconds=s)
+    def at(s: float) -> datetime:
+        return T0 + timedelta(seconds=s)
+
     return RunTiming(tuple(Segment(start=at(a), end=at(b), finished=True) for a, b in spans))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from benchmarks.torture import KillPoint, make_scenario, pick_point, point_seeds, run_point
 
 FIXED = {

@@ -10,10 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from orchestrator.gitops import git
-from orchestrator.worktrees.pool import POOL_LOCK_REASON, WorktreePool
 from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
+from orchestrator.worktrees.pool import POOL_LOCK_REASON, WorktreePool
 
 MakeRepo = Callable[..., Path]
 

@@ -7,8 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import git
-
 from orchestrator.worktrees.provision import (
     PORTS_FILE,
     WorktreeSetupError,
@@ -18,6 +16,8 @@ from orchestrator.worktrees.provision import (
     release_port,
     teardown_worktree,
 )
+
+from conftest import git
 
 
 @pytest.fixture
@@ -85,7 +85,8 @@ def test_no_include_file_copies_nothing(make_repo) -> None:
 def test_setup_gets_env_and_port_output_in_log(project: tuple[Path, Path, str], tmp_path: Path) -> None:
     repo, worktree, base = project
     log = tmp_path / "task.log"
-    setup = 'echo "wt=$GADUGI_WORKTREE br=$GADUGI_BRANCH base=$GADUGI_BASE_SHA id=$GADUGI_TASK_ID root=$GADUGI_PROJECT_ROOT port=$PORT"; pwd'
+    setup = ('echo "wt=$GADUGI_WORKTREE br=$GADUGI_BRANCH base=$GADUGI_BASE_SHA id=$GADUGI_TASK_ID '
+             'root=$GADUGI_PROJECT_ROOT port=$PORT"; pwd')
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from orchestrator.gitops import git
 from orchestrator.errors import WorktreeError
+from orchestrator.gitops import git
 from orchestrator.worktrees.manager import WorktreeManager, is_valid_branch_name, slugify
 
 MakeRepo = Callable[..., Path]
@@ -452,3 +451,16 @@ def test_reattach_removes_an_index_lock_a_killed_attempt_left(repo: Path, manage
     manager.reattach("t", "gadugi/t", path, lock_reason="gadugi run=r task=t pid=2")
     (path / "new.txt").write_text("x\n")
     assert git.commit_all(path, "after the kill") is not None
+
+
+def test_reattach_takes_back_the_branch_a_killed_pool_release_let_go(repo: Path, manager: WorktreeManager) -> None:
+    path = repo / ".worktrees" / "t"
+    base = sh(repo, "rev-parse", "HEAD")
+    manager.create("t", "gadugi/t", path, base_sha=base, lock_reason="gadugi run=r task=t pid=1")
+    sh(path, "switch", "--quiet", "--detach")  # where a kill inside WorktreePool.release leaves it
+    manager.reattach("t", "gadugi/t", path, lock_reason="gadugi run=r task=t pid=2")
+    assert sh(path, "branch", "--show-current") == "gadugi/t"
+    (path / "dirty.txt").write_text("x")
+    sh(path, "switch", "--quiet", "--detach")
+    with pytest.raises(WorktreeError, match="detached HEAD"):  # with uncommitted work: never touched
+        manager.reattach("t", "gadugi/t", path, lock_reason="gadugi run=r task=t pid=3")

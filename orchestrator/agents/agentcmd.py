@@ -7,11 +7,11 @@ from pathlib import Path
 
 from orchestrator.agents import generic
 from orchestrator.agents.commands import KNOWN_AGENTS, build_agent_command
+from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_policy
 from orchestrator.cmd import which
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import AgentUnavailable, InputError
 from orchestrator.models import Plan, TaskSpec
-from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_policy
 
 INSTALL_HINT = {
     "claude": "install Claude Code with `npm install -g @anthropic-ai/claude-code`, then run `claude` "

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.agents import pricing
-from orchestrator.agents.failures import classify_error_text, short, stderr_tail
 from orchestrator.agents.common import build_outcome
+from orchestrator.agents.failures import classify_error_text, short, stderr_tail
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
-from orchestrator.task.process import describe_exit
+from orchestrator.process import describe_exit
 
 AUTH_FIX = "aider could not authenticate: set the provider's API key (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY)"
 _COUNT = r"([\d.]+)([kKmM]?)"

@@ -13,12 +13,12 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.agents.common import build_outcome, decode_event
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
-from orchestrator.task.process import describe_exit
+from orchestrator.process import describe_exit
 
 AUTH_FIX = "not logged in: run `claude` once and /login, or set ANTHROPIC_API_KEY"
 ROOT_FIX = (
@@ -363,5 +363,5 @@ class ClaudeStreamParser:
     def _resets(self) -> str:
         if self.rate_limit is None or self.rate_limit.resets_at is None:
             return ""
-        when = datetime.fromtimestamp(self.rate_limit.resets_at, timezone.utc)
+        when = datetime.fromtimestamp(self.rate_limit.resets_at, UTC)
         return f" until {when.isoformat(timespec='seconds')}"

@@ -20,10 +20,10 @@ from typing import Any
 
 from orchestrator.agents import pricing
 from orchestrator.agents.claude import StreamEvent
-from orchestrator.agents.failures import classify_error_text, short, stderr_tail
 from orchestrator.agents.common import build_outcome, decode_event
+from orchestrator.agents.failures import classify_error_text, short, stderr_tail
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
-from orchestrator.task.process import describe_exit
+from orchestrator.process import describe_exit
 
 AUTH_FIX = "codex is not authenticated: run `codex login`, or set OPENAI_API_KEY / CODEX_API_KEY"
 _RETRY_NOTICE = "Reconnecting..."

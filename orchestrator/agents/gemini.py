@@ -23,10 +23,10 @@ from typing import Any
 
 from orchestrator.agents import pricing
 from orchestrator.agents.claude import StreamEvent
-from orchestrator.agents.failures import classify_error_text, short, stderr_tail
 from orchestrator.agents.common import build_outcome, decode_event
+from orchestrator.agents.failures import classify_error_text, short, stderr_tail
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
-from orchestrator.task.process import describe_exit
+from orchestrator.process import describe_exit
 
 AUTH_FIX = "gemini is not authenticated: set GEMINI_API_KEY, or run `gemini` once and sign in"
 EXIT_AUTH, EXIT_INPUT, EXIT_CONFIG, EXIT_TURN_LIMIT, EXIT_CANCELLED = 41, 42, 52, 53, 130

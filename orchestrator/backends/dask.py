@@ -23,20 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.gitops import git
-from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.backends.base import BackendEvent
 from orchestrator.backends.dask_repo import RepoShipper
-from orchestrator.gitops.bundles import (
-    INCOMING,
-    adopt_branch,
-    delete_ref,
-    fetch_bundle,
-    verify_bundle,
-)
-from orchestrator.errors import InputError, OrchestratorError
-from orchestrator.state.locks import file_lock
-from orchestrator.models import TaskResult, TaskStatus
 from orchestrator.backends.remote.task import (
     TOPIC,
     RemoteTaskSpec,
@@ -45,6 +33,18 @@ from orchestrator.backends.remote.task import (
     stop_names,
     worker_versions,
 )
+from orchestrator.errors import InputError, OrchestratorError
+from orchestrator.gitops import git
+from orchestrator.gitops.bundles import (
+    INCOMING,
+    adopt_branch,
+    delete_ref,
+    fetch_bundle,
+    verify_bundle,
+)
+from orchestrator.models import TaskResult, TaskStatus
+from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
+from orchestrator.state.locks import file_lock
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import TaskRequest
 
@@ -352,7 +352,7 @@ class DaskBackend:
 
 def check_versions(client: Any) -> None:
     """One clear line when this orchestrator and a worker would not understand each other."""
-    import orchestrator
+    from orchestrator.version import __version__
 
     try:
         client.get_versions(check=True)
@@ -365,7 +365,7 @@ def check_versions(client: Any) -> None:
         if isinstance(found, BaseException):
             raise InputError(f"worker {address} cannot run gadugi-orchestrator tasks "
                              f"({type(found).__name__}: {found}); install 'gadugi-orchestrator[dask]' "
-                             f"{orchestrator.__version__} there")
-        if found.get("orchestrator") != orchestrator.__version__:
-            raise InputError(f"version skew: this orchestrator is gadugi-orchestrator {orchestrator.__version__}, "
+                             f"{__version__} there")
+        if found.get("orchestrator") != __version__:
+            raise InputError(f"version skew: this orchestrator is gadugi-orchestrator {__version__}, "
                              f"worker {address} has {found.get('orchestrator')}; install the same version everywhere")

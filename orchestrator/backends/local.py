@@ -13,18 +13,17 @@ from pathlib import Path
 
 import psutil
 
-import orchestrator
-from orchestrator.task import attempt_lock
-from orchestrator.state.atomic import write_json_atomic
 from orchestrator.backends.base import BackendEvent
-from orchestrator.task.liveness import is_alive
-from orchestrator.task.process import kill_tree_now, spawn_with_stops_deferred
+from orchestrator.liveness import is_alive
+from orchestrator.process import kill_tree_now, spawn_with_stops_deferred
+from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
+from orchestrator.task import attempt_lock
 from orchestrator.task.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 # Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the
 # orchestrator itself runs from a source checkout rather than an installed copy.
-_PACKAGE_PARENT = Path(orchestrator.__file__).resolve().parent.parent
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 

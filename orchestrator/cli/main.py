@@ -12,10 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from orchestrator import __version__
 from orchestrator.cli import ui
-from orchestrator.observe import live
-from orchestrator.gitops import git
 from orchestrator.cli.commands import cancel as cancel_cmd
 from orchestrator.cli.commands import clean as clean_cmd
 from orchestrator.cli.commands import config as config_cmd
@@ -26,17 +23,20 @@ from orchestrator.cli.commands import integrate as integrate_cmd
 from orchestrator.cli.commands import merge_check as merge_check_cmd
 from orchestrator.cli.commands import schema as schema_cmd
 from orchestrator.cli.commands import status as status_cmd
-from orchestrator.config.model import OrchestrationConfig
-from orchestrator.run.coordinator import OrchestratorCoordinator
 from orchestrator.cli.error_handler import handle_errors
+from orchestrator.cli.options import agent_options, prompt_inputs, run_options
+from orchestrator.config.model import OrchestrationConfig
+from orchestrator.config.settings import cli_overrides, resolve_settings
 from orchestrator.errors import InputError
-from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
+from orchestrator.gitops import git
+from orchestrator.models import OrchestrationResult
+from orchestrator.observe import live
 from orchestrator.observe.logs import EventLog
 from orchestrator.observe.metrics import MetricsObserver
-from orchestrator.models import OrchestrationResult
 from orchestrator.observe.notify import Notifier
-from orchestrator.cli.options import agent_options, prompt_inputs, run_options
-from orchestrator.config.settings import cli_overrides, resolve_settings
+from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
+from orchestrator.run.coordinator import OrchestratorCoordinator
+from orchestrator.version import __version__
 
 EPILOG = """\b
 Examples:

@@ -51,7 +51,8 @@ run_options = _stack(
     click.option("--monitoring-dir", type=click.Path(file_okay=False, path_type=str),
                  help="Where the registry JSON goes (default: .gadugi/monitoring)."),
     click.option("--worktree-pool", type=click.IntRange(min=0), metavar="N",
-                 help="Keep up to N clean finished worktrees and recycle them for later tasks (default: --max-parallel; 0 = off)."),
+                 help="Keep up to N clean finished worktrees and recycle them for later tasks "
+                      "(default: --max-parallel; 0 = off)."),
     click.option("--no-fallback", is_flag=True, help="Fail instead of running one at a time when worktrees cannot be created."),
     click.option("--keep-worktrees", "worktree_cleanup", flag_value="keep", help="Keep every task's worktree."),
     click.option("--cleanup-worktrees", "worktree_cleanup", flag_value="cleanup",

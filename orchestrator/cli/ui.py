@@ -3,28 +3,19 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
-from orchestrator.plan.analyzer import execution_groups, plan_json
 from orchestrator.config.durations import format_duration
-from orchestrator.models import OrchestrationResult, Plan, TaskResult, TaskStatus
-
-_MARK = {
-    TaskStatus.COMPLETED: "ok",
-    TaskStatus.FAILED: "FAILED",
-    TaskStatus.TIMEOUT: "TIMEOUT",
-    TaskStatus.CANCELLED: "cancelled",
-}
+from orchestrator.models import OrchestrationResult, Plan, TaskStatus
+from orchestrator.plan.analyzer import execution_groups, plan_json
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip()
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
 
 
@@ -60,51 +51,6 @@ def print_plan(plan: Plan, warnings: Sequence[str], *, as_json: bool, stdin_note
         click.echo(f"\nSkipped {skipped.id}: {skipped.skip_reason}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-class ProgressPrinter:
-    """Plain progress lines, one per lifecycle change; quiet mode prints nothing."""
-
-    def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
-        self.quiet = quiet
-        self.verbose = verbose
-        self.t0 = time.monotonic()
-
-    ALWAYS = frozenset({"waiting", "run_timeout", "breaker", "interrupt", "kill"})
-
-    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
-        if self.quiet and what not in self.ALWAYS:
-            return
-        stamp = f"[{format_duration(time.monotonic() - self.t0):>7}]"
-        if what == "started":
-            after = f" after {', '.join(data['predecessors'])}" if data.get("predecessors") else ""
-            click.echo(f"{stamp} start  {task_id} on {data['branch']}{after}")
-        elif what == "finished":
-            r: TaskResult = data["result"]
-            work = "no changes" if r.no_changes else f"{len(r.commits)} commit(s), {len(r.changed_files)} file(s)"
-            detail = f": {r.error_message}" if r.error_message and r.status != TaskStatus.COMPLETED else ""
-            click.echo(f"{stamp} {_MARK.get(r.status, r.status.value):<6} {task_id} in "
-                       f"{format_duration(r.duration_seconds)}, {work}{detail}")
-        elif what == "cancelled":
-            click.echo(f"{stamp} skip   {task_id}: {data['reason']}")
-        elif what == "interrupt":
-            click.echo(f"{stamp} interrupted: stopping {len(data['running'])} running task(s); "
-                       "press Ctrl-C again to kill them at once", err=True)
-        elif what == "retry":
-            click.echo(f"{stamp} retry  {task_id}: attempt {data['attempt']} failed ({data['failure']}): "
-                       f"{data['error']}; again in {format_duration(data['delay'])}")
-        elif what == "attached":
-            click.echo(f"{stamp} attach {task_id}: still running (pid {data['pid']}, attempt {data['attempt']})")
-        elif what in ("waiting", "run_timeout"):
-            click.echo(f"{stamp} {data['reason']}", err=True)
-        elif what == "cancel_request":
-            click.echo(f"{stamp} cancel requested for {', '.join(data['tasks'])}", err=True)
-        elif what == "breaker":
-            click.echo(f"{stamp} {data['reason']}", err=True)
-        elif what == "kill":
-            click.echo(f"{stamp} killing {len(data['running'])} task(s) now", err=True)
-        elif self.verbose and what in ("phase", "log"):
-            click.echo(f"{stamp}        {task_id}: {data.get('phase') or data.get('message')}")
 
 
 def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config.sizes import parse_size
-from orchestrator.config.model import DEFAULT_TASK_TIMEOUT, parse_max_parallel
 from orchestrator.config.durations import parse_duration
+from orchestrator.config.model import DEFAULT_TASK_TIMEOUT, parse_max_parallel
+from orchestrator.config.sizes import parse_size
 from orchestrator.errors import InputError
 
 CONFIG_FILE = ".gadugi/config.toml"
@@ -181,7 +181,8 @@ def _opt_money(value: Any, what: str) -> float | None:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("max_parallel", 4, _parallel, "max_parallel", "tasks running at once, or 'auto'"),
-    Setting("timeout", DEFAULT_TASK_TIMEOUT, _duration, "task_timeout_seconds", "per-task timeout (90s, 30m, 2h; bare number = hours)"),
+    Setting("timeout", DEFAULT_TASK_TIMEOUT, _duration, "task_timeout_seconds",
+            "per-task timeout (90s, 30m, 2h; bare number = hours)"),
     Setting("base", None, _opt_text, "base_ref", "ref to branch from (HEAD when unset)"),
     Setting("monitoring_dir", None, _opt_text, "monitoring_dir", "registry JSON directory"),
     Setting("fallback", True, _bool, "fallback_to_sequential", "run one at a time when worktrees fail"),

@@ -11,9 +11,9 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.gitops import git
 from orchestrator.cmd import CommandError, run_cmd
 from orchestrator.errors import GitError
+from orchestrator.gitops import git
 
 OUTGOING = "refs/gadugi/outgoing"
 INCOMING = "refs/gadugi/incoming"

@@ -13,11 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from orchestrator.gitops import git
-from orchestrator.state.atomic import read_json
 from orchestrator.cmd import run_cmd, which
 from orchestrator.errors import GitError, InputError, StateError
+from orchestrator.gitops import git
 from orchestrator.models import SCHEMA_VERSION
+from orchestrator.state.atomic import read_json
 
 _VIRTUAL_MESSAGE = "gadugi merge-check (virtual merge)"
 # Exact maximum-clean-set search is exponential; past this many conflicting branches the greedy

@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Protocol, Self
 
+import click
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli import ui
 from orchestrator.config.durations import format_duration
 from orchestrator.models import TaskResult, TaskStatus
-from orchestrator.state.registry_models import ProcessInfo
 from orchestrator.observe.status import (
     ETA_NOTE,
     RunView,
@@ -33,6 +32,7 @@ from orchestrator.observe.status import (
     progress,
     sort_rows,
 )
+from orchestrator.state.registry_models import ProcessInfo
 
 log = logging.getLogger(__name__)
 
@@ -286,10 +286,10 @@ def use_live(stream: IO[str], *, plain: bool) -> bool:
 
 
 def make_observer(*, plain: bool, quiet: bool, verbose: bool, stream: IO[str]) -> Observer:
-    """LiveView on a terminal; ui.ProgressPrinter lines otherwise (and for --quiet, which prints
+    """LiveView on a terminal; ProgressPrinter lines otherwise (and for --quiet, which prints
     nothing until the summary). NO_COLOR is honoured by rich's Console."""
     if quiet or not use_live(stream, plain=plain):
-        return ui.ProgressPrinter(quiet=quiet, verbose=verbose)
+        return ProgressPrinter(quiet=quiet, verbose=verbose)
     return LiveView(Console(file=stream), verbose=verbose)
 
 
@@ -325,3 +325,56 @@ class Observers:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+_MARK = {
+    TaskStatus.COMPLETED: "ok",
+    TaskStatus.FAILED: "FAILED",
+    TaskStatus.TIMEOUT: "TIMEOUT",
+    TaskStatus.CANCELLED: "cancelled",
+}
+
+
+class ProgressPrinter:
+    """Plain progress lines, one per lifecycle change; quiet mode prints nothing."""
+
+    def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.t0 = time.monotonic()
+
+    ALWAYS = frozenset({"waiting", "run_timeout", "breaker", "interrupt", "kill"})
+
+    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
+        if self.quiet and what not in self.ALWAYS:
+            return
+        stamp = f"[{format_duration(time.monotonic() - self.t0):>7}]"
+        if what == "started":
+            after = f" after {', '.join(data['predecessors'])}" if data.get("predecessors") else ""
+            click.echo(f"{stamp} start  {task_id} on {data['branch']}{after}")
+        elif what == "finished":
+            r: TaskResult = data["result"]
+            work = "no changes" if r.no_changes else f"{len(r.commits)} commit(s), {len(r.changed_files)} file(s)"
+            detail = f": {r.error_message}" if r.error_message and r.status != TaskStatus.COMPLETED else ""
+            click.echo(f"{stamp} {_MARK.get(r.status, r.status.value):<6} {task_id} in "
+                       f"{format_duration(r.duration_seconds)}, {work}{detail}")
+        elif what == "cancelled":
+            click.echo(f"{stamp} skip   {task_id}: {data['reason']}")
+        elif what == "interrupt":
+            click.echo(f"{stamp} interrupted: stopping {len(data['running'])} running task(s); "
+                       "press Ctrl-C again to kill them at once", err=True)
+        elif what == "retry":
+            click.echo(f"{stamp} retry  {task_id}: attempt {data['attempt']} failed ({data['failure']}): "
+                       f"{data['error']}; again in {format_duration(data['delay'])}")
+        elif what == "attached":
+            click.echo(f"{stamp} attach {task_id}: still running (pid {data['pid']}, attempt {data['attempt']})")
+        elif what in ("waiting", "run_timeout"):
+            click.echo(f"{stamp} {data['reason']}", err=True)
+        elif what == "cancel_request":
+            click.echo(f"{stamp} cancel requested for {', '.join(data['tasks'])}", err=True)
+        elif what == "breaker":
+            click.echo(f"{stamp} {data['reason']}", err=True)
+        elif what == "kill":
+            click.echo(f"{stamp} killing {len(data['running'])} task(s) now", err=True)
+        elif self.verbose and what in ("phase", "log"):
+            click.echo(f"{stamp}        {task_id}: {data.get('phase') or data.get('message')}")

@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.state.atomic import write_text_atomic
 from orchestrator.models import TaskStatus, utcnow
+from orchestrator.state.atomic import write_text_atomic
 from orchestrator.state.registry_models import ProcessInfo, seconds_since
 
 METRICS_FILE = "metrics.prom"

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.state.atomic import write_json_atomic, write_text_atomic
 from orchestrator.config.durations import format_duration
 from orchestrator.gitops.merge import MergeReport
 from orchestrator.models import OrchestrationResult, Plan, TaskResult
-from orchestrator.run.results import busy_time
-from orchestrator.observe.run_segments import RunTiming
+from orchestrator.observe.run_segments import RunTiming, busy_time
 from orchestrator.observe.timeline import render_timeline
+from orchestrator.state.atomic import write_json_atomic, write_text_atomic
 
 
 def write_reports(
@@ -87,7 +86,8 @@ def render_markdown(
             t = row.tokens
             lines.append(f"- Tokens: {t.input} in, {t.output} out, {t.cache_read} cache read, {t.cache_creation} cache write")
         if r.verify is not None:
-            lines.append(f"- Verify `{r.verify.command}`: {'passed' if r.verify.passed else 'failed'} (exit {r.verify.exit_code})")
+            verdict = "passed" if r.verify.passed else "failed"
+            lines.append(f"- Verify `{r.verify.command}`: {verdict} (exit {r.verify.exit_code})")
         if r.commits:
             lines.append(f"- Commits: {', '.join(c[:10] for c in r.commits)}")
         if r.changed_files:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from orchestrator.models import TaskSummary
 from orchestrator.state.journal import read_journal
 
 STARTS = frozenset({"run_started", "run_resumed"})
@@ -82,7 +83,7 @@ def parse_ts(value: object) -> datetime | None:
         stamp = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=timezone.utc)
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def process_segments(records: Iterable[Mapping[str, Any]], *, now: datetime | None = None) -> list[Segment]:
@@ -98,7 +99,7 @@ def process_segments(records: Iterable[Mapping[str, Any]], *, now: datetime | No
     if now is not None:
         # To the journal's resolution (milliseconds, truncated), so a `run_finished` that records
         # this `now` as its `ended_at` reads back as the very same end.
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000, tzinfo=now.tzinfo or timezone.utc)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000, tzinfo=now.tzinfo or UTC)
     segments: list[Segment] = []
     opened: tuple[datetime, int | None, bool] | None = None  # start, pid, resumed
     last: datetime | None = None
@@ -156,3 +157,31 @@ def single_process(wall_seconds: float, *, now: datetime) -> RunTiming:
 def seconds_in_gaps(start: datetime, end: datetime, gaps: Iterable[Gap]) -> float:
     """How much of [start, end] falls inside the gaps."""
     return sum(max(0.0, (min(end, g.end) - max(start, g.start)).total_seconds()) for g in gaps)
+
+
+@dataclass(frozen=True)
+class BusyTime:
+    """Task time as the attempts measured it, and the part of it that fell in gaps."""
+
+    total: float
+    in_gaps: float
+    """Measured from the final attempts' start and end stamps; earlier attempts carry only a
+    duration, so any part of theirs in a gap cannot be told apart and stays in `counted`."""
+
+    @property
+    def counted(self) -> float:
+        """What the speedup divides: task time while some orchestrator of the run was alive."""
+        return max(0.0, self.total - self.in_gaps)
+
+
+def busy_time(rows: Iterable[TaskSummary], gaps: Sequence[Gap]) -> BusyTime:
+    """Sum the rows' durations. A WorkflowManager keeps working after its orchestrator is killed;
+    that work is real but happened outside the wall time, so dividing it by the wall time would
+    inflate the speedup past what the slots allow: it is measured separately."""
+    total = in_gaps = 0.0
+    for row in rows:
+        total += row.duration_seconds
+        start, end = parse_ts(row.started_at), parse_ts(row.completed_at)
+        if gaps and start is not None and end is not None:
+            in_gaps += min(seconds_in_gaps(start, end, gaps), row.duration_seconds)
+    return BusyTime(total=total, in_gaps=in_gaps)

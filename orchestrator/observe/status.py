@@ -15,16 +15,17 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from orchestrator.gitops import git
 from orchestrator.errors import InputError, StateError
-from orchestrator.state.journal import read_journal
-from orchestrator.task.liveness import is_alive
+from orchestrator.gitops import git
+from orchestrator.liveness import is_alive
 from orchestrator.models import TaskStatus, utcnow
+from orchestrator.state.journal import read_journal
 from orchestrator.state.registry_models import ProcessInfo, replay, seconds_since
-from orchestrator.run.runlock import RunLock
+from orchestrator.state.runlock import RunLock
 
 REGISTRY_FILE = "process_registry.json"
 _ORDER = {TaskStatus.RUNNING: 0, TaskStatus.QUEUED: 1}  # then every terminal state, in input order
@@ -373,7 +374,7 @@ def run_slots(runs_dir: Path | None, run_id: str) -> int | None:
     path = runs_dir / run_id / "events.jsonl"
     try:
         with path.open(encoding="utf-8") as fh:
-            for _, line in zip(range(200), fh):
+            for line in islice(fh, 200):
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import PlanError
-from orchestrator.plan.inputs import PROMPTS_DIR
 from orchestrator.models import SCHEMA_VERSION, Edge, EdgeKind, Plan, TaskSpec
 from orchestrator.plan.graph import ConflictOrienter, check_acyclic, execution_groups, longest_remaining_path
+from orchestrator.plan.inputs import PROMPTS_DIR
 from orchestrator.plan.prompts import LoadedPrompt, parse_prompt, sanitize_id
 from orchestrator.plan.scopes import directories_of, find_overlaps
 

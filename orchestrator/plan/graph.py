@@ -102,7 +102,7 @@ class ConflictOrienter:
             backward = self._search(before, self.pred, lambda t: pos[t] >= lower)
             moved = sorted(backward, key=pos.__getitem__) + sorted(forward, key=pos.__getitem__)
             slots = sorted(pos[t] for t in moved)
-            for task, slot in zip(moved, slots):
+            for task, slot in zip(moved, slots, strict=True):
                 pos[task] = slot
         self.succ[before].append(after)
         self.pred[after].append(before)

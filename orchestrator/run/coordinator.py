@@ -13,16 +13,11 @@ from typing import Any
 
 import psutil
 
-from orchestrator.gitops import git
 from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
-from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
-from orchestrator.state.atomic import read_json, write_bytes_atomic, write_json_atomic
 from orchestrator.backends.factory import make_backend
 from orchestrator.config.model import OrchestrationConfig
-from orchestrator.run.engine import EngineSettings, ExecutionEngine, Observer
 from orchestrator.errors import InputError, OrchestratorError, StateError
-from orchestrator.state.journal import Journal, read_journal
-from orchestrator.run.maintenance import find_run
+from orchestrator.gitops import git
 from orchestrator.gitops.merge import MergeReport, merge_check
 from orchestrator.models import (
     OrchestrationResult,
@@ -33,18 +28,23 @@ from orchestrator.models import (
     iso,
     utcnow,
 )
+from orchestrator.observe.report import write_reports
+from orchestrator.observe.run_segments import read_run_timing
+from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
+from orchestrator.run.engine import EngineSettings, ExecutionEngine, Observer
+from orchestrator.run.maintenance import find_run
 from orchestrator.run.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.run.recovery import Recovery, apply, inspect_tasks
+from orchestrator.run.results import build_result
+from orchestrator.state.atomic import read_json, write_bytes_atomic, write_json_atomic
+from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.registry import COALESCE_SECONDS, ProcessRegistry
 from orchestrator.state.registry_models import ProcessInfo, replay
-from orchestrator.observe.report import write_reports
-from orchestrator.run.results import build_result
-from orchestrator.observe.run_segments import read_run_timing
-from orchestrator.run.runlock import RunLock
+from orchestrator.state.runlock import RunLock
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import Predecessor, TaskRequest
-from orchestrator.worktrees.provision import release_port, teardown_worktree
 from orchestrator.worktrees.manager import WorktreeManager
+from orchestrator.worktrees.provision import release_port, teardown_worktree
 
 PLAN_FILE = "plan.json"
 

@@ -20,10 +20,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from orchestrator.run.admission import shortage
 from orchestrator.backends.base import Backend, BackendEvent
 from orchestrator.config.durations import format_duration
-from orchestrator.task.liveness import is_alive
+from orchestrator.liveness import is_alive
 from orchestrator.models import (
     AttemptRecord,
     CancelCause,
@@ -34,10 +33,11 @@ from orchestrator.models import (
     TaskStatus,
     iso,
 )
-from orchestrator.task.process import stops_deferred
-from orchestrator.state.registry import ProcessRegistry
+from orchestrator.process import stops_deferred
+from orchestrator.run.admission import shortage
 from orchestrator.run.results import load_task_result
 from orchestrator.run.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay
+from orchestrator.state.registry import ProcessRegistry
 from orchestrator.task.wire import Predecessor, TaskRequest
 
 # Seconds between housekeeping passes (control files, timers, Ctrl-C) while waiting on events.

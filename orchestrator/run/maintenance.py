@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.gitops import git
-from orchestrator.state.atomic import read_json, write_bytes_atomic
 from orchestrator.errors import InputError, StateError
-from orchestrator.task.liveness import is_alive
-from orchestrator.run.runlock import RunLock
+from orchestrator.gitops import git
+from orchestrator.liveness import is_alive
 from orchestrator.observe.status import orphan_notice, orphaned_runs
-from orchestrator.worktrees.pool import WorktreePool
+from orchestrator.state.atomic import read_json, write_bytes_atomic
+from orchestrator.state.runlock import RunLock
 from orchestrator.worktrees.manager import WorktreeManager
+from orchestrator.worktrees.pool import WorktreePool
 
 
 @dataclass
@@ -181,7 +181,8 @@ def doctor(project_root: Path, *, force: bool) -> list[Finding]:
     active = lock.held_by_other()
     holder = lock.holder()
     if not active and holder:
-        finding = Finding("stale lock", f"{lock.holder_path} names run {holder.get('run_id')} (pid {holder.get('pid')}), which is gone")
+        finding = Finding("stale lock", f"{lock.holder_path} names run {holder.get('run_id')} "
+                                        f"(pid {holder.get('pid')}), which is gone")
         if force:
             lock.holder_path.unlink(missing_ok=True)
             finding.fixed = True
@@ -201,7 +202,8 @@ def doctor(project_root: Path, *, force: bool) -> list[Finding]:
         if not str(entry.path.resolve()).startswith(str(manager.worktrees_root.resolve())):
             continue
         if git.is_dirty(entry.path):
-            findings.append(Finding("dirty worktree", f"{entry.path} ({entry.branch}) has uncommitted changes; never removed automatically"))
+            findings.append(Finding("dirty worktree", f"{entry.path} ({entry.branch}) has uncommitted changes; "
+                                                      "never removed automatically"))
         if entry.locked and not active:
             finding = Finding("leftover worktree lock", f"{entry.path}: {entry.lock_reason}")
             if force:

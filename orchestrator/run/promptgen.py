@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.state.atomic import write_text_atomic
 from orchestrator.models import PlannedTask, TaskResult
+from orchestrator.state.atomic import write_text_atomic
 from orchestrator.task.wire import Predecessor
 
 

@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.task import attempt_lock
 from orchestrator.gitops import git
-from orchestrator.run.engine import Attached, Requeued
 from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, TaskStatus
+from orchestrator.run.engine import Attached, Requeued
+from orchestrator.run.results import load_task_result
 from orchestrator.state.registry import ProcessRegistry
 from orchestrator.state.registry_models import ProcessInfo
-from orchestrator.run.results import load_task_result
+from orchestrator.task import attempt_lock
 from orchestrator.task.wire import AGENT_CHECKPOINT, AgentCheckpoint, TaskRequest
 
 IDENTITY_POLL = 0.02  # seconds between looks for a starting WorkflowManager's wm.json

@@ -1,12 +1,9 @@
 """The run's result object, built from the task results: what `run --json` prints."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.state.atomic import read_json
 from orchestrator.errors import StateError
 from orchestrator.models import (
     OrchestrationResult,
@@ -17,7 +14,8 @@ from orchestrator.models import (
     iso,
     utcnow,
 )
-from orchestrator.observe.run_segments import Gap, RunTiming, parse_ts, seconds_in_gaps, single_process
+from orchestrator.observe.run_segments import BusyTime, RunTiming, busy_time, single_process
+from orchestrator.state.atomic import read_json
 
 
 def load_task_result(path: Path, attempt: int) -> TaskResult | None:
@@ -67,34 +65,6 @@ def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSumma
         started_at=r.started_at,
         completed_at=r.completed_at,
     )
-
-
-@dataclass(frozen=True)
-class BusyTime:
-    """Task time as the attempts measured it, and the part of it that fell in gaps."""
-
-    total: float
-    in_gaps: float
-    """Measured from the final attempts' start and end stamps; earlier attempts carry only a
-    duration, so any part of theirs in a gap cannot be told apart and stays in `counted`."""
-
-    @property
-    def counted(self) -> float:
-        """What the speedup divides: task time while some orchestrator of the run was alive."""
-        return max(0.0, self.total - self.in_gaps)
-
-
-def busy_time(rows: Iterable[TaskSummary], gaps: Sequence[Gap]) -> BusyTime:
-    """Sum the rows' durations. A WorkflowManager keeps working after its orchestrator is killed;
-    that work is real but happened outside the wall time, so dividing it by the wall time would
-    inflate the speedup past what the slots allow: it is measured separately."""
-    total = in_gaps = 0.0
-    for row in rows:
-        total += row.duration_seconds
-        start, end = parse_ts(row.started_at), parse_ts(row.completed_at)
-        if gaps and start is not None and end is not None:
-            in_gaps += min(seconds_in_gaps(start, end, gaps), row.duration_seconds)
-    return BusyTime(total=total, in_gaps=in_gaps)
 
 
 def timing_fields(timing: RunTiming, busy: BusyTime) -> dict[str, Any]:

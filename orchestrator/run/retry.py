@@ -7,7 +7,7 @@ limit, verify failed) repeat identically and only cost money, so they are never 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from orchestrator.models import FailureClass, TaskResult, TaskStatus
 
@@ -49,7 +49,7 @@ def retry_delay(result: TaskResult, *, base: float = BACKOFF_BASE, cap: float = 
         return None
     resets_at = result.outcome.rate_limit_resets_at
     if failure == "rate_limited" and resets_at is not None:
-        wait = resets_at - (now or datetime.now(timezone.utc)).timestamp()
+        wait = resets_at - (now or datetime.now(UTC)).timestamp()
         if wait > RATE_LIMIT_WAIT_CAP:
             return None
         # Waiting past the reset is pointless; a little jitter avoids a thundering herd at it.

@@ -53,7 +53,7 @@ def file_lock(path: Path, *, timeout: float | None = None, shared: bool = False)
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise StateError(f"timed out after {timeout:g}s waiting for lock {path}")
+                        raise StateError(f"timed out after {timeout:g}s waiting for lock {path}") from None
                     time.sleep(0.005)
         yield
     finally:

@@ -22,12 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchestrator.state.atomic import CorruptStateFile, dumps_compact, read_json, write_bytes_atomic
 from orchestrator.errors import StateError
+from orchestrator.liveness import TreeSampler, create_time_of, is_alive  # noqa: F401  (re-exported)
+from orchestrator.models import SCHEMA_VERSION, Phase, TaskStatus, iso, utcnow
+from orchestrator.state.atomic import CorruptStateFile, dumps_compact, read_json, write_bytes_atomic
 from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.locks import file_lock
-from orchestrator.models import SCHEMA_VERSION, Phase, TaskStatus, iso, utcnow
-from orchestrator.task.liveness import TreeSampler, create_time_of, is_alive  # noqa: F401  (re-exported)
 from orchestrator.state.registry_models import (
     ProcessInfo,
     ResourceUsage,

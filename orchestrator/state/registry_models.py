@@ -13,24 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.models import SCHEMA_VERSION, CancelCause, Phase, TaskStatus, Tokens, iso
+from orchestrator.models import SCHEMA_VERSION, CancelCause, Phase, ResourceUsage, TaskStatus, Tokens, iso
 
 log = logging.getLogger(__name__)
-
-
-class ResourceUsage(BaseModel):
-    """One psutil sample of a task's process tree (the pid and all its descendants)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    cpu_percent: float = 0.0
-    memory_mb: float = 0.0
-    memory_percent: float = 0.0
-    num_threads: int = 0
-    status: str = ""
-    create_time: float | None = None
-    process_count: int = 0
-    sampled_at: str | None = None
 
 
 class ProcessInfo(BaseModel):

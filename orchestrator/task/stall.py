@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.gitops import git
 from orchestrator.errors import OrchestratorError
+from orchestrator.gitops import git
 
 CPU_EPSILON = 0.05  # seconds of CPU between checks that still count as idle (psutil bookkeeping)
 

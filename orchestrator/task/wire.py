@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 
 from orchestrator.models import AgentOutcome
 
-
 AGENT_ARGV_ENV = "GADUGI_AGENT_ARGV"  # the unmasked agent argv, when it holds a secret
 FRESH_ARGV_ENV = "GADUGI_FRESH_AGENT_ARGV"  # the same for fresh_agent_command
 AGENT_CHECKPOINT = "agent_outcome.json"

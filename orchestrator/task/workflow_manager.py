@@ -20,20 +20,20 @@ from typing import Any
 
 import psutil
 
-from orchestrator.task import attempt_lock
-from orchestrator.gitops import git
 from orchestrator.agents import make_parser
-from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.errors import OrchestratorError, WorktreeError
+from orchestrator.gitops import git
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
-from orchestrator.task.process import AgentProcess, accept_stops, stop_group
+from orchestrator.process import AgentProcess, accept_stops, stop_group
+from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.state.secrets import Redactor
+from orchestrator.task import attempt_lock
 from orchestrator.task.stall import StallWatch
 from orchestrator.task.verify import run_verify
 from orchestrator.task.wire import AGENT_ARGV_ENV, AGENT_CHECKPOINT, FRESH_ARGV_ENV, AgentCheckpoint, TaskRequest
+from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.pool import WorktreePool
 from orchestrator.worktrees.provision import WorktreeSetupError, prepare_worktree
-from orchestrator.worktrees.manager import WorktreeManager
 
 HEARTBEAT_INTERVAL = 0.25  # seconds between heartbeat events sent upstream (every event counts)
 
@@ -304,15 +304,17 @@ class WorkflowManager:
             threading.Thread(target=self._escalate, args=(proc, self.stop_detail or "cancelled"), daemon=True).start()
         watchdog = self._start_stall_watch(proc)
         last_sent = 0.0
+        declared: AgentOutcome | None = None
         try:
             for line in proc.lines():
                 self._last_event = time.monotonic()
                 event = parser.feed(line)
                 if event is None:
                     continue
-                if event.type == "result" and (declared := parser.outcome(0)).success:
+                if event.type == "result" and (said := parser.outcome(0)).success:
                     # The agent declared its work done: recorded now, so a kill of this process
                     # from here on does not cost a second run of a finished agent.
+                    declared = said
                     self._checkpoint(declared)
                 now = time.monotonic()
                 if now - last_sent >= HEARTBEAT_INTERVAL or event.type in ("system", "result"):
@@ -326,7 +328,12 @@ class WorkflowManager:
         proc.stop("agent finished", interrupt_timeout=0.5, terminate_timeout=0.5, log=self.emitter.log)
         self._heartbeat(parser, "agent exited")
         _redact_file(req.task_dir / "agent.stderr.log", self.emitter.redactor)
-        return parser.outcome(exit_code, stderr=_tail(req.task_dir / "agent.stderr.log"))
+        outcome = parser.outcome(exit_code, stderr=_tail(req.task_dir / "agent.stderr.log"))
+        if declared is not None and not outcome.success and self.stop_reason is not None:
+            # It had declared success and our own stop (a cancel, Ctrl-C) then cut its exit short:
+            # the exit code is ours, the work is its; running it again would do it twice.
+            return declared
+        return outcome
 
     def _start_stall_watch(self, proc: AgentProcess) -> threading.Event | None:
         stall_timeout = self.request.stall_timeout

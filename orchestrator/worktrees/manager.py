@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.gitops import git
 from orchestrator.errors import GitError, InputError, OrchestratorError, WorktreeError
+from orchestrator.gitops import git
 from orchestrator.state.locks import file_lock
 
 log = logging.getLogger(__name__)
@@ -302,9 +302,13 @@ class WorktreeManager:
                 if os.path.lexists(path):
                     raise WorktreeError(f"{path} exists but is not a worktree; not reusing it for task {task_id}")
                 git.add_worktree_for_branch(self.project_root, path, branch)
+            elif entry.branch is None and not git.is_dirty(path):
+                # Detached and clean: an attempt killed while handing its finished worktree to
+                # the pool had just let go of the branch. Take it back.
+                git.switch_branch(path, branch)
             elif entry.branch != branch:
                 raise WorktreeError(f"{path} has {entry.branch or 'a detached HEAD'} checked out, not {branch}")
-            elif entry.locked:
+            if entry is not None and entry.locked:
                 git.unlock_worktree(self.project_root, path)
             git.lock_worktree(self.project_root, path, lock_reason)
         # The previous attempt may have been killed inside a git command; its index.lock would

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from orchestrator.gitops import git
-from orchestrator.state.atomic import read_json, write_json_atomic
 from orchestrator.cmd import run_cmd
 from orchestrator.errors import OrchestratorError, StateError
-from orchestrator.state.locks import file_lock
+from orchestrator.gitops import git
 from orchestrator.models import iso
+from orchestrator.state.atomic import read_json, write_json_atomic
+from orchestrator.state.locks import file_lock
 from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -197,14 +197,21 @@ class WorktreePool:
             git.info_exclude_add(repo, self._exclude_patterns())
             target = self._free_slot(state)
             self.pool_dir.mkdir(parents=True, exist_ok=True)
-            # Detached first: a pooled worktree must not hold the task's branch.
-            _git(path, "switch", "--quiet", "--detach")
-            if entry.locked:
-                git.unlock_worktree(repo, path)
-            _git(repo, "worktree", "move", str(path), str(target))
-            git.lock_worktree(repo, target, POOL_LOCK_REASON)
+            # Listed before it moves: a kill mid-way leaves a listed slot that is not there yet
+            # (dropped at the next take), never a pooled checkout nobody knows of.
             state.entries.append(PoolEntry(path=str(target), released_at=iso(), previous_branch=previous))
             self._save(state)
+            try:
+                # Detached first: a pooled worktree must not hold the task's branch.
+                _git(path, "switch", "--quiet", "--detach")
+                if entry.locked:
+                    git.unlock_worktree(repo, path)
+                _git(repo, "worktree", "move", str(path), str(target))
+                git.lock_worktree(repo, target, POOL_LOCK_REASON)
+            except OrchestratorError:
+                state.entries.pop()
+                self._save(state)
+                raise
         return True
 
     def drain(self) -> list[Path]:

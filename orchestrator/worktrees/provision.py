@@ -24,14 +24,14 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, Field
 
-from orchestrator.gitops import git
-from orchestrator.state.atomic import read_json, write_json_atomic
 from orchestrator.cmd import run_cmd
 from orchestrator.errors import OrchestratorError
-from orchestrator.task.liveness import create_time_of, is_alive
-from orchestrator.state.locks import file_lock
+from orchestrator.gitops import git
+from orchestrator.liveness import create_time_of, is_alive
 from orchestrator.models import iso
-from orchestrator.task.process import signal_group
+from orchestrator.process import signal_group
+from orchestrator.state.atomic import read_json, write_json_atomic
+from orchestrator.state.locks import file_lock
 
 PORTS_FILE = Path(".gadugi") / "ports.json"
 PORTS_LOCK = Path(".gadugi") / ".ports.lock"

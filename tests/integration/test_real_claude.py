@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git
-
 from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS
+
+from conftest import git
 
 from .anthropic_server import Answer, AnthropicServer, write_and_commit
 

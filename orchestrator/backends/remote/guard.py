@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from orchestrator.task.liveness import is_alive
+from orchestrator.liveness import is_alive
 
 
 def kill_groups(watched: list[tuple[int, float]]) -> None:

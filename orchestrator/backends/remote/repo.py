@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from orchestrator.errors import GitError
 from orchestrator.gitops import git
 from orchestrator.gitops.bundles import (
     OUTGOING,
@@ -27,7 +28,6 @@ from orchestrator.gitops.bundles import (
     run_git,
     verify_bundle,
 )
-from orchestrator.errors import GitError
 from orchestrator.state.locks import file_lock
 
 SCRATCH = "refs/gadugi/scratch"  # where a bundle's refs land for the moment of a fetch

@@ -25,12 +25,11 @@ from typing import IO, Any
 import psutil
 from pydantic import BaseModel, Field
 
-import orchestrator
-from orchestrator.state.atomic import write_json_atomic
+from orchestrator.backends.remote.repo import WorkerRepo
 from orchestrator.cmd import which
 from orchestrator.models import TaskResult, TaskStatus, iso
-from orchestrator.task.process import signal_group, spawn_with_stops_deferred
-from orchestrator.backends.remote.repo import WorkerRepo
+from orchestrator.process import signal_group, spawn_with_stops_deferred
+from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
@@ -40,7 +39,7 @@ HEARTBEAT_EVERY = 1.0  # forward at most one heartbeat per task per second; the 
 SHIPPED_FILES = ("workflow_manager.log", "workflow_manager.stderr.log", "agent.stderr.log", "agent.jsonl", "setup.json")
 MAX_SHIPPED = 8 * 2**20  # bytes per file sent back; a longer log comes back as its tail
 
-_PACKAGE_PARENT = Path(orchestrator.__file__).resolve().parent.parent
+_PACKAGE_PARENT = Path(__file__).resolve().parents[3]
 
 
 class RemoteTaskSpec(BaseModel):
@@ -73,7 +72,9 @@ def worker_versions() -> dict[str, str]:
     """What the version check at connect compares (run on every worker with client.run)."""
     import distributed
 
-    return {"orchestrator": orchestrator.__version__, "python": sys.version.split()[0],
+    from orchestrator.version import __version__
+
+    return {"orchestrator": __version__, "python": sys.version.split()[0],
             "distributed": distributed.__version__}
 
 

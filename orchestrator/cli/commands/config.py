@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from orchestrator.gitops import git
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.config.settings import describe, resolve_settings
+from orchestrator.gitops import git
 
 EPILOG = """\b
 Examples:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from orchestrator.state.atomic import write_text_atomic
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.run.maintenance import export_run, find_run
+from orchestrator.state.atomic import write_text_atomic
 
 
 @click.command("export")

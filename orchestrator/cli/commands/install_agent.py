@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.error_handler import handle_errors
 from orchestrator.agents.install import InstallAction, install_agents
+from orchestrator.cli.error_handler import handle_errors
 
 EPILOG = """\b
 Examples:

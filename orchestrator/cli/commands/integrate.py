@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from orchestrator.gitops import git
 from orchestrator.cli.commands.merge_check import check_run, render
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.errors import InputError
+from orchestrator.gitops import git
 from orchestrator.gitops.merge import (
     completed_branches,
     find_run_dir,

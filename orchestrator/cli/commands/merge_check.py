@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from orchestrator.gitops import git
 from orchestrator.cli.error_handler import handle_errors
+from orchestrator.gitops import git
 from orchestrator.gitops.merge import (
     MergeReport,
     completed_branches,

@@ -8,7 +8,7 @@ import click
 
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.state.schema import (
+from orchestrator.observe.schema import (
     SCHEMAS,
     generate_schemas,
     render,

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from orchestrator.gitops import git
 from orchestrator.cli.error_handler import handle_errors
+from orchestrator.gitops import git
 from orchestrator.observe.live import render_view, summary_line
 from orchestrator.observe.status import RunView, load_run
 

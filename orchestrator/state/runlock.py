@@ -12,10 +12,10 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.state.atomic import read_json, write_json_atomic
 from orchestrator.errors import StateError
-from orchestrator.state.locks import is_held
 from orchestrator.models import iso
+from orchestrator.state.atomic import read_json, write_json_atomic
+from orchestrator.state.locks import is_held
 
 LOCK_NAME = "orchestrator.lock"
 HOLDER_NAME = "active_run.json"

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 
 import psutil
 
-from orchestrator.models import iso
-from orchestrator.state.registry_models import ResourceUsage
+from orchestrator.models import ResourceUsage, iso
 
 _MB = 1024 * 1024
 
