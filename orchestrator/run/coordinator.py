@@ -5,7 +5,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -347,12 +347,16 @@ class OrchestratorCoordinator:
             results = engine.run(finished=found.finished, attached=found.attached, requeued=found.requeued,
                                  ended=found.ended)
         finally:
-            backend.close()
+            # Each step of the end on its own: one that fails (a worktree that will not go, a
+            # branch that will not switch back) is a warning, never a reason to skip finalizing
+            # the registry or writing the report.
+            self._step("closing the backend", backend.close)
             if ctx.in_place and original_branch:
-                git.switch_branch(self.project_root, original_branch)
+                self._step(f"switching back to {original_branch}", git.switch_branch, self.project_root,
+                           original_branch)
             wall = time.monotonic() - started
             if not ctx.in_place:
-                self._cleanup(ctx, plan, results)
+                self._step("removing finished worktrees", self._cleanup, ctx, plan, results)
             # The run's figures span every orchestrator process of it, this one up to `ended`;
             # run_finished records that instant so a later reading of the journal agrees.
             ended = utcnow()
@@ -370,6 +374,12 @@ class OrchestratorCoordinator:
             if observer is not None:
                 observer("", "run_finished", {"result": result})
         return result
+
+    def _step(self, what: str, step: Callable[..., object], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001 - reported, and the end of the run goes on
+            self.warnings.append(f"{what} failed: {type(exc).__name__}: {exc}")
 
     def _merge_check(self, ctx: RunContext, plan: Plan, result: OrchestrationResult) -> MergeReport | None:
         """Do the completed branches merge with the base and with each other? Touches no refs."""
