@@ -266,3 +266,24 @@ def test_inherited_git_env_does_not_leak(make_repo: MakeRepo, monkeypatch: pytes
     monkeypatch.delenv("GIT_INDEX_FILE")
     assert sh(repo, "log", "-1", "--format=%s") == "work"
     assert sh(decoy, "log", "-1", "--format=%s") == "initial"
+
+
+def test_worktree_list_waits_out_a_worktree_being_made(make_repo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Another git process writing a worktree's admin files makes `worktree list` fail for a moment
+    ('failed to read .../commondir'); that is retried like a held lock, not a failure."""
+    from orchestrator import cmd
+    from orchestrator.gitops import git as gitmod
+
+    repo = make_repo()
+    real = gitmod.run_cmd
+    calls: list[list[str]] = []
+
+    def half_made_once(argv, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(list(argv))
+        if len(calls) == 1:
+            raise cmd.CommandError(argv, 128, "", "fatal: failed to read .git/worktrees/t03/commondir: Success")
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(gitmod, "run_cmd", half_made_once)
+    entries = gitmod.list_worktrees(repo)
+    assert len(calls) == 2 and [e.path for e in entries] == [repo]

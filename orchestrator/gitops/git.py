@@ -38,7 +38,10 @@ FALLBACK_EMAIL = "orchestrator@localhost"
 
 # Another git (the user's editor, an agent) holding index.lock or a ref lock is transient.
 # ("cannot lock ref ... is at X but expected Y" is a real refusal, not contention: not retried.)
-_LOCK_BUSY = re.compile(r"Unable to create '.*\.lock': File exists|could not lock config file")
+# Another git process is mid-way: holding a lock, or writing a worktree's admin files (`worktree
+# list` reads a half-made `.git/worktrees/<name>/` as "failed to read .../commondir").
+_LOCK_BUSY = re.compile(r"Unable to create '.*\.lock': File exists|could not lock config file|"
+                        r"failed to read .*/worktrees/[^/]+/(commondir|gitdir)")
 _LOCK_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
@@ -325,7 +328,7 @@ def _parse_worktree_record(fields: list[str]) -> WorktreeEntry:
 
 
 def list_worktrees(repo: Path) -> list[WorktreeEntry]:
-    out = _git(repo, "worktree", "list", "--porcelain", "-z")[1]
+    out = _git(repo, "worktree", "list", "--porcelain", "-z", retry_locked=True)[1]
     entries: list[WorktreeEntry] = []
     record: list[str] = []
     # Fields end with NUL; an empty field (two NULs in a row) ends a record.
