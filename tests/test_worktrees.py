@@ -464,3 +464,14 @@ def test_reattach_takes_back_the_branch_a_killed_pool_release_let_go(repo: Path,
     sh(path, "switch", "--quiet", "--detach")
     with pytest.raises(WorktreeError, match="detached HEAD"):  # with uncommitted work: never touched
         manager.reattach("t", "gadugi/t", path, lock_reason="gadugi run=r task=t pid=3")
+
+
+def test_create_removes_the_ref_lock_a_killed_attempt_of_the_task_left(repo: Path, manager: WorktreeManager) -> None:
+    base = sh(repo, "rev-parse", "HEAD")
+    lock = git.git_common_dir(repo) / "refs" / "heads" / "gadugi" / "t.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(base + "\n")
+    path = repo / ".worktrees" / "t"
+    created = manager.create("t", "gadugi/t", path, base_sha=base, lock_reason="gadugi run=r task=t pid=2",
+                             leftover_of="gadugi run=r task=t ")
+    assert created.branch == "gadugi/t" and not lock.exists()

@@ -265,6 +265,12 @@ class WorktreeManager:
         return CreatedWorktree(path=path, branch=branch, start_sha=start, merged_from=merged_from)
 
     def _clear_leftover(self, path: Path, branch: str, owner: str) -> None:
+        # A `git worktree add -b` killed mid-way leaves the lock of the branch ref it was creating;
+        # the name is this task's own (planned unique for this run), so no one else can hold it.
+        ref_lock = git.git_common_dir(self.project_root) / "refs" / "heads" / f"{branch}.lock"
+        if ref_lock.is_file():
+            log.warning("removing %s, left by an attempt killed while creating the branch", ref_lock)
+            ref_lock.unlink(missing_ok=True)
         entry = self._entry(path)
         if (entry is None or entry.branch is not None or git.branch_exists(self.project_root, branch)
                 or not (entry.lock_reason or "").startswith(owner)):
