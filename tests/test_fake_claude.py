@@ -20,6 +20,7 @@ from orchestrator.process import AgentProcess
 
 MakeRepo = Callable[..., Path]
 FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}
+PATIENT = {"interrupt_timeout": 30.0, "terminate_timeout": 30.0}  # for a fake that does stop at SIGINT
 
 
 @dataclass
@@ -43,6 +44,7 @@ def run_fake(tmp_path: Path, path_with: str) -> Callable[..., Run]:
         env: dict[str, str] | None = None,
         stop_after: Callable[[ClaudeStreamParser], bool] | None = None,
         on_line: Callable[[str], None] | None = None,
+        graces: dict[str, float] = FAST,
     ) -> Run:
         logs = tmp_path / f"logs-{task}"
         logs.mkdir(exist_ok=True)
@@ -66,7 +68,7 @@ def run_fake(tmp_path: Path, path_with: str) -> Callable[..., Run]:
             if on_line is not None:
                 on_line(line)
             if stop_after is not None and stop_after(parser):
-                proc.stop("test stop", log=run.steps.append, **FAST)
+                proc.stop("test stop", log=run.steps.append, **graces)
                 break
         code = proc.wait(10)
         proc.close()
@@ -196,7 +198,7 @@ def test_flood_is_drained_with_bounded_memory(
 
 
 def test_hang_is_stopped_by_sigint(make_repo: MakeRepo, run_fake: Callable[..., Run]) -> None:
-    run = run_fake(make_repo(), "fake-claude: hang\n", stop_after=lambda p: p.session_id is not None)
+    run = run_fake(make_repo(), "fake-claude: hang\n", stop_after=lambda p: p.session_id is not None, graces=PATIENT)
     assert run.outcome.exit_code == 130  # the fake exits like a CLI on Ctrl-C
     assert run.outcome.failure == "crashed"
     assert any("SIGINT" in step for step in run.steps)

@@ -17,6 +17,9 @@ import pytest
 from orchestrator.process import AgentProcess, describe_exit, kill_process_tree, process_matches
 
 FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}
+# For a process that does stop at SIGINT: the wait ends when it exits, so a long grace costs
+# nothing and keeps a loaded machine's slow exit from looking like a process that ignored it.
+PATIENT = {"interrupt_timeout": 30.0, "terminate_timeout": 30.0}
 
 
 def python(
@@ -132,7 +135,7 @@ def test_stop_by_sigint(tmp_path: Path) -> None:
     """)
     assert next(proc.lines()) == "ready"
     steps: list[str] = []
-    code = proc.stop("test", log=steps.append, **FAST)
+    code = proc.stop("test", log=steps.append, **PATIENT)
     assert code == -signal.SIGINT  # Python re-raises an unhandled KeyboardInterrupt as the signal
     assert "SIGINT" in steps[0]
     assert not any("SIGTERM" in step for step in steps)
@@ -222,7 +225,7 @@ def test_kill_process_tree_checks_create_time(tmp_path: Path) -> None:
         assert not kill_process_tree(stranger.pid, created - 100, **FAST)
         assert stranger.poll() is None
         steps: list[str] = []
-        assert kill_process_tree(stranger.pid, created, log=steps.append, **FAST)
+        assert kill_process_tree(stranger.pid, created, log=steps.append, **PATIENT)
         assert stranger.wait(5) == -signal.SIGINT
         assert "SIGINT" in steps[0]
         assert not process_matches(stranger.pid, created)
