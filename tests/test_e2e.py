@@ -95,7 +95,8 @@ def test_six_prompts_dependencies_and_conflict(six_prompt_repo: Path, path_with:
     for before, after in [("a", "b"), ("b", "e"), ("d", "e"), ("a", "c")]:
         subprocess.run(["git", "merge-base", "--is-ancestor", branches[before], branches[after]], cwd=repo, check=True)
     # Completed tasks' worktrees are removed, their branches kept; nothing shows in git status.
-    assert not any((repo / ".worktrees").iterdir()) if (repo / ".worktrees").exists() else True
+    leftover = list((repo / ".worktrees").iterdir()) if (repo / ".worktrees").exists() else []
+    assert leftover == [], f"completed tasks' worktrees are removed: {leftover}"
     status = git(repo, "status", "--porcelain", "--untracked-files=all")
     assert ".worktrees" not in status and ".gadugi" not in status
 
@@ -274,9 +275,19 @@ def test_python_api(make_repo, path_with: str) -> None:
     config = OrchestrationConfig(max_parallel=2, env=dict(os.environ, PATH=path_with))
     result = OrchestratorCoordinator(config, repo).orchestrate([a, b])
     assert result.exit_code == 0 and result.successful_tasks == 2 and result.total_tasks == 2
-    assert result.parallel_speedup is not None and result.parallel_speedup > 0
     assert [t.task_id for t in result.tasks] == ["a", "b"]
     assert all(t.commits for t in result.tasks)
+    # b depends on a, so they ran one after the other: the measured ratio of summed task time to
+    # wall time is at most 1 (a chain cannot run side by side), and it is that ratio, exactly.
+    busy = sum(t.duration_seconds for t in result.tasks)
+    assert result.parallel_speedup == round(busy / result.execution_time_seconds, 2)
+    assert 0 < result.parallel_speedup <= 1.0
+    b_started = next(t for t in result.tasks if t.task_id == "b").started_at
+    a_done = next(t for t in result.tasks if t.task_id == "a").completed_at
+    assert a_done is not None and b_started is not None and a_done <= b_started
+    git_log = subprocess.run(["git", "merge-base", "--is-ancestor", result.tasks[0].branch, result.tasks[1].branch],
+                             cwd=repo, capture_output=True)
+    assert git_log.returncode == 0, "b is stacked on a's work"
 
 
 def test_not_logged_in_stops_the_run_with_one_line(make_repo, path_with: str, tmp_path: Path) -> None:
