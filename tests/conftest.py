@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -32,6 +33,18 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_not_ignored() -> Iterator[None]:
+    """A suite started in the background (`cmd &` in a script, as CI may) inherits SIGINT ignored,
+    and so would every process a test starts: Ctrl-C tests would test nothing. A handler here
+    (not an ignore) is reset to the default in each child at exec."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True, scope="session")
