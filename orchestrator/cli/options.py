@@ -78,7 +78,9 @@ run_options = _stack(
                  help="New launches wait while available memory is below this."),
     click.option("--min-free-disk", default="1G", show_default=True, metavar="SIZE",
                  help="New launches wait while free disk is below this."),
-    click.option("--dry-run", is_flag=True, help="Print the plan and the exact commands; create nothing."),
+    click.option("--dry-run", is_flag=True,
+                 help="Print the plan and the exact commands (resume: what it would re-attach, adopt, re-queue "
+                      "and run); create nothing."),
     click.option("--json", "as_json", is_flag=True, help="Print the result (or plan) as JSON on stdout."),
     click.option("--plain", is_flag=True, help="Plain progress lines instead of the live table."),
     click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
