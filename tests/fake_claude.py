@@ -4,7 +4,7 @@ print mode, with behaviour chosen per task.
 
 The mode comes from the first prompt line `fake-claude: <mode> [key=value ...]`, else the env var
 FAKE_CLAUDE_MODE, else `commit`. Modes: commit, edit, no-change, fail, wrong-subtype, no-result,
-slow (seconds=N), hang, hang-once (times=K state=FILE), ignore-sigterm, crash, flood (mb=N), auth, rate-limited,
+slow (seconds=N | until=FILE), hang, hang-once (times=K state=FILE), ignore-sigterm, crash, flood (mb=N), auth, rate-limited,
 overloaded (times=K state=FILE), crash-once (times=K state=FILE [forget-session=1]), quiet-busy (seconds=N),
 leak (var=NAME), grandchild (grandchild=FILE). `write=PATH` names the file written; `linger=1` (commit)
 stays up after its success result.
@@ -362,7 +362,12 @@ def run_mode(mode: str, params: dict[str, str], stream: Stream) -> NoReturn:
         sleep_forever()
     if mode == "slow":
         deadline = time.monotonic() + float(params.get("seconds", "2"))
-        while time.monotonic() < deadline:
+        until = Path(params["until"]) if params.get("until") else None  # works until this file exists
+
+        def working() -> bool:
+            return not until.exists() if until is not None else time.monotonic() < deadline
+
+        while working():
             stream.assistant([{"type": "thinking", "thinking": "Still working…", "signature": "sig"}],
                              counts=False)
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))

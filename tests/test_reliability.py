@@ -205,16 +205,19 @@ def test_second_sigint_kills_at_once(make_repo, path_with: str, tmp_path: Path) 
 
 def test_two_orchestrators_at_once(make_repo, path_with: str, tmp_path: Path) -> None:
     repo = make_repo()
-    write_prompt(repo, "h.md", "id: h", "# H\nfake-claude: slow seconds=3")
+    release = tmp_path / "release"
+    # The first run's agent works until the test lets it finish: the second run always meets it.
+    write_prompt(repo, "h.md", "id: h", f"# H\nfake-claude: slow until={release}")
     log = tmp_path / "agents.log"
     first = start_orchestrator(repo, path_with, "h", log=log)
-    wait_for(lambda: (repo / ".gadugi" / "active_run.json").exists())
+    wait_for(lambda: "h" in started(log))
     second = run_cli(repo, path_with, "run", "h")
-    assert second.returncode == 1
+    assert second.returncode == 1, second.stderr
     holder = json.loads((repo / ".gadugi" / "active_run.json").read_text())
     line = second.stderr.strip()
     assert line.count("\n") == 0 and holder["run_id"] in line and str(first.pid) in line
-    first.communicate(timeout=30)
+    release.write_text("")
+    first.communicate(timeout=60)
     assert first.returncode == 0
     assert len(list((repo / ".gadugi" / "runs").iterdir())) == 1, "the refused run created nothing"
 

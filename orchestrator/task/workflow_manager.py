@@ -419,16 +419,28 @@ def _tail(path: Path, limit: int = 4000) -> str:
 
 
 def _install_signal_handlers(manager: WorkflowManager) -> None:
-    def cancel(signum: int, frame: FrameType | None) -> None:
-        manager.request_stop("cancelled", f"cancelled ({signal.Signals(signum).name})")
+    """Stop requests by signal, acted on by a thread of their own. The handler itself takes no
+    lock: it runs between two bytecodes of whatever the main thread was doing, which may be
+    holding the very lock stopping needs (writing an event line), and would wait on it forever."""
+    pending: list[tuple[str, str]] = []
+    wake_r, wake_w = os.pipe()
 
-    def timeout(signum: int, frame: FrameType | None) -> None:
-        manager.request_stop("timeout", "run timeout reached")
+    def act() -> None:
+        while os.read(wake_r, 1):
+            while pending:
+                manager.request_stop(*pending.pop(0))
 
-    signal.signal(signal.SIGTERM, cancel)
-    signal.signal(signal.SIGINT, cancel)
-    # The orchestrator's run timeout: the task ends `timeout`, not `cancelled`.
-    signal.signal(signal.SIGUSR1, timeout)
+    threading.Thread(target=act, daemon=True, name="stop-signals").start()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGUSR1:  # the orchestrator's run timeout: the task ends `timeout`
+            pending.append(("timeout", "run timeout reached"))
+        else:
+            pending.append(("cancelled", f"cancelled ({signal.Signals(signum).name})"))
+        os.write(wake_w, b"\0")
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(signum, stop)
     accept_stops()
 
 
