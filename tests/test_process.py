@@ -180,17 +180,20 @@ def test_stop_reaches_the_whole_group_and_escaped_descendants(tmp_path: Path) ->
 
 
 def test_stop_after_exit_still_reaps_leftovers(tmp_path: Path) -> None:
-    marker = tmp_path / "pid"
+    marker, go = tmp_path / "pid", tmp_path / "go"
+    # The leader exits when told to, after its escaped child has been seen: no race with a timer.
     proc = python(tmp_path, f"""
-        import subprocess
+        import os, subprocess, time
         child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
         open({str(marker)!r}, "w").write(str(child.pid))
-        import time; time.sleep(0.5)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
     """, scan_interval=0.05)
     wait_for(lambda: marker.exists() and marker.read_text())
     orphan = int(marker.read_text())
     wait_for(lambda: orphan in proc.descendants())
-    assert proc.wait(5) == 0
+    go.write_text("")
+    assert proc.wait(30) == 0
     assert psutil.pid_exists(orphan)  # the leader is gone, the escaped child is not
     assert proc.stop("cleanup", **FAST) == 0
     wait_for(lambda: not psutil.pid_exists(orphan) or
