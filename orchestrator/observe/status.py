@@ -23,6 +23,7 @@ from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
 from orchestrator.liveness import is_alive
 from orchestrator.models import TaskStatus, utcnow
+from orchestrator.observe.run_segments import parse_ts
 from orchestrator.state.journal import read_journal
 from orchestrator.state.registry_models import ProcessInfo, replay, seconds_since
 from orchestrator.state.runlock import RunLock
@@ -210,7 +211,7 @@ def build_view(
 ) -> RunView:
     now = now or utcnow()
     orphaned = liveness is not None and liveness.orphaned and not finished
-    gone_at = _parse_ts(liveness.last_seen) if liveness is not None and orphaned else None
+    gone_at = parse_ts(liveness.last_seen) if liveness is not None and orphaned else None
     if orphaned and gone_at is None:
         gone_at = now  # no timestamp to stop at; the notice still says the orchestrator is gone
     rows = sort_rows(row_from_entry(e, now, gone_at=gone_at) for e in entries.values())
@@ -294,7 +295,7 @@ def orphaned_runs(project_root: Path) -> list[RunLiveness]:
 def orphan_notice(run_id: str, since: str | None, now: datetime | None = None) -> str:
     """One line: the run's orchestrator is gone, since when, and how to continue the run."""
     when = ""
-    stamp = _parse_ts(since)
+    stamp = parse_ts(since)
     if stamp is not None:
         ago = max(0.0, ((now or utcnow()) - stamp).total_seconds())
         when = f" since {stamp.astimezone():%Y-%m-%d %H:%M:%S %Z} ({_ago(ago)})"
@@ -315,19 +316,8 @@ def _ago(seconds: float) -> str:
 
 
 def _latest(*stamps: object) -> str | None:
-    dated = [(when, stamp) for stamp in stamps if isinstance(stamp, str) and (when := _parse_ts(stamp))]
+    dated = [(when, stamp) for stamp in stamps if isinstance(stamp, str) and (when := parse_ts(stamp))]
     return max(dated)[1] if dated else None
-
-
-def _parse_ts(stamp: str | None) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    # Every file we write has a zone; a naive one would not compare, so read it as UTC.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=utcnow().tzinfo)
 
 
 # -- reading another process's files ---------------------------------------------------------------

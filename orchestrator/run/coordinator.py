@@ -198,13 +198,17 @@ class OrchestratorCoordinator:
         if run_id:
             return self._load_target(find_run(self.project_root, run_id).run_dir)
         newest = find_run(self.project_root, None).run_dir
-        loaded = [t for run_dir in sorted((p for p in newest.parent.glob("orchestration-*") if p.is_dir()), reverse=True)
-                  if (t := self._load_target(run_dir, strict=False)) is not None]
-        # A run directory without a plan was stopped before it started anything: not a candidate.
-        for target in loaded:
+        first: ResumeTarget | None = None
+        # Newest first, reading each journal only until one has work left. A run directory
+        # without a plan was stopped before it started anything: not a candidate.
+        for run_dir in sorted((p for p in newest.parent.glob("orchestration-*") if p.is_dir()), reverse=True):
+            target = self._load_target(run_dir, strict=False)
+            if target is None:
+                continue
             if target.finished_at is None:
                 return target
-        return loaded[0] if loaded else self._load_target(newest)
+            first = first or target
+        return first or self._load_target(newest)
 
     def _load_target(self, run_dir: Path, *, strict: bool = True) -> Any:
         saved = read_json(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
