@@ -59,7 +59,9 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "teardown": ("make clean", "make clean"), "port_range": ("8000-8009", (8000, 8009)),
         "worktree_include": (".includes", ".includes"), "retries": ("0", 0), "run_timeout": ("2h", 7200.0),
         "stall_timeout": ("off", None), "launch_stagger": ("0", 0.0), "min_free_memory": ("1G", 2**30),
-        "min_free_disk": ("2G", 2 * 2**30), "backoff_base": ("1", 1.0), "backoff_cap": ("1m", 60.0),
+        "min_free_disk": ("2G", 2 * 2**30), "retry_backoff": ("1", 1.0), "retry_backoff_cap": ("1m", 60.0),
+        "log_format": ("json", "json"), "notify_cmd": ("echo hi", "echo hi"),
+        "notify_url": ("http://127.0.0.1:9/x", "http://127.0.0.1:9/x"), "metrics_file": ("m.prom", "m.prom"),
         "breaker_threshold": ("5", 5), "max_budget_usd": ("$2.50", 2.5), "run_budget_usd": ("10", 10.0),
         "context": ("ctx.md", "ctx.md"), "backend": ("dask-local", "dask-local"),
         "worktree_pool": ("0", 0),
@@ -81,7 +83,7 @@ def test_pyproject_tool_table_and_config_file_wins(tmp_path: Path) -> None:
 
 
 def test_cli_aliases_and_typed_values(tmp_path: Path) -> None:
-    settings = resolve_settings(tmp_path, {"base_ref": "main", "no_fallback": True, "max_turns": 4,
+    settings = resolve_settings(tmp_path, {"base": "main", "fallback": False, "max_turns": 4,
                                            "allowed_tools": ("Read", "Edit"), "max_parallel": "auto"}, {})
     assert settings["base"] == "main" and settings["fallback"] is False and settings["max_turns"] == 4
     assert settings["allowed_tools"] == ["Read", "Edit"] and settings["max_parallel"] == "auto"
@@ -125,3 +127,68 @@ def test_config_command(make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
     write(repo / ".gadugi/config.toml", "colour = 1\n")
     res = CliRunner().invoke(group, ["config", "--project-root", str(repo)])
     assert res.exit_code == 1 and res.output.startswith("error: ") and "unknown setting 'colour'" in res.output
+
+
+def test_a_flag_its_variable_and_its_key_are_one_name(tmp_path: Path) -> None:
+    """`--retry-backoff` is GADUGI_RETRY_BACKOFF and `retry_backoff`: the name that used to be ignored."""
+    assert resolve_settings(tmp_path, {}, {"GADUGI_RETRY_BACKOFF": "1s"})["retry_backoff"] == 1.0
+    assert resolve_settings(tmp_path, {"retry_backoff": "2s"}, {})["retry_backoff"] == 2.0
+    for setting in SETTINGS:
+        assert setting.env == "GADUGI_" + setting.flag.removeprefix("--").replace("-", "_").upper()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("GADUGI_RETRY_BACKOF", "GADUGI_RETRY_BACKOF is not a setting (did you mean 'GADUGI_RETRY_BACKOFF'?)"),
+    ("GADUGI_BACKOFF_BASE", "GADUGI_BACKOFF_BASE is now called GADUGI_RETRY_BACKOFF"),
+    ("GADUGI_MAX_PARALEL", "did you mean 'GADUGI_MAX_PARALLEL'"),
+])
+def test_a_misspelled_variable_is_refused(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(InputError) as caught:
+        resolve_settings(tmp_path, {}, {name: "3"})
+    assert message in str(caught.value)
+
+
+def test_variables_this_tool_sets_for_its_children_are_not_mistaken_for_settings(tmp_path: Path) -> None:
+    env = {"GADUGI_WORKTREE": "/w", "GADUGI_BRANCH": "gadugi/x", "GADUGI_TASK_ID": "x", "GADUGI_UNRELATED_THING": "1"}
+    assert resolve_settings(tmp_path, {}, env)["worktrees_dir"] == ".worktrees"
+
+
+def test_a_misspelled_or_renamed_key_names_the_right_one(tmp_path: Path) -> None:
+    write(tmp_path / ".gadugi/config.toml", "retry_bakoff = '1s'\n")
+    with pytest.raises(InputError, match=r"unknown setting 'retry_bakoff' \(did you mean 'retry_backoff'\?\)"):
+        resolve_settings(tmp_path, {}, {})
+    write(tmp_path / ".gadugi/config.toml", "backoff_cap = '1m'\n")
+    with pytest.raises(InputError, match="setting 'backoff_cap' is now called 'retry_backoff_cap'"):
+        resolve_settings(tmp_path, {}, {})
+    write(tmp_path / ".gadugi/config.toml", "zzz = 1\n")
+    with pytest.raises(InputError, match=r"unknown setting 'zzz' \(known: agent, agent_args"):
+        resolve_settings(tmp_path, {}, {})
+
+
+def test_config_shows_values_as_they_are_typed(make_repo) -> None:
+    repo = make_repo()
+    write(repo / ".gadugi/config.toml", 'timeout = "1h30m"\nmin_free_memory = "2G"\nlaunch_stagger = "0"\n')
+    group = click.Group()
+    group.add_command(config_cmd.command)
+    res = CliRunner().invoke(group, ["config", "--project-root", str(repo)], env={})
+    assert res.exit_code == 0, res.output
+    shown = {line.split()[0]: line.split()[1] for line in res.output.splitlines()}
+    assert (shown["timeout"], shown["min_free_memory"], shown["launch_stagger"]) == ("1h30m", "2G", "0")
+    assert (shown["stall_timeout"], shown["min_free_disk"], shown["retry_backoff_cap"]) == ("15m", "1G", "5m")
+    assert (shown["base"], shown["verify"]) == ("(HEAD)", "(unset)")
+    # What is shown reads back as the same value.
+    for key, text in shown.items():
+        if not text.startswith("("):
+            assert resolve_settings(repo, {key: text}, {})[key] == resolve_settings(repo, {}, {})[key], key
+
+
+def test_the_cli_takes_every_setting_by_its_flag(make_repo) -> None:
+    from orchestrator.cli.main import main
+    repo = make_repo()
+    for setting in SETTINGS:
+        assert setting.flag in CliRunner().invoke(main, ["run", "--help"]).output or setting.group == "plan"
+    res = CliRunner().invoke(main, ["plan", "--help"])
+    assert "--base" in res.output and "--retry-backoff" not in res.output
+    res = CliRunner().invoke(main, ["resume", "--help"])
+    assert "--retry-backoff" in res.output and "--base" not in res.output
+    assert repo.is_dir()

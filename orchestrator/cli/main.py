@@ -26,7 +26,7 @@ from orchestrator.cli.commands import status as status_cmd
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.cli.options import agent_options, prompt_inputs, run_options
 from orchestrator.config.model import OrchestrationConfig
-from orchestrator.config.settings import cli_overrides, resolve_settings
+from orchestrator.config.settings import ResolvedSettings, cli_overrides, resolve_settings
 from orchestrator.errors import InputError
 from orchestrator.gitops import git
 from orchestrator.models import OrchestrationResult
@@ -86,21 +86,24 @@ def _explicit(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _config(options: dict[str, Any], project_root: str) -> OrchestrationConfig:
+def _settings(options: dict[str, Any], project_root: str) -> ResolvedSettings:
     """Options given on the command line win over GADUGI_* variables, then the config file."""
     root = git.toplevel(Path(project_root).resolve())
-    return OrchestrationConfig(**resolve_settings(root, _explicit(options), os.environ).config_kwargs())
+    return resolve_settings(root, _explicit(options), os.environ)
 
 
-def _run_with_observers(options: dict[str, Any], *, quiet: bool, verbose: bool, as_json: bool,
+def _config(settings: ResolvedSettings) -> OrchestrationConfig:
+    return OrchestrationConfig(**settings.config_kwargs())
+
+
+def _run_with_observers(settings: ResolvedSettings, *, plain: bool, quiet: bool, verbose: bool, as_json: bool,
                         start: Callable[[live.Observer], OrchestrationResult]) -> OrchestrationResult:
-    notifier = Notifier(options.get("notify_cmd"), options.get("notify_url"))  # a bad URL fails before we start
-    display = live.make_observer(plain=bool(options.get("plain")), quiet=quiet or as_json, verbose=verbose,
-                                 stream=sys.stdout)
-    metrics_file = options.get("metrics_file")
+    notifier = Notifier(settings["notify_cmd"], settings["notify_url"])  # a bad URL fails before we start
+    display = live.make_observer(plain=plain, quiet=quiet or as_json, verbose=verbose, stream=sys.stdout)
+    metrics_file = settings["metrics_file"]
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     # The display goes first so its live table is gone before the summary prints.
-    with live.Observers(display, EventLog(options.get("log_format") or "text"),
+    with live.Observers(display, EventLog(settings["log_format"]),
                         MetricsObserver(Path(metrics_file) if metrics_file else None), notifier) as observer:
         return start(observer)
 
@@ -125,15 +128,16 @@ def _report(result: OrchestrationResult, warnings: list[str], as_json: bool) -> 
 @run_options
 @handle_errors
 def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, dry_run: bool,
-        as_json: bool, verbose: bool, quiet: bool, **options: Any) -> int:
+        as_json: bool, plain: bool, verbose: bool, quiet: bool, **options: Any) -> int:
     """Run the prompt files: plan, worktrees, agents in parallel, summary."""
-    coordinator = OrchestratorCoordinator(_config(options, project_root), project_root)
+    settings = _settings(options, project_root)
+    coordinator = OrchestratorCoordinator(_config(settings), project_root)
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
     if dry_run:
         plan, _ = coordinator.plan(paths)
         ui.print_plan(plan, coordinator.warnings, as_json=as_json)
         return 0
-    result = _run_with_observers(options, quiet=quiet, verbose=verbose, as_json=as_json,
+    result = _run_with_observers(settings, plain=plain, quiet=quiet, verbose=verbose, as_json=as_json,
                                  start=lambda observer: coordinator.orchestrate(paths, observer=observer))
     return _report(result, coordinator.warnings, as_json)
 
@@ -146,7 +150,7 @@ def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_r
 def plan(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, as_json: bool,
          **options: Any) -> int:
     """Print the plan: tasks, ordering edges and reasons, branches, worktrees, exact commands."""
-    coordinator = OrchestratorCoordinator(_config(options, project_root), project_root)
+    coordinator = OrchestratorCoordinator(_config(_settings(options, project_root)), project_root)
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
     the_plan, _ = coordinator.plan(paths)
     ui.print_plan(the_plan, coordinator.warnings, as_json=as_json)
@@ -159,14 +163,15 @@ def plan(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_
 @agent_options
 @run_options
 @handle_errors
-def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, verbose: bool, quiet: bool,
-           **options: Any) -> int:
+def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, plain: bool, verbose: bool,
+           quiet: bool, **options: Any) -> int:
     """Continue a run that stopped (killed, Ctrl-C, crashed) with the options it was started
     with: re-attach to running tasks, adopt ended ones, continue interrupted and lost ones on
     their branches, run the rest. Nothing that completed runs twice. Without RUN_ID: the newest
     run with work left. Options given here override the run's own (--dry-run: only say what it
     would do)."""
-    coordinator = OrchestratorCoordinator(_config(options, project_root), project_root)
+    settings = _settings(options, project_root)
+    coordinator = OrchestratorCoordinator(_config(settings), project_root)
     target = coordinator.resume_target(run_id)
     if target.finished_at is not None:
         click.echo(f"run {target.run_id} finished at {target.finished_at}; nothing to resume", err=as_json)
@@ -179,7 +184,7 @@ def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, 
     changed = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()))
     click.echo(f"resuming {target.run_id} with its own options" + (f"; changed: {changed}" if changed else ""),
                err=True)
-    result = _run_with_observers(options, quiet=quiet, verbose=verbose, as_json=as_json,
+    result = _run_with_observers(settings, plain=plain, quiet=quiet, verbose=verbose, as_json=as_json,
                                  start=lambda observer: coordinator.resume(target, observer=observer,
                                                                           overrides=overrides))
     return _report(result, coordinator.warnings, as_json)

@@ -1,5 +1,10 @@
 """Run options from the command line, `GADUGI_*` variables and the project's config file.
 
+The one table of run options: each is declared here once, and its flag (`--retry-backoff`), its
+environment variable (`GADUGI_RETRY_BACKOFF`), its config key (`retry_backoff`), its default, its
+help, the click option (cli/options.py), `orchestrator config` and the README's option table (a
+test checks it) all come from that declaration.
+
 Precedence, per option: CLI > environment > file > default. The file is `.gadugi/config.toml`
 (top-level keys) and/or `[tool.gadugi]` in the project's `pyproject.toml`; when both set a key,
 `.gadugi/config.toml` wins. Every resolved value remembers where it came from, so `orchestrator
@@ -7,229 +12,152 @@ config` can show it. Values are parsed the same way from every source: a TOML st
 environment string and a CLI string mean the same thing.
 
 stdlib `tomllib` is enough: pydantic-settings would add a dependency for the env/file layering
-we need anyway per key (source tracking, CLI flags that are not 1:1 with keys).
+we need anyway per key (source tracking, one parser per option shared with the CLI).
 """
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from orchestrator.config.durations import parse_duration
+from orchestrator.config import values as v
 from orchestrator.config.model import DEFAULT_TASK_TIMEOUT, parse_max_parallel
-from orchestrator.config.sizes import parse_size
 from orchestrator.errors import InputError
 
 CONFIG_FILE = ".gadugi/config.toml"
 PYPROJECT = "pyproject.toml"
 ENV_PREFIX = "GADUGI_"
 
-Parser = Callable[[Any, str], Any]
+# Set by this tool for the programs it starts (agents, setup hooks, notify commands), so a run
+# started from inside one of those sees them: they are not settings, and no typo of one.
+CHILD_ENV = frozenset({
+    "GADUGI_RUN_ID", "GADUGI_TASK_ID", "GADUGI_BRANCH", "GADUGI_WORKTREE", "GADUGI_BASE_SHA",
+    "GADUGI_ATTEMPT", "GADUGI_PROJECT_ROOT", "GADUGI_EVENT", "GADUGI_STATUS", "GADUGI_ERROR",
+    "GADUGI_COST_USD", "GADUGI_DURATION_SECONDS", "GADUGI_ATTENTION", "GADUGI_REASON",
+    "GADUGI_AGENT_ARGV", "GADUGI_FRESH_AGENT_ARGV", "GADUGI_ATTEMPT_LOCK_FD",
+})
 
-
-def _text(value: Any, what: str) -> str:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise InputError(f"{what}: expected a string, got {value!r}")
-
-
-def _opt_text(value: Any, what: str) -> str | None:
-    text = _text(value, what)
-    return text if text.strip() else None
-
-
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise InputError(f"{what}: expected a whole number, got {value!r}")
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise InputError(f"{what}: expected a whole number, got {value!r}") from None
-
-
-def _positive_int(value: Any, what: str) -> int:
-    number = _int(value, what)
-    if number < 1:
-        raise InputError(f"{what}: must be at least 1 (got {number})")
-    return number
-
-
-def _parallel(value: Any, what: str) -> int | str:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    return _positive_int(value, what)
-
-
-def _bool(value: Any, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise InputError(f"{what}: expected true or false, got {value!r}")
-
-
-def _duration(value: Any, what: str) -> float:
-    return parse_duration(value, what=what)
-
-
-def _seconds(value: Any, what: str) -> float:
-    return parse_duration(value, bare_unit="s", what=what)
-
-
-def _seconds_or_off(value: Any, what: str) -> float | None:
-    if isinstance(value, str) and value.strip().lower() in ("off", "none", "0", ""):
-        return None
-    return _seconds(value, what)
-
-
-def _seconds_or_zero(value: Any, what: str) -> float:
-    if str(value).strip().lower() in ("0", "0s", "0.0"):
-        return 0.0
-    return _seconds(value, what)
-
-
-def _non_negative_int(value: Any, what: str) -> int:
-    number = _int(value, what)
-    if number < 0:
-        raise InputError(f"{what}: must be 0 or more (got {number})")
-    return number
-
-
-def _size(value: Any, what: str) -> int:
-    """Bytes from `512M`, `1G` or a bare number of bytes (the CLI's --min-free-* syntax)."""
-    return parse_size(_text(value, what), what=what)
-
-
-def _list(value: Any, what: str) -> list[str]:
-    """A TOML array, or one comma-separated string (env: `GADUGI_ALLOWED_TOOLS=Read,Edit`)."""
-    if isinstance(value, (list, tuple)):
-        return [_text(v, what) for v in value]
-    return [part.strip() for part in _text(value, what).split(",") if part.strip()]
-
-
-def _choice(*choices: str) -> Parser:
-    def parse(value: Any, what: str) -> str:
-        text = _text(value, what).strip()
-        if text not in choices:
-            raise InputError(f"{what}: expected one of {', '.join(choices)}, got {value!r}")
-        return text
-
-    return parse
-
-
-def _port_range(value: Any, what: str) -> tuple[int, int] | None:
-    """`"8000-8099"` or `[8000, 8099]`; empty means no ports are handed out."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        low, high = (_int(v, what) for v in value)
-    else:
-        text = _text(value, what).strip()
-        if not text:
-            return None
-        low_text, sep, high_text = text.partition("-")
-        if not sep:
-            raise InputError(f"{what}: expected a range like 8000-8099, got {value!r}")
-        low, high = _int(low_text, what), _int(high_text, what)
-    if not 1 <= low <= high <= 65535:
-        raise InputError(f"{what}: {low}-{high} is not a port range within 1-65535")
-    return (low, high)
-
-
-def _include(value: Any, what: str) -> str | None:
-    """Patterns file for worktree copies; `false` or "" turns copying off."""
-    if value is False:
-        return None
-    return _opt_text(value, what)
+# Keys an earlier release read under another name: refused with the new name, never ignored.
+RENAMED = {"backoff_base": "retry_backoff", "backoff_cap": "retry_backoff_cap"}
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One run option: its key in files, its default, how to read it, and its OrchestrationConfig field."""
+    """One run option. Its flag is `--<key with dashes>`, its variable `GADUGI_<KEY>`."""
 
     key: str
     default: Any
-    parse: Parser
-    field: str
+    type: v.ValueType
     help: str
+    field: str | None = ""  # OrchestrationConfig field ("" = the key); None = read by the CLI itself
+    # "plan": how tasks are planned (run, plan); "agent": also run, plan, resume; "run": run, resume.
+    group: Literal["plan", "agent", "run"] = "run"
+    metavar: str = ""  # the flag's value placeholder, when the type's is too vague
+    default_text: str = ""  # shown instead of the default value when that is computed elsewhere
+    aliases: tuple[str, ...] = ()  # other spellings of the flag, kept for old command lines
+    shortcuts: tuple[tuple[str, str, str], ...] = ()  # (flag, value, help): `--keep-worktrees` = keep
 
     @property
     def env(self) -> str:
         return ENV_PREFIX + self.key.upper()
 
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
 
-def _opt_non_negative_int(value: Any, what: str) -> int | None:
-    if value is None or value == "":
-        return None
-    return _non_negative_int(value, what)
+    @property
+    def config_field(self) -> str | None:
+        return self.key if self.field == "" else self.field
 
-
-def _opt_money(value: Any, what: str) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        amount = float(str(value).strip().lstrip("$"))
-    except ValueError:
-        raise InputError(f"{what}: {value!r} is not an amount in USD") from None
-    if amount <= 0:
-        raise InputError(f"{what}: {value!r} must be more than 0")
-    return amount
+    def shown_default(self) -> str:
+        return self.default_text or self.type.show(self.default)
 
 
+S = Setting
 SETTINGS: tuple[Setting, ...] = (
-    Setting("max_parallel", 4, _parallel, "max_parallel", "tasks running at once, or 'auto'"),
-    Setting("timeout", DEFAULT_TASK_TIMEOUT, _duration, "task_timeout_seconds",
-            "per-task timeout (90s, 30m, 2h; bare number = hours)"),
-    Setting("base", None, _opt_text, "base_ref", "ref to branch from (HEAD when unset)"),
-    Setting("monitoring_dir", None, _opt_text, "monitoring_dir", "registry JSON directory"),
-    Setting("fallback", True, _bool, "fallback_to_sequential", "run one at a time when worktrees fail"),
-    Setting("worktree_cleanup", "auto", _choice("auto", "keep", "cleanup"), "worktree_cleanup",
-            "which worktrees are removed after the run"),
-    Setting("worktrees_dir", ".worktrees", _text, "worktrees_dir", "where task worktrees are created"),
-    Setting("branch_prefix", "gadugi/", _text, "branch_prefix", "prefix of task branch names"),
-    Setting("agent", "claude", _text, "agent", "agent CLI"),
-    Setting("agent_cmd", None, _opt_text, "agent_cmd", "command template replacing the agent"),
-    Setting("agent_args", [], _list, "agent_args", "extra agent arguments"),
-    Setting("model", None, _opt_text, "model", "model passed to the agent"),
-    Setting("max_turns", None, _positive_int, "max_turns", "turn limit passed to the agent"),
-    Setting("permission_mode", "acceptEdits", _opt_text, "permission_mode", "Claude Code permission mode"),
-    Setting("allowed_tools", [], _list, "allowed_tools", "tools the agent may use without asking"),
-    Setting("verify", None, _opt_text, "verify", "command that must pass in the worktree"),
-    Setting("interrupt_timeout", 5.0, _seconds, "interrupt_timeout", "wait after SIGINT before SIGTERM"),
-    Setting("terminate_timeout", 5.0, _seconds, "terminate_timeout", "wait after SIGTERM before SIGKILL"),
-    Setting("retries", 2, _non_negative_int, "retries", "retries per task for retryable failures"),
-    Setting("run_timeout", None, _seconds_or_off, "run_timeout_seconds", "whole-run timeout (bare number = seconds)"),
-    Setting("stall_timeout", 900.0, _seconds_or_off, "stall_timeout_seconds", "no agent event for this long = stalled; off"),
-    Setting("launch_stagger", 0.5, _seconds_or_zero, "launch_stagger", "pause between launches"),
-    Setting("min_free_memory", 512 * 2**20, _size, "min_free_memory", "launches wait below this much free memory"),
-    Setting("min_free_disk", 1024 * 2**20, _size, "min_free_disk", "launches wait below this much free disk"),
-    Setting("backoff_base", 5.0, _seconds_or_zero, "backoff_base", "first retry delay"),
-    Setting("backoff_cap", 300.0, _seconds_or_zero, "backoff_cap", "longest retry delay"),
-    Setting("breaker_threshold", 3, _positive_int, "breaker_threshold", "same permanent failure this often stops launches"),
-    Setting("max_budget_usd", None, _opt_money, "max_budget_usd", "per-task budget in USD (passed to the agent)"),
-    Setting("run_budget_usd", None, _opt_money, "run_budget_usd", "no task starts once the run spent this (USD)"),
-    Setting("backend", "local", _choice("local", "dask", "dask-local"), "backend", "where tasks run"),
-    Setting("scheduler", None, _opt_text, "scheduler", "Dask scheduler address for backend dask"),
-    Setting("worktree_pool", None, _opt_non_negative_int, "worktree_pool",
-            "finished clean worktrees kept for reuse (default max_parallel; 0 = off)"),
-    Setting("context", None, _opt_text, "context", "file included in every task's prompt (default prompts/_context.md)"),
-    Setting("setup", None, _opt_text, "setup", "shell command run in each new worktree"),
-    Setting("teardown", None, _opt_text, "teardown", "shell command run before a worktree is removed"),
-    Setting("port_range", None, _port_range, "port_range", "range $PORT is allocated from, e.g. 8000-8099"),
-    Setting("worktree_include", ".worktreeinclude", _include, "worktree_include",
-            "patterns file of git-ignored files copied into worktrees"),
+    # What the agent is and how it is driven (also taken by `plan`, whose commands show them).
+    S("agent", "claude", v.TEXT, "agent CLI: claude, codex, gemini, aider; front matter `agent` wins", group="agent",
+      metavar="NAME"),
+    S("agent_cmd", None, v.COMMAND, "any command as the agent, e.g. 'tool --prompt-file {prompt_file}' "
+      "(placeholders {prompt_file} {worktree} {task_id} {branch} {run_id}); success by exit code", group="agent"),
+    S("agent_args", [], v.LIST, "extra argument for the agent (repeatable)", group="agent", aliases=("--agent-arg",),
+      metavar="ARG"),
+    S("model", None, v.OPTIONAL_TEXT, "model passed to the agent; front matter `model` wins", group="agent",
+      metavar="MODEL"),
+    S("max_turns", None, v.OPTIONAL_POSITIVE_COUNT, "turn limit passed to the agent; front matter wins",
+      group="agent"),
+    S("permission_mode", "acceptEdits", v.OPTIONAL_TEXT,
+      "Claude Code permission mode; git status/diff/log/add/commit are always allowed", group="agent", metavar="MODE"),
+    S("allowed_tools", [], v.LIST, "more tools the agent may use unasked (repeatable)", group="agent",
+      metavar="TOOL"),
+    S("context", None, v.PATH, "file included in every task's prompt", group="agent",
+      default_text="prompts/_context.md", metavar="FILE"),
+    S("max_budget_usd", None, v.MONEY, "per-task budget, passed to the agent where supported", group="agent"),
+    S("verify", None, v.COMMAND, "shell command that must pass in the worktree for a task to count as done",
+      group="agent"),
+    S("base", None, v.OPTIONAL_TEXT, "commit, branch or tag every task branches from", field="base_ref",
+      group="plan", default_text="HEAD", metavar="REF"),
+    # How the run is scheduled.
+    S("max_parallel", 4, v.PARALLEL, "tasks running at once; `auto` sizes it from CPUs and memory"),
+    S("timeout", DEFAULT_TASK_TIMEOUT, v.HOURS,
+      "per task (`90s`, `30m`, `2h`; a bare number means hours); front matter `timeout` wins",
+      field="task_timeout_seconds"),
+    S("run_timeout", None, v.SECONDS_OR_OFF, "the whole run: running tasks end `timeout`, the rest `cancelled`",
+      field="run_timeout_seconds"),
+    S("stall_timeout", 900.0, v.SECONDS_OR_OFF,
+      "no agent event, no file change and no CPU in the agent's process tree for this long = stalled",
+      field="stall_timeout_seconds"),
+    S("retries", 2, v.COUNT, "extra attempts for transient failures (API overloaded or rate limited, crashed, "
+      "killed, stalled)"),
+    S("retry_backoff", 5.0, v.SECONDS_OR_ZERO,
+      "base of the exponential backoff with full jitter; a rate limit waits for its reset", field="backoff_base"),
+    S("retry_backoff_cap", 300.0, v.SECONDS_OR_ZERO, "longest wait between attempts", field="backoff_cap"),
+    S("breaker_threshold", 3, v.POSITIVE_COUNT,
+      "the same permanent failure this many times stops new launches ('not logged in': at once)"),
+    S("interrupt_timeout", 5.0, v.SECONDS, "grace after SIGINT before SIGTERM when stopping an agent"),
+    S("terminate_timeout", 5.0, v.SECONDS, "grace after SIGTERM before SIGKILL when stopping an agent"),
+    S("launch_stagger", 0.5, v.SECONDS_OR_ZERO,
+      "jittered pause between launches (simultaneous `claude` starts corrupt its settings)"),
+    S("min_free_memory", 512 * 2**20, v.SIZE, "new launches wait while available memory is below this"),
+    S("min_free_disk", 1024 * 2**20, v.SIZE, "new launches wait while free disk is below this"),
+    S("run_budget_usd", None, v.MONEY, "once the run has spent this much, no new task starts"),
+    S("backend", "local", v.choice("local", "dask", "dask-local"),
+      "where tasks run: local subprocesses, a Dask cluster (--scheduler), or an in-process Dask cluster"),
+    S("scheduler", None, v.OPTIONAL_TEXT, "Dask scheduler for --backend dask, e.g. tcp://10.0.0.5:8786", metavar="ADDRESS"),
+    # Where things go.
+    S("monitoring_dir", None, v.PATH, "where the registry JSON goes", default_text=".gadugi/monitoring", metavar="DIR"),
+    S("worktrees_dir", ".worktrees", v.TEXT, "where task worktrees are created (relative to the repository)", metavar="DIR"),
+    S("branch_prefix", "gadugi/", v.TEXT, "prefix of task branch names", metavar="PREFIX"),
+    S("worktree_pool", None, v.OPTIONAL_COUNT,
+      "keep up to N clean finished worktrees and recycle them for later tasks (0 = off)",
+      default_text="--max-parallel"),
+    S("worktree_cleanup", "auto", v.choice("auto", "keep", "cleanup"),
+      "which worktrees are removed after the run: auto keeps those with work in them or failed",
+      shortcuts=(("--keep-worktrees", "keep", "Keep every task's worktree."),
+                 ("--cleanup-worktrees", "cleanup", "Remove every clean worktree, failed ones too."))),
+    S("fallback", True, v.SWITCH,
+      "run one at a time in the main checkout when worktrees cannot be made (--no-fallback: fail)",
+      field="fallback_to_sequential"),
+    S("setup", None, v.COMMAND, "shell command run in each new worktree (with $PORT, $GADUGI_WORKTREE, ...)"),
+    S("teardown", None, v.COMMAND, "shell command run before a worktree is removed"),
+    S("port_range", None, v.PORT_RANGE, "range the setup hook's $PORT is allocated from, e.g. 8000-8099"),
+    S("worktree_include", ".worktreeinclude", v.INCLUDE,
+      "patterns file of git-ignored files (such as .env) copied into each new worktree; false = none"),
+    # What the run tells others.
+    S("log_format", "text", v.choice("text", "json"),
+      "run log: .gadugi/runs/<run-id>/orchestrator.log or orchestrator.jsonl", field=None),
+    S("notify_cmd", None, v.COMMAND, "shell command run on task end, on a task needing attention and on run end "
+      "(JSON on stdin)", field=None),
+    S("notify_url", None, v.OPTIONAL_TEXT, "POST a JSON notification to this URL on the same events", field=None, metavar="URL"),
+    S("metrics_file", None, v.PATH, "Prometheus textfile for node_exporter", field=None,
+      default_text=".gadugi/monitoring/metrics.prom", metavar="FILE"),
 )
+del S
 BY_KEY = {s.key: s for s in SETTINGS}
-
-# CLI parameter names (click's) that differ from the file key, with how to turn them into it.
-CLI_ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "base_ref": ("base", lambda v: v),
-    "no_fallback": ("fallback", lambda v: not v),
-    "retry_backoff": ("backoff_base", lambda v: v),
-}
+BY_ENV = {s.env: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -250,12 +178,14 @@ class ResolvedSettings:
         """Keyword arguments for OrchestrationConfig, by its field names (`auto` resolved)."""
         out: dict[str, Any] = {}
         for setting in SETTINGS:
+            if setting.config_field is None:
+                continue
             value = self.values[setting.key].value
             if setting.key == "max_parallel":
                 value = parse_max_parallel(str(value))
             elif setting.key == "monitoring_dir" and value is not None:
                 value = Path(value)
-            out[setting.field] = value
+            out[setting.config_field] = value
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -287,11 +217,33 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
 
 
+def suggestion(name: str, known: Sequence[str]) -> str:
+    """` (did you mean 'x'?)`, or `` when nothing is close."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _checked(table: Mapping[str, Any], path: Path, source: str) -> dict[str, tuple[Any, str]]:
     for key in table:
+        if key in RENAMED:
+            raise InputError(f"{path}: setting {key!r} is now called {RENAMED[key]!r}")
         if key not in BY_KEY:
-            raise InputError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(BY_KEY))})")
+            hint = suggestion(key, list(BY_KEY)) or f" (known: {', '.join(sorted(BY_KEY))})"
+            raise InputError(f"{path}: unknown setting {key!r}{hint}")
     return {key: (value, source) for key, value in table.items()}
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a `GADUGI_*` variable that looks like a setting but is not one: it would be ignored."""
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in BY_ENV or name in CHILD_ENV:
+            continue
+        old = name.removeprefix(ENV_PREFIX).lower()
+        if old in RENAMED:
+            raise InputError(f"{name} is now called {BY_KEY[RENAMED[old]].env}")
+        hint = suggestion(name, list(BY_ENV))
+        if hint:
+            raise InputError(f"{name} is not a setting{hint}")
 
 
 def resolve_settings(
@@ -299,21 +251,15 @@ def resolve_settings(
 ) -> ResolvedSettings:
     """Every run option with its value and source.
 
-    `cli_values` holds only options given explicitly on the command line, by click parameter name
-    (`base_ref` and `no_fallback` are mapped to `base` and `fallback`; names that are not run
-    options, like `dry_run`, are ignored). Sequences from `multiple=True` options count as given
-    only when non-empty.
+    `cli_values` holds only options given explicitly on the command line, by click parameter name,
+    which is the setting's key (names that are not run options, like `dry_run`, are ignored).
     """
-    cli: dict[str, Any] = {}
-    for name, value in cli_values.items():
-        key, convert = CLI_ALIASES.get(name, (name, lambda v: v))
-        if key in BY_KEY:
-            cli[key] = convert(list(value) if isinstance(value, tuple) else value)
+    check_environment(environ)
     files = load_file_values(project_root)
     resolved: dict[str, Resolved] = {}
     for setting in SETTINGS:
-        if setting.key in cli:
-            raw, source, what = cli[setting.key], "cli", f"--{setting.key.replace('_', '-')}"
+        if setting.key in cli_values:
+            raw, source, what = cli_values[setting.key], "cli", setting.flag
         elif setting.env in environ:
             raw, source, what = environ[setting.env], f"env:{setting.env}", setting.env
         elif setting.key in files:
@@ -322,8 +268,7 @@ def resolve_settings(
         else:
             resolved[setting.key] = Resolved(setting.key, setting.default, "default")
             continue
-        value = raw if source == "cli" and _already_typed(setting, raw) else setting.parse(raw, what)
-        resolved[setting.key] = Resolved(setting.key, value, source)
+        resolved[setting.key] = Resolved(setting.key, setting.type.parse(raw, what), source)
     return ResolvedSettings(resolved)
 
 
@@ -332,27 +277,21 @@ def cli_overrides(project_root: Path, cli_values: Mapping[str, Any]) -> dict[str
     what `resume` lays over the options the run was started with."""
     resolved = resolve_settings(project_root, cli_values, {})
     kwargs = resolved.config_kwargs()
-    return {s.field: kwargs[s.field] for s in SETTINGS if resolved.values[s.key].source == "cli"}
-
-
-def _already_typed(setting: Setting, raw: Any) -> bool:
-    # click already converted these (IntRange, flags, multiple); the rest are parsed like env strings.
-    return isinstance(raw, (bool, list)) or (isinstance(raw, int) and setting.key in ("max_turns", "retries"))
+    return {
+        s.config_field: kwargs[s.config_field]
+        for s in SETTINGS
+        if s.config_field is not None and resolved.values[s.key].source == "cli"
+    }
 
 
 def describe(settings: ResolvedSettings) -> Sequence[tuple[str, str, str]]:
-    """(key, value, source) rows for printing."""
+    """(key, value, source) rows for printing, each value as it would be typed (`2h`, `512M`)."""
     rows = []
     for setting in SETTINGS:
         r = settings.values[setting.key]
-        value = r.value
-        if isinstance(value, list):
-            shown = ",".join(value) if value else "(none)"
-        elif isinstance(value, tuple):
-            shown = f"{value[0]}-{value[1]}"
-        elif value is None:
-            shown = "(unset)"
+        if r.value is None or r.value == []:
+            shown = f"({setting.default_text})" if setting.default_text and r.value is None else "(unset)"
         else:
-            shown = str(value)
+            shown = setting.type.show(r.value)
         rows.append((setting.key, shown, r.source))
     return rows

@@ -5,6 +5,7 @@ from orchestrator.errors import InputError
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3,
                "t": 1024**4, "tb": 1024**4}
+SIZE_SUFFIXES = (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024))  # how sizes are written back
 
 
 def parse_size(text: str, *, what: str) -> int:
