@@ -7,7 +7,8 @@ from orchestrator.cli.main import main as cli_main
 
 
 def main() -> None:
-    sys.exit(cli_main(standalone_mode=True))
+    # One name in every usage line, however it was started (run_orchestrator.sh uses `python -m`).
+    sys.exit(cli_main(prog_name="orchestrator", standalone_mode=True))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """One error base for everything the user can cause or fix; the CLI maps it to exit code 1."""
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class OrchestratorError(Exception):
     """An expected failure with a one-line message meant for the user."""
@@ -28,3 +31,10 @@ class AgentUnavailable(OrchestratorError):
 
 class StateError(OrchestratorError):
     """State files are locked by another run, corrupt or inconsistent."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when one known name is close to `name`, else ``: the one place every
+    "not found" message (options, keys, prompt names, task ids, agents, runs) gets its suggestion."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""

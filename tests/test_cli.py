@@ -103,8 +103,13 @@ def test_bare_prompt_names_default_to_run(repo_with_prompt: Path) -> None:
 
 
 def test_python_dash_m_help() -> None:
+    """run_orchestrator.sh starts `python -m orchestrator`; the usage line still names `orchestrator`."""
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True, check=True)
     assert "run" in proc.stdout and "plan" in proc.stdout
+    assert proc.stdout.startswith("Usage: orchestrator [OPTIONS]")
+    bad = subprocess.run([sys.executable, "-m", "orchestrator", "run", "--max-paralel", "2"], capture_output=True,
+                         text=True)
+    assert "Usage: orchestrator run [OPTIONS]" in bad.stderr and "python -m" not in bad.stderr
 
 
 def test_every_module_imports_alone() -> None:

@@ -16,7 +16,6 @@ we need anyway per key (source tracking, one parser per option shared with the C
 """
 from __future__ import annotations
 
-import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 from orchestrator.config import values as v
 from orchestrator.config.model import DEFAULT_TASK_TIMEOUT, parse_max_parallel
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, did_you_mean
 
 CONFIG_FILE = ".gadugi/config.toml"
 PYPROJECT = "pyproject.toml"
@@ -217,18 +216,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
 
 
-def suggestion(name: str, known: Sequence[str]) -> str:
-    """` (did you mean 'x'?)`, or `` when nothing is close."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _checked(table: Mapping[str, Any], path: Path, source: str) -> dict[str, tuple[Any, str]]:
     for key in table:
         if key in RENAMED:
             raise InputError(f"{path}: setting {key!r} is now called {RENAMED[key]!r}")
         if key not in BY_KEY:
-            hint = suggestion(key, list(BY_KEY)) or f" (known: {', '.join(sorted(BY_KEY))})"
+            hint = did_you_mean(key, list(BY_KEY)) or f" (known: {', '.join(sorted(BY_KEY))})"
             raise InputError(f"{path}: unknown setting {key!r}{hint}")
     return {key: (value, source) for key, value in table.items()}
 
@@ -241,7 +234,7 @@ def check_environment(environ: Mapping[str, str]) -> None:
         old = name.removeprefix(ENV_PREFIX).lower()
         if old in RENAMED:
             raise InputError(f"{name} is now called {BY_KEY[RENAMED[old]].env}")
-        hint = suggestion(name, list(BY_ENV))
+        hint = did_you_mean(name, list(BY_ENV))
         if hint:
             raise InputError(f"{name} is not a setting{hint}")
 
