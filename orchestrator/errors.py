@@ -33,8 +33,14 @@ class StateError(OrchestratorError):
     """State files are locked by another run, corrupt or inconsistent."""
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` when one known name is close to `name`, else ``: the one place every
-    "not found" message (options, keys, prompt names, task ids, agents, runs) gets its suggestion."""
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name `name` is probably a typo of: the one place every "not found" message
+    (options, keys, prompt names, task ids, agents, runs) gets its suggestion from."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)`, or `` when nothing is close."""
+    match = closest(name, known)
+    return f" (did you mean {match!r}?)" if match else ""

@@ -50,14 +50,29 @@ def test_duplicates_kept_once_in_order(root: Path) -> None:
     assert resolve(["b", "a.md", "prompts/b.md", "a"], root) == [root / "prompts" / "b.md", root / "prompts" / "a.md"]
 
 
-def test_missing_lists_every_candidate(root: Path) -> None:
+def test_missing_says_where_it_looked(root: Path) -> None:
     with pytest.raises(InputError) as info:
         resolve(["foo"], root)
-    message = str(info.value)
-    assert message.startswith("prompt 'foo' not found (looked for: ")
-    for path in [root / "foo", root / "foo.md", root / "prompts" / "foo", root / "prompts" / "foo.md"]:
-        assert str(path) in message
-    assert "\n" not in message
+    assert str(info.value) == "prompt 'foo' not found in ./, prompts/ (3 prompt files there)"
+
+
+@pytest.mark.parametrize(("name", "hint"), [
+    ("03-wraping.md", "(did you mean 'prompts/03-wrapping.md'?)"),
+    ("prompts/topp", "(did you mean 'top.md'?)"),
+    ("wrap-bug", ": it is the id of the task in prompts/03-wrapping.md; pass that file"),
+])
+def test_missing_names_the_prompt_meant(root: Path, name: str, hint: str) -> None:
+    (root / "prompts" / "03-wrapping.md").write_text("---\nid: wrap-bug\ndepends_on: [a]\n---\n# Wrap\n")
+    with pytest.raises(InputError) as info:
+        resolve([name], root)
+    assert str(info.value) == f"prompt '{name}' not found{' ' if hint.startswith('(') else ''}{hint}"
+
+
+def test_suggestions_are_relative_to_where_the_user_is(root: Path) -> None:
+    with pytest.raises(InputError, match=r"did you mean '\.\./top\.md'"):
+        resolve(["tops"], root, root / "other")
+    with pytest.raises(InputError, match=r"not found in \./, \.\./prompts/, \.\./ \(4 prompt files there\)"):
+        resolve(["zzz"], root, root / "other")
 
 
 def test_directory_is_rejected(root: Path) -> None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, closest
 
 PROMPTS_DIR = "prompts"
 
@@ -19,6 +19,7 @@ _QUOTES = "`'\"\u201c\u201d\u2018\u2019"
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+(.*)$")
 _SEPARATORS = re.compile(r"[\s,]+")
 _NAME = re.compile(r"[^\s:]*[A-Za-z0-9][^\s:]*")
+_FRONT_MATTER_ID = re.compile(r"\A---[ \t]*\n(?:.*\n)*?id:[ \t]*['\"]?([^'\"\n]+?)['\"]?[ \t]*\n(?:.*\n)*?---", re.MULTILINE)
 
 
 def _unquote(name: str) -> str:
@@ -54,8 +55,42 @@ def resolve_prompt_path(name: str, *, cwd: Path, project_root: Path) -> Path:
     for path in candidates:
         if path.is_dir():
             raise InputError(f"prompt '{clean}': {path} is a directory, not a prompt file")
-    looked = ", ".join(str(p) for p in candidates)
-    raise InputError(f"prompt '{clean}' not found (looked for: {looked})")
+    raise InputError(f"prompt '{clean}' not found{_hint(clean, cwd.resolve(), project_root.resolve())}")
+
+
+def _hint(name: str, cwd: Path, root: Path) -> str:
+    """Where the user probably meant: the prompt file whose task id is `name`, else the closest name."""
+    known: dict[str, Path] = {}
+    for folder in dict.fromkeys((cwd, root / PROMPTS_DIR, root)):
+        for path in sorted(folder.glob("*.md")) if folder.is_dir() else ():
+            if path.is_file():
+                known.setdefault(path.stem, path)
+    shown = {stem: _shown(path, cwd) for stem, path in known.items()}
+    wanted = Path(name).name.removesuffix(".md")
+    for stem, path in known.items():
+        if _task_id(path) == wanted:
+            return f": it is the id of the task in {shown[stem]}; pass that file"
+    match = closest(wanted, known)
+    if match is not None:
+        return f" (did you mean {shown[match]!r}?)"
+    places = ", ".join(dict.fromkeys(_shown(p, cwd) + "/" for p in (cwd, root / PROMPTS_DIR, root) if p.is_dir()))
+    return f" in {places} ({len(known)} prompt files there)"
+
+
+def _shown(path: Path, cwd: Path) -> str:
+    """A path as the user would type it from where they are."""
+    relative = os.path.relpath(path, cwd)
+    return str(path) if relative.startswith("../..") else relative
+
+
+def _task_id(path: Path) -> str | None:
+    """The `id:` in a prompt's front matter, read leniently: only for a suggestion."""
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return None
+    found = _FRONT_MATTER_ID.match(head)
+    return found.group(1).strip() if found else None
 
 
 def resolve_prompt_paths(names: Sequence[str], *, cwd: Path, project_root: Path) -> list[Path]:

@@ -31,6 +31,7 @@ from orchestrator.models import (
 from orchestrator.observe.report import write_reports
 from orchestrator.observe.run_segments import read_run_timing
 from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
+from orchestrator.plan.inputs import resolve_prompt_paths
 from orchestrator.run.engine import EngineSettings, ExecutionEngine, Observer
 from orchestrator.run.maintenance import find_run
 from orchestrator.run.promptgen import render_prompt, render_retry_prompt, write_prompt
@@ -131,8 +132,11 @@ class OrchestratorCoordinator:
         path = self.context_file()
         return path.read_text(encoding="utf-8", errors="replace") if path is not None else None
 
-    def plan(self, prompt_files: Sequence[Path]) -> tuple[Plan, Analysis]:
-        """Parse, analyse and name everything, creating nothing."""
+    def plan(self, prompts: Sequence[str | os.PathLike[str]]) -> tuple[Plan, Analysis]:
+        """Parse, analyse and name everything, creating nothing. Prompts are named as on the
+        command line: paths, or names relative to the current directory or to prompts/."""
+        prompt_files = resolve_prompt_paths([os.fspath(p) for p in prompts], cwd=Path.cwd(),
+                                            project_root=self.project_root)
         base_ref = self.config.base_ref or "HEAD"
         base_sha = git.rev_parse(self.project_root, base_ref)
         if base_sha is None:
@@ -157,8 +161,9 @@ class OrchestratorCoordinator:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def orchestrate(self, prompt_files: Sequence[Path], *, observer: Observer | None = None) -> OrchestrationResult:
-        plan, _ = self.plan(prompt_files)
+    def orchestrate(self, prompts: Sequence[str | os.PathLike[str]], *,
+                    observer: Observer | None = None) -> OrchestrationResult:
+        plan, _ = self.plan(prompts)
         env = self.config.environment()
         if plan.tasks:
             # Workers of a remote cluster have their own agent CLI; only a local run needs ours.
