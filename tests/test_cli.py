@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -138,3 +139,24 @@ def test_a_reader_that_goes_away_is_not_a_crash(repo_with_prompt: Path) -> None:
     assert proc.returncode == 141, err
     assert b"unexpected" not in err and b"Traceback" not in err
     assert not list(repo_with_prompt.glob(".gadugi/crash-*.log"))
+
+
+def test_plan_says_what_the_engine_will_do(make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dependencies are waits; a conflict keeps two tasks apart in either order: no invented levels."""
+    repo = make_repo({
+        "src/x.py": "X = 1\n",
+        "prompts/a.md": "# A\nDo a.\n",
+        "prompts/b.md": "---\ndepends_on: [a]\n---\n# B\nDo b.\n",
+        "prompts/c.md": "---\nfiles: [src/x.py]\npriority: 1\n---\n# C\nEdit x.\n",
+        "prompts/d.md": "---\nfiles: [src/x.py]\n---\n# D\nEdit x too.\n",
+    })
+    monkeypatch.chdir(repo)
+    result = invoke(["plan", "a", "b", "c", "d"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "level" not in out and "side by side" not in out
+    assert "Ready at the start, in the order they are started: c, a, d\n" in out
+    assert "  b after a: b depends on a (front matter depends_on)\n" in out
+    assert "Never at the same time (either order; the first to be ready goes first):\n  c / d: c and d both touch src/x.py" in out
+    data = json.loads(invoke(["plan", "a", "b", "c", "d", "--json"]).output)
+    assert {"total_tasks", "parallelizable_tasks", "sequential_tasks", "execution_groups", "groups"} <= set(data)

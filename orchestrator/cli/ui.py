@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import click
 
 from orchestrator.config.durations import format_duration
-from orchestrator.models import OrchestrationResult, Plan, TaskStatus
-from orchestrator.plan.analyzer import execution_groups, plan_json
+from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus
+from orchestrator.plan.analyzer import longest_remaining_path, plan_json
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -25,9 +25,7 @@ def print_plan(plan: Plan, warnings: Sequence[str], *, as_json: bool, stdin_note
         data["warnings"] = list(warnings)
         click.echo(json.dumps(data, indent=2))
         return
-    groups = execution_groups([t.spec for t in plan.tasks], plan.edges)
-    click.echo(f"Plan: {len(plan.tasks)} task(s), base {plan.base_ref} = {plan.base_sha[:12]}, "
-               f"{len(groups)} level(s) of ordering")
+    click.echo(f"Plan: {len(plan.tasks)} task(s), base {plan.base_ref} = {plan.base_sha[:12]}")
     for planned in plan.tasks:
         spec = planned.spec
         click.echo(f"\n  {spec.id}  \"{spec.title}\"  (priority {spec.priority})")
@@ -40,17 +38,34 @@ def print_plan(plan: Plan, warnings: Sequence[str], *, as_json: bool, stdin_note
             click.echo(f"    verify:   {spec.verify}")
         suffix = " < prompt.md" if stdin_note and "{prompt_file}" not in " ".join(planned.agent_command) else ""
         click.echo(f"    command:  {shlex.join(planned.agent_command)}{suffix}")
-    if plan.edges:
-        click.echo("\nOrdering:")
-        for edge in plan.edges:
-            click.echo(f"  {edge.before} -> {edge.after}  [{edge.kind.value}] {edge.reason}")
-    click.echo("\nCan run side by side:")
-    for i, group in enumerate(groups, 1):
-        click.echo(f"  level {i}: {', '.join(group)}")
+    _print_schedule(plan)
     for skipped in plan.skipped:
         click.echo(f"\nSkipped {skipped.id}: {skipped.skip_reason}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _print_schedule(plan: Plan) -> None:
+    """What the engine will do with the plan: dependencies are waits (and pass work along);
+    conflicts only keep two tasks apart, in whichever order the run reaches them."""
+    waits = [e for e in plan.edges if e.kind == EdgeKind.DEPENDENCY]
+    apart = [e for e in plan.edges if e.kind == EdgeKind.CONFLICT]
+    waiting = {e.after for e in waits}
+    remaining = longest_remaining_path([t.spec for t in plan.tasks], plan.edges)
+    # The engine's order among ready tasks: priority (1 first), longest remaining path, input order.
+    ready = [t.spec.id for t in sorted(plan.tasks, key=lambda t: (t.spec.priority, -remaining.get(t.spec.id, 1),
+                                                                   t.spec.index))
+             if t.spec.id not in waiting]
+    if ready:
+        click.echo(f"\nReady at the start, in the order they are started: {', '.join(ready)}")
+    if waits:
+        click.echo("\nWaits for (starts from that work, after it completed):")
+        for edge in waits:
+            click.echo(f"  {edge.after} after {edge.before}: {edge.reason}")
+    if apart:
+        click.echo("\nNever at the same time (either order; the first to be ready goes first):")
+        for edge in apart:
+            click.echo(f"  {edge.before} / {edge.after}: {edge.reason}")
 
 
 def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
