@@ -15,6 +15,9 @@ if [ ! -x "$py" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$py" -c 
   "$python" -m venv "$venv"
   "$py" -m pip install --quiet --disable-pip-version-check -e ".[dev]" >&2
   printf '%s\n' "$want" > "$stamp"
+  # The same install is what run_orchestrator.sh needs (tests run it): it must not reinstall
+  # into this venv while other tests use it.
+  printf '%s\n' "$want" > "$venv/.gadugi-installed"
 fi
 
 # The real Claude Code CLI (pinned) for the integration tests, into the git-ignored .tools/;

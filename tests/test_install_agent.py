@@ -1,6 +1,10 @@
 """`orchestrator install-agent`: packaged agent files into another repository, never clobbering."""
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +15,8 @@ from orchestrator.agents.install import (
     AGENT_FILES,
     InstallAction,
     install_agents,
+    installed_agent,
+    launcher,
     packaged_agent,
 )
 from orchestrator.cli.commands.install_agent import command
@@ -39,7 +45,7 @@ def test_install_then_reinstall_is_a_no_op(make_repo: Callable[..., Path]) -> No
     assert first.exit_code == 0, first.output
     assert first.output.splitlines() == [f"created  {repo / '.claude/agents' / n}" for n in AGENT_FILES]
     for name in AGENT_FILES:
-        assert (repo / ".claude" / "agents" / name).read_text(encoding="utf-8") == packaged_agent(name)
+        assert (repo / ".claude" / "agents" / name).read_text(encoding="utf-8") == installed_agent(name, launcher())
     again = CliRunner().invoke(cli(), ["install-agent", str(repo / ".claude")])  # any dir inside the repo
     assert again.exit_code == 0 and again.output.count("unchanged") == 2
 
@@ -54,7 +60,7 @@ def test_changed_file_is_refused_without_force(make_repo: Callable[..., Path]) -
 
     forced = CliRunner().invoke(cli(), ["install-agent", str(repo), "--force"])
     assert forced.exit_code == 0 and forced.output.splitlines()[1].startswith("replaced ")
-    assert (repo / ".claude/agents/workflow-manager.md").read_text() == packaged_agent("workflow-manager.md")
+    assert (repo / ".claude/agents/workflow-manager.md").read_text() == installed_agent("workflow-manager.md", launcher())
 
 
 def test_core_returns_data_and_rejects_non_repositories(tmp_path: Path, make_repo: Callable[..., Path]) -> None:
@@ -64,3 +70,25 @@ def test_core_returns_data_and_rejects_non_repositories(tmp_path: Path, make_rep
         install_agents(tmp_path / "missing")
     result = CliRunner().invoke(cli(), ["install-agent", str(tmp_path)])
     assert result.exit_code == 1 and "error:" in result.output
+
+
+def test_the_installed_agent_runs_this_orchestrator_in_another_repository(make_repo: Callable[..., Path]) -> None:
+    """The agent's own commands, run as Claude Code would run them, in a fresh repository that has
+    no run_orchestrator.sh."""
+    repo = make_repo({"prompts/a.md": "# Task A\nDo it.\n", "prompts/b.md": "# Task B\nDo b.\n"})
+    install_agents(repo)
+    text = (repo / ".claude/agents/orchestrator-agent.md").read_text(encoding="utf-8")
+    assert "./run_orchestrator.sh" not in text
+    # The code blocks sit in a numbered list; as markdown, their indentation is not part of them.
+    blocks = [textwrap.dedent(b) for b in re.findall(r"^ *```bash\n(.*?)^ *```", text, re.DOTALL | re.MULTILINE)]
+    [plan_step] = [b for b in blocks if " plan --stdin" in b]
+    script = plan_step.replace("<the user's list, one per line>", "a.md\nprompts/b.md")
+    proc = subprocess.run(["bash", "-c", script], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Plan: 2 task(s)") and "gadugi/b" in proc.stdout
+
+
+def test_launcher_prefers_this_installation() -> None:
+    command = launcher()
+    assert command == "orchestrator" or Path(shlex.split(command)[0]).exists()
+    assert "orchestrator" in command

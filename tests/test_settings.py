@@ -149,7 +149,8 @@ def test_a_misspelled_variable_is_refused(tmp_path: Path, name: str, message: st
 
 
 def test_variables_this_tool_sets_for_its_children_are_not_mistaken_for_settings(tmp_path: Path) -> None:
-    env = {"GADUGI_WORKTREE": "/w", "GADUGI_BRANCH": "gadugi/x", "GADUGI_TASK_ID": "x", "GADUGI_UNRELATED_THING": "1"}
+    env = {"GADUGI_WORKTREE": "/w", "GADUGI_BRANCH": "gadugi/x", "GADUGI_TASK_ID": "x", "GADUGI_UNRELATED_THING": "1",
+           "GADUGI_VENV": "/opt/venv"}
     assert resolve_settings(tmp_path, {}, env)["worktrees_dir"] == ".worktrees"
 
 

@@ -2,6 +2,9 @@
 `/agent:orchestrator-agent` works there; never overwrite a file someone changed unless forced."""
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
@@ -12,6 +15,8 @@ from orchestrator.state.atomic import write_text_atomic
 
 AGENT_FILES = ("orchestrator-agent.md", "workflow-manager.md")
 TARGET_DIR = Path(".claude") / "agents"
+PACKAGED_LAUNCHER = "./run_orchestrator.sh"  # what the shipped files run: right only in this project
+LAUNCH_SCRIPT = Path(__file__).resolve().parents[2] / "run_orchestrator.sh"  # present in a checkout
 
 
 class InstallAction(str, Enum):
@@ -39,14 +44,34 @@ def packaged_agent(name: str) -> str:
     return resources.files("orchestrator").joinpath("data", "agents", name).read_text(encoding="utf-8")
 
 
-def install_agents(repo: Path, *, force: bool = False) -> list[InstallResult]:
+def launcher() -> str:
+    """The command that runs this very orchestrator from any repository: `orchestrator` when the
+    one on PATH is this installation, else this checkout's run_orchestrator.sh, else this
+    interpreter with `-m orchestrator`."""
+    on_path = shutil.which("orchestrator")
+    if on_path and Path(on_path).resolve().parent == Path(sys.executable).parent.resolve():
+        return "orchestrator"
+    if LAUNCH_SCRIPT.is_file():
+        return shlex.quote(str(LAUNCH_SCRIPT))
+    return f"{shlex.quote(sys.executable)} -m orchestrator"
+
+
+def installed_agent(name: str, command: str) -> str:
+    """An agent file as installed elsewhere: it runs `command` instead of ./run_orchestrator.sh,
+    which exists only in this project."""
+    return packaged_agent(name).replace(PACKAGED_LAUNCHER, command)
+
+
+def install_agents(repo: Path, *, force: bool = False, command: str | None = None) -> list[InstallResult]:
     """Copy every agent file into `.claude/agents/` at the root of the repository containing
-    `repo`: identical files are left alone, files that differ are replaced only with `force`.
-    Returns one result per file, in order; InputError when `repo` is not in a git repository."""
+    `repo`, running `command` (default: `launcher()`): identical files are left alone, files
+    that differ are replaced only with `force`. Returns one result per file, in order;
+    InputError when `repo` is not in a git repository."""
     target = git.toplevel(repo.resolve()) / TARGET_DIR
+    command = command or launcher()
     results = []
     for name in AGENT_FILES:
-        text = packaged_agent(name)
+        text = installed_agent(name, command)
         path = target / name
         if not path.exists():
             action = InstallAction.CREATED

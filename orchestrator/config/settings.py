@@ -30,9 +30,11 @@ CONFIG_FILE = ".gadugi/config.toml"
 PYPROJECT = "pyproject.toml"
 ENV_PREFIX = "GADUGI_"
 
-# Set by this tool for the programs it starts (agents, setup hooks, notify commands), so a run
-# started from inside one of those sees them: they are not settings, and no typo of one.
-CHILD_ENV = frozenset({
+# Names this tool uses that are not run options: what it sets for the programs it starts (agents,
+# setup hooks, notify commands; a run started from inside one of those sees them), and where the
+# launch scripts keep their virtual environment. Never taken for a misspelled setting.
+NOT_SETTINGS = frozenset({
+    "GADUGI_VENV",
     "GADUGI_RUN_ID", "GADUGI_TASK_ID", "GADUGI_BRANCH", "GADUGI_WORKTREE", "GADUGI_BASE_SHA",
     "GADUGI_ATTEMPT", "GADUGI_PROJECT_ROOT", "GADUGI_EVENT", "GADUGI_STATUS", "GADUGI_ERROR",
     "GADUGI_COST_USD", "GADUGI_DURATION_SECONDS", "GADUGI_ATTENTION", "GADUGI_REASON",
@@ -229,7 +231,7 @@ def _checked(table: Mapping[str, Any], path: Path, source: str) -> dict[str, tup
 def check_environment(environ: Mapping[str, str]) -> None:
     """Refuse a `GADUGI_*` variable that looks like a setting but is not one: it would be ignored."""
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in BY_ENV or name in CHILD_ENV:
+        if not name.startswith(ENV_PREFIX) or name in BY_ENV or name in NOT_SETTINGS:
             continue
         old = name.removeprefix(ENV_PREFIX).lower()
         if old in RENAMED:
