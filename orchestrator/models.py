@@ -5,6 +5,7 @@ added, never renamed, so readers of older files keep working.
 """
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -187,12 +188,28 @@ class AgentOutcome(Model):
     )
 
 
+# `ValueError: x`, `E   assert 1 == 2`, `FAILED tests/t.py::x - ...`, `error: x`, `make: *** [x] Error 2`.
+_ERROR_LINE = re.compile(r"^\w*(Error|Exception)\b|^E\s|^FAILED\b|\berror\b|\*\*\*", re.IGNORECASE)
+
+
 class VerifyResult(Model):
     command: str
     exit_code: int
     passed: bool
     output_tail: str = ""
     duration_seconds: float = 0.0
+
+    def last_lines(self, count: int) -> list[str]:
+        """The end of the check's output, where a traceback or a test runner names what broke."""
+        return [line.rstrip() for line in self.output_tail.rstrip().splitlines()[-count:]]
+
+    def telling_line(self) -> str:
+        """The one line that says what broke: the last that names an error, else the last line."""
+        lines = [line.strip() for line in self.output_tail.splitlines() if line.strip()]
+        for line in reversed(lines):
+            if _ERROR_LINE.search(line):
+                return line
+        return lines[-1] if lines else "no output"
 
 
 class AttemptRecord(Model):
@@ -255,6 +272,9 @@ class TaskSummary(Model):
     tokens: Tokens = Field(default_factory=Tokens)
     session_id: str | None = None
     verify_passed: bool | None = None
+    verify_output: list[str] = Field(
+        default_factory=list, description="When verify failed: the last lines of its output, where the error is named."
+    )
     started_at: str | None = None
     completed_at: str | None = None
 

@@ -172,6 +172,26 @@ def test_verify_decides_success(make_repo, path_with: str) -> None:
     assert tasks["bad"]["status"] == "failed" and "verify failed" in tasks["bad"]["error_message"]
 
 
+def test_a_failed_verify_shows_what_broke(make_repo, path_with: str) -> None:
+    """The summary and report.md show the end of the check's output, where the traceback names the
+    error, not only "exited 1"."""
+    repo = make_repo({"check.py": "import sys\nprint('checking')\ndef f():\n    raise ValueError('the answer is not 42')\n"
+                                  "for i in range(30):\n    print(f'noise {i}')\nf()\n"})
+    write_prompt(repo, "v.md", "id: v\nverify: python3 check.py", "# V\nfake-claude: commit")
+    proc = run_cli(repo, path_with, "run", "v")
+    assert proc.returncode == 1
+    assert "v: verify failed: `python3 check.py` exited 1: ValueError: the answer is not 42" in proc.stdout
+    shown = [line for line in proc.stdout.splitlines() if line.startswith("    | ")]
+    assert shown[-1] == "    | ValueError: the answer is not 42" and 2 <= len(shown) <= 5
+    assert any("raise ValueError" in line for line in shown)
+    run_dir = next((repo / ".gadugi" / "runs").iterdir())
+    report = (run_dir / "report.md").read_text()
+    block = report.split("```\n", 2)[1]
+    assert "Traceback (most recent call last):" in block and block.rstrip().endswith("ValueError: the answer is not 42")
+    [task] = json.loads((run_dir / "report.json").read_text())["tasks"]
+    assert task["verify_output"][-1] == "ValueError: the answer is not 42" and len(task["verify_output"]) == 10
+
+
 def test_missing_agent_one_clear_line(make_repo, tmp_path: Path) -> None:
     repo = make_repo()
     write_prompt(repo, "a.md", "id: a", "# A")

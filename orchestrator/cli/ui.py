@@ -11,6 +11,8 @@ from orchestrator.config.durations import format_duration
 from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus
 from orchestrator.plan.analyzer import longest_remaining_path, plan_json
 
+SUMMARY_VERIFY_LINES = 5  # of a failed verify's output under its task's error line
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
@@ -94,6 +96,8 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
     for t in result.tasks:
         if t.status != TaskStatus.COMPLETED and t.error_message:
             click.echo(f"  {t.task_id}: {t.error_message}" + (f" (worktree kept: {t.worktree})" if t.worktree else ""))
+            for line in t.verify_output[-SUMMARY_VERIFY_LINES:]:
+                click.echo(f"    | {line}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.report_path:

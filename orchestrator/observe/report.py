@@ -10,6 +10,8 @@ from orchestrator.observe.run_segments import RunTiming, busy_time
 from orchestrator.observe.timeline import render_timeline
 from orchestrator.state.atomic import write_json_atomic, write_text_atomic
 
+REPORT_VERIFY_LINES = 20  # of a failed verify's output: enough for a traceback's end
+
 
 def write_reports(
     run_dir: Path,
@@ -88,6 +90,8 @@ def render_markdown(
         if r.verify is not None:
             verdict = "passed" if r.verify.passed else "failed"
             lines.append(f"- Verify `{r.verify.command}`: {verdict} (exit {r.verify.exit_code})")
+            if not r.verify.passed:
+                lines += ["", "```", *r.verify.last_lines(REPORT_VERIFY_LINES), "```", ""]
         if r.commits:
             lines.append(f"- Commits: {', '.join(c[:10] for c in r.commits)}")
         if r.changed_files:

@@ -40,6 +40,9 @@ class EngineFacts(Protocol):
     abort_reason: str | None
 
 
+VERIFY_LINES = 10  # of a failed verify's output, in the result; the summary shows fewer
+
+
 def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSummary:
     costs = [a.cost_usd for a in r.attempts if a.cost_usd is not None]
     if r.outcome.cost_usd is not None:
@@ -62,6 +65,7 @@ def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSumma
         tokens=r.outcome.tokens,
         session_id=r.outcome.session_id,
         verify_passed=r.verify.passed if r.verify else None,
+        verify_output=r.verify.last_lines(VERIFY_LINES) if r.verify and not r.verify.passed else [],
         started_at=r.started_at,
         completed_at=r.completed_at,
     )

@@ -395,7 +395,8 @@ class WorkflowManager:
             return TaskStatus.FAILED, outcome.message or f"agent failed ({outcome.failure})"
         if result.verify is not None and not result.verify.passed:
             result.outcome.failure = "verify_failed"
-            return TaskStatus.FAILED, f"verify failed: `{result.verify.command}` exited {result.verify.exit_code}"
+            verify = result.verify
+            return TaskStatus.FAILED, f"verify failed: `{verify.command}` exited {verify.exit_code}: {verify.telling_line()}"
         return TaskStatus.COMPLETED, ""
 
 
