@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 
 from orchestrator.config.durations import format_duration
-from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus
+from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus, TaskSummary
 from orchestrator.plan.analyzer import longest_remaining_path, plan_json
 
 SUMMARY_VERIFY_LINES = 5  # of a failed verify's output under its task's error line
@@ -93,17 +93,30 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
         click.echo(f"{result.skipped_tasks} prompt(s) skipped as already done")
     if result.total_cost_usd is not None:
         click.echo(f"cost: ${result.total_cost_usd:.4f}")
-    for t in result.tasks:
-        if t.status != TaskStatus.COMPLETED and t.error_message:
-            click.echo(f"  {t.task_id}: {t.error_message}" + (f" (worktree kept: {t.worktree})" if t.worktree else ""))
-            for line in t.verify_output[-SUMMARY_VERIFY_LINES:]:
-                click.echo(f"    | {line}")
+    _print_errors([t for t in result.tasks if t.status != TaskStatus.COMPLETED and t.error_message])
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.report_path:
         click.echo(f"report: {result.report_path}")
     if result.abort_reason:
         click.echo(f"error: {result.abort_reason}", err=True)
+
+
+def _print_errors(tasks: Sequence[TaskSummary]) -> None:
+    """Each task's error line; one cause shared by many tasks (not logged in, a stopped run) is
+    said once, naming them."""
+    by_message: dict[str, list[TaskSummary]] = {}
+    for t in tasks:
+        by_message.setdefault(t.error_message or "", []).append(t)
+    for message, group in by_message.items():
+        if len(group) > 2:
+            names = ", ".join(t.task_id for t in group[:6]) + (", ..." if len(group) > 6 else "")
+            click.echo(f"  {len(group)} tasks ({names}): {message}")
+            continue
+        for t in group:
+            click.echo(f"  {t.task_id}: {message}" + (f" (worktree kept: {t.worktree})" if t.worktree else ""))
+            for line in t.verify_output[-SUMMARY_VERIFY_LINES:]:
+                click.echo(f"    | {line}")
 
 
 def print_error(message: str) -> None:
