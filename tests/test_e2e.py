@@ -323,6 +323,28 @@ def test_not_logged_in_stops_the_run_with_one_line(make_repo, path_with: str, tm
     assert "Traceback" not in proc.stderr
 
 
+def test_only_branches_that_exist_are_reported_and_a_rerun_says_which_it_did_not_reuse(
+        make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# a\nfake-claude: auth")
+    write_prompt(repo, "b.md", "id: b\ndepends_on: [a]", "# b\nfake-claude: commit")
+    proc = run_cli(repo, path_with, "run", "a", "b")
+    assert proc.returncode == 1
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith(("a ", "b "))}
+    assert rows["a"][-1] == "gadugi/a" and rows["b"][-1] == "-"
+    report = next((repo / ".gadugi" / "runs").iterdir()) / "report.md"
+    assert "| b | cancelled |" in report.read_text() and "none (never started)" in report.read_text()
+    assert git(repo, "branch", "--list", "gadugi/b") == ""
+
+    write_prompt(repo, "a.md", "id: a", "# a\nfake-claude: commit")
+    again = run_cli(repo, path_with, "run", "a", "b", "--json")
+    assert again.returncode == 0, again.stderr
+    branches = {t["task_id"]: t["branch"] for t in json.loads(again.stdout)["tasks"]}
+    assert branches == {"a": "gadugi/a-2", "b": "gadugi/b"}
+    assert ("warning: branches from earlier runs are kept, not reused; this run makes new ones: "
+            "gadugi/a -> gadugi/a-2 (") in again.stderr
+
+
 def test_generic_agent_command(make_repo, path_with: str, tmp_path: Path) -> None:
     tool = tmp_path / "my agent"  # a space in the path: arguments never pass through a shell
     tool.mkdir()

@@ -76,7 +76,7 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
         commits = "no changes" if t.no_changes and t.status == TaskStatus.COMPLETED else str(len(t.commits))
         cost = f"${t.cost_usd:.4f}" if t.cost_usd is not None else "-"
         rows.append([t.task_id, t.status.value, format_duration(t.duration_seconds), commits,
-                     str(len(t.changed_files)), cost, t.branch])
+                     str(len(t.changed_files)), cost, t.branch or "-"])
     click.echo("")
     click.echo(table(["task", "status", "duration", "commits", "files", "cost", "branch"], rows))
     speedup = f"{result.parallel_speedup:.2f}x" if result.parallel_speedup else "n/a"

@@ -70,9 +70,10 @@ def render_markdown(
     for row in result.tasks:
         cost = f"${row.cost_usd:.4f}" if row.cost_usd is not None else "-"
         work = "no changes" if row.no_changes and row.status.value == "completed" else str(len(row.commits))
+        branch = f"`{row.branch}`" if row.branch else "none (never started)"
         lines.append(
             f"| {row.task_id} | {row.status.value} | {format_duration(row.duration_seconds)} | {work} | "
-            f"{len(row.changed_files)} | +{row.insertions}/-{row.deletions} | {cost} | `{row.branch}` |"
+            f"{len(row.changed_files)} | +{row.insertions}/-{row.deletions} | {cost} | {branch} |"
         )
     for row in result.tasks:
         r = results.get(row.task_id)

@@ -150,6 +150,13 @@ class OrchestratorCoordinator:
         analysis = TaskAnalyzer(self.project_root, tracked).analyze(list(prompt_files))
         self.warnings.extend(analysis.warnings)
         names = self.worktrees.plan_names([t.id for t in analysis.tasks])
+        renamed = [f"{self.worktrees.first_choice(t.id)} -> {names[t.id][0]}" for t in analysis.tasks
+                   if names[t.id][0] != self.worktrees.first_choice(t.id)]
+        if renamed:
+            self.warnings.append(
+                f"branches from earlier runs are kept, not reused; this run makes new ones: {', '.join(renamed)} "
+                "(`orchestrator clean --branches` removes merged or empty ones)"
+            )
         env = self.config.environment()
         planned = []
         for spec in analysis.tasks:

@@ -51,7 +51,7 @@ def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSumma
         task_id=r.task_id,
         title=planned_title,
         status=r.status,
-        branch=r.branch,
+        branch=r.branch if r.started_at or r.attempts else "",  # a task that never started made no branch
         worktree=r.worktree if r.worktree and Path(r.worktree).exists() and not in_place else "",
         commits=r.commits,
         changed_files=r.changed_files,

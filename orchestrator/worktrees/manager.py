@@ -125,6 +125,10 @@ class WorktreeManager:
         with self._repo_lock():
             git.info_exclude_add(self.project_root, patterns)
 
+    def first_choice(self, task_id: str) -> str:
+        """The branch a task gets when nothing by that name exists yet."""
+        return self.branch_prefix + slugify(task_id)
+
     def plan_names(self, task_ids: Sequence[str]) -> dict[str, tuple[str, Path]]:
         """A new, valid, unique (branch, worktree path) for each task id.
 
