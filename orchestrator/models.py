@@ -223,6 +223,8 @@ class AttemptRecord(Model):
     duration_seconds: float = 0.0
     cost_usd: float | None = None
     retry_delay_seconds: float | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
 
 
 class TaskResult(Model):
