@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from orchestrator.agents import AgentParser, make_parser
+from orchestrator.agents import AgentParser, get_agent
 from orchestrator.agents.aider import (
     AUTH_FIX,
     AiderOutputParser,
@@ -19,7 +19,7 @@ STREAMS = Path(__file__).resolve().parent / "data" / "streams"
 def replay(agent: str, name: str, exit_code: int | None, *, model: str | None = None,
            stderr: str = "") -> tuple[AgentParser, AgentOutcome]:
     """Feed a recorded stream (see data/streams/<agent>/README.md) through the agent's parser."""
-    parser = make_parser(agent, model=model)
+    parser = get_agent(agent).parser(model=model)
     for line in (STREAMS / agent / name).read_text(encoding="utf-8").splitlines():
         parser.feed(line)
     return parser, parser.outcome(exit_code, stderr)

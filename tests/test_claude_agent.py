@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from orchestrator.agents import make_parser
+from orchestrator.agents import get_agent
 from orchestrator.agents.claude import AUTH_FIX, ClaudeStreamParser, build_command, refused_flag
+from orchestrator.errors import InputError
 
 SID = "0b9f7c1e-7a43-4d1e-9a55-3c1f0e6b2d10"
 
@@ -263,7 +264,7 @@ def test_legacy_cost_field() -> None:
     assert parser.outcome(0).cost_usd == 0.5
 
 
-def test_make_parser_by_agent_name() -> None:
-    assert isinstance(make_parser("claude"), ClaudeStreamParser)
-    with pytest.raises(ValueError):
-        make_parser("nope")
+def test_parser_by_agent_name() -> None:
+    assert isinstance(get_agent("claude").parser(), ClaudeStreamParser)
+    with pytest.raises(InputError):
+        get_agent("nope")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from orchestrator.agents import agent_of_command
 from orchestrator.agents.claude import build_command
 from orchestrator.agents.permissions import (
     DEFAULT_ALLOWED_TOOLS,
@@ -102,10 +103,21 @@ def test_the_last_mode_wins_like_the_cli() -> None:
     check_permission_policy(command, euid=ROOT, env=NO_ENV)
 
 
-def test_other_agents_are_not_judged_by_claudes_rules() -> None:
-    check_permission_policy(["codex", "exec", "--permission-mode", "bypassPermissions"], euid=ROOT, env=NO_ENV)
-    check_permission_policy(["aider", "--dangerously-skip-permissions"], euid=ROOT, env=NO_ENV)
-    check_permission_policy([], euid=ROOT, env=NO_ENV)
+@pytest.mark.parametrize("command", [
+    ["codex", "exec", "--permission-mode", "bypassPermissions"],
+    ["aider", "--dangerously-skip-permissions"],
+    ["/opt/tool", "--dangerously-skip-permissions"],
+    [],
+])
+def test_other_agents_are_not_judged_by_claudes_rules(command: list[str]) -> None:
+    agent_of_command(command).check_command(command, euid=ROOT, env=NO_ENV)
+
+
+def test_a_claude_command_line_is_judged_whatever_path_runs_it() -> None:
+    # An --agent-cmd that runs claude gets the same launch checks as --agent claude.
+    command = ["/usr/local/bin/claude", "-p", "--dangerously-skip-permissions"]
+    with pytest.raises(InputError, match="root"):
+        agent_of_command(command).check_command(command, euid=ROOT, env=NO_ENV)
 
 
 def test_env_and_euid_default_to_this_process(monkeypatch: pytest.MonkeyPatch) -> None:

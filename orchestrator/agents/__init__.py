@@ -1,79 +1,53 @@
 """Agent adapters: how to launch each agent CLI headlessly and how to read what it reports.
 
-Every parser has the same surface (`AgentParser`), so the WorkflowManager feeds lines and asks for
-the outcome without knowing which agent ran.
+One module per CLI, each with one `Agent` subclass (see `base`); this registry is the only list
+of them. Adding an agent is writing its module and adding an instance to `AGENTS`.
 """
 from __future__ import annotations
 
-from typing import Protocol
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
 
-from orchestrator.agents.claude import ClaudeStreamParser, StreamEvent, build_command, refused_flag
-from orchestrator.models import AgentOutcome, Tokens
+from orchestrator.agents.aider import AiderAgent
+from orchestrator.agents.base import Agent, AgentParser, Invocation, ParsedEvent
+from orchestrator.agents.claude import ClaudeAgent
+from orchestrator.agents.codex import CodexAgent
+from orchestrator.agents.gemini import GeminiAgent
+from orchestrator.agents.generic import GenericAgent
+from orchestrator.errors import InputError
 
-
-class ParsedEvent(Protocol):
-    @property
-    def type(self) -> str: ...
-
-    @property
-    def summary(self) -> str: ...
-
-
-class AgentParser(Protocol):
-    """What the WorkflowManager reads from a parser for heartbeats and the final outcome."""
-
-    @property
-    def session_id(self) -> str | None: ...
-
-    @property
-    def turns(self) -> int: ...
-
-    @property
-    def cost_usd(self) -> float | None: ...
-
-    @property
-    def tokens(self) -> Tokens: ...
-
-    @property
-    def events(self) -> int: ...
-
-    def feed(self, line: str) -> ParsedEvent | None: ...
-
-    def outcome(self, exit_code: int | None, stderr: str = "") -> AgentOutcome: ...
+GENERIC = GenericAgent()
+AGENTS: tuple[Agent, ...] = (ClaudeAgent(), CodexAgent(), GeminiAgent(), AiderAgent(), GENERIC)
+_BY_NAME = {agent.name: agent for agent in AGENTS}
+if len(_BY_NAME) != len(AGENTS):
+    raise TypeError(f"two agents share a name in {[agent.name for agent in AGENTS]}")
+AGENT_NAMES = tuple(_BY_NAME)
 
 
-def make_parser(agent: str, *, model: str | None = None) -> AgentParser:
-    """The stream parser for an agent name (`claude`, `codex`, `gemini`, `aider`, `generic`).
+def get_agent(name: str) -> Agent:
+    """The agent called `name`; InputError naming the closest known one when there is none."""
+    agent = _BY_NAME.get(name)
+    if agent is not None:
+        return agent
+    close = difflib.get_close_matches(name, AGENT_NAMES, n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise InputError(f"unknown agent {name!r} ({guess}known: {', '.join(AGENT_NAMES)}; or use --agent-cmd)")
 
-    `model` prices the tokens of CLIs that report no dollars (codex needs it; gemini and aider
-    name their model in their output and use this only as a fallback)."""
-    if agent == "claude":
-        return ClaudeStreamParser()
-    if agent == "codex":
-        from orchestrator.agents.codex import CodexStreamParser
 
-        return CodexStreamParser(model=model)
-    if agent == "gemini":
-        from orchestrator.agents.gemini import GeminiStreamParser
-
-        return GeminiStreamParser(model=model)
-    if agent == "aider":
-        from orchestrator.agents.aider import AiderOutputParser
-
-        return AiderOutputParser(model=model)
-    if agent == "generic":
-        from orchestrator.agents.generic import GenericParser
-
-        return GenericParser()
-    raise ValueError(f"no parser for agent {agent!r}")
+def agent_of_command(argv: Sequence[str]) -> Agent:
+    """The agent whose CLI this command line runs, judged by the program's name (so a `--agent-cmd`
+    that runs `claude` still gets Claude's launch checks); the generic agent for any other program."""
+    return _BY_NAME.get(Path(argv[0]).name, GENERIC) if argv else GENERIC
 
 
 __all__ = [
+    "AGENTS",
+    "AGENT_NAMES",
+    "Agent",
     "AgentParser",
-    "ClaudeStreamParser",
+    "Invocation",
     "ParsedEvent",
-    "StreamEvent",
-    "build_command",
-    "make_parser",
-    "refused_flag",
+    "agent_of_command",
+    "get_agent",
 ]

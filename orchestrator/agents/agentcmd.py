@@ -5,21 +5,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator.agents import generic
-from orchestrator.agents.commands import KNOWN_AGENTS, build_agent_command
-from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_policy
+from orchestrator.agents import agent_of_command, get_agent
+from orchestrator.agents.base import Invocation
 from orchestrator.cmd import which
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import AgentUnavailable, InputError
 from orchestrator.models import Plan, TaskSpec
-
-INSTALL_HINT = {
-    "claude": "install Claude Code with `npm install -g @anthropic-ai/claude-code`, then run `claude` "
-    "once and /login (or set ANTHROPIC_API_KEY)",
-    "codex": "install Codex with `npm install -g @openai/codex`, then `codex login` (or set OPENAI_API_KEY)",
-    "gemini": "install Gemini CLI with `npm install -g @google/gemini-cli`, then set GEMINI_API_KEY",
-    "aider": "install aider with `pipx install aider-chat`",
-}
 
 
 def agent_command(
@@ -34,40 +25,32 @@ def agent_command(
     resume_session: str | None = None,
 ) -> list[str]:
     """argv for the task's agent; the prompt itself always goes on stdin (or via {prompt_file})."""
-    if config.agent_cmd:
-        values = {
-            "prompt_file": str(prompt_file) if prompt_file else f".gadugi/runs/{run_id}/tasks/{spec.id}/prompt.md",
-            "worktree": str(worktree),
-            "task_id": spec.id,
-            "branch": branch,
-            "run_id": run_id,
-        }
-        argv = generic.build_command(config.agent_cmd, values)
-        return [_resolve(argv[0], env) or argv[0], *argv[1:], *config.agent_args]
-    agent = spec.agent or config.agent
-    if agent not in KNOWN_AGENTS:
-        raise InputError(
-            f"task '{spec.id}': unknown agent {agent!r} (known: {', '.join(KNOWN_AGENTS)}; or use --agent-cmd)"
-        )
-    return build_agent_command(
-        agent,
-        executable=_resolve(agent, env) or agent,
+    name = "generic" if config.agent_cmd else (spec.agent or config.agent)
+    try:
+        agent = get_agent(name)
+    except InputError as exc:
+        raise InputError(f"task '{spec.id}': {exc}") from None
+    argv = agent.command(Invocation(
+        worktree=str(worktree),
+        prompt_file=str(prompt_file) if prompt_file else f".gadugi/runs/{run_id}/tasks/{spec.id}/prompt.md",
         model=spec.model or config.model,
         max_turns=spec.max_turns or config.max_turns,
         permission_mode=config.permission_mode,
-        # Added to, never replaced: allowing `Bash(pytest:*)` must not take away committing.
-        allowed_tools=tuple(dict.fromkeys((*DEFAULT_ALLOWED_TOOLS, *config.allowed_tools))),
+        allowed_tools=tuple(config.allowed_tools),
         extra_args=tuple(config.agent_args),
-        worktree=str(worktree),
-        prompt_file=str(prompt_file) if prompt_file else f".gadugi/runs/{run_id}/tasks/{spec.id}/prompt.md",
         resume_session=resume_session,
         max_budget_usd=config.max_budget_usd,
-    )
+        template=config.agent_cmd,
+        task_id=spec.id,
+        branch=branch,
+        run_id=run_id,
+    ))
+    return [_resolve(argv[0], env) or argv[0], *argv[1:]]
 
 
 def supports_resume(agent: str) -> bool:
     """Agents whose retries can continue the same session instead of starting over."""
-    return agent in ("claude", "codex", "gemini")
+    return get_agent(agent).resumes_sessions
 
 
 def _resolve(executable: str, env: Mapping[str, str]) -> str | None:
@@ -84,7 +67,7 @@ def check_agent_available(
     (with `executable`) its executable cannot be found."""
     seen: set[str] = set()
     for planned in plan.tasks:
-        check_permission_policy(planned.agent_command, env=env)
+        agent_of_command(planned.agent_command).check_command(planned.agent_command, env=env)
         if not executable:
             continue
         exe = planned.agent_command[0]
@@ -92,6 +75,5 @@ def check_agent_available(
             continue
         seen.add(exe)
         if _resolve(exe, env) is None:
-            name = Path(exe).name
-            hint = INSTALL_HINT.get(name, "check --agent-cmd and PATH")
-            raise AgentUnavailable(f"agent `{name}` not found on PATH: {hint}")
+            hint = agent_of_command([exe]).install_hint
+            raise AgentUnavailable(f"agent `{Path(exe).name}` not found on PATH: {hint}")

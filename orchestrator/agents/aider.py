@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.agents import pricing
+from orchestrator.agents.base import Agent, Invocation
 from orchestrator.agents.common import build_outcome
 from orchestrator.agents.failures import classify_error_text, short, stderr_tail
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
@@ -176,3 +177,20 @@ class AiderOutputParser:
         if self.turns == 0:
             return "agent_error", "aider exited 0 without a model reply"
         return "none", f"success after {self.turns} model repl{'y' if self.turns == 1 else 'ies'}"
+
+
+class AiderAgent(Agent):
+    name = "aider"
+    install_hint = "install aider with `pipx install aider-chat`"
+    # Aider prints no session id, so a retry has nothing to hand back and starts over.
+    resumes_sessions = False
+    prompt_on_stdin = False
+
+    def command(self, run: Invocation) -> list[str]:
+        return build_command(
+            executable=self.name, prompt_file=run.prompt_file, model=run.model, extra_args=run.extra_args,
+            resume_session=run.resume_session,
+        )
+
+    def parser(self, model: str | None = None) -> AiderOutputParser:
+        return AiderOutputParser(model=model)

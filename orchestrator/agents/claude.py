@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.agents.base import Agent, Invocation
 from orchestrator.agents.common import build_outcome, decode_event
+from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_policy
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
 from orchestrator.process import describe_exit
 
@@ -365,3 +367,31 @@ class ClaudeStreamParser:
             return ""
         when = datetime.fromtimestamp(self.rate_limit.resets_at, UTC)
         return f" until {when.isoformat(timespec='seconds')}"
+
+
+class ClaudeAgent(Agent):
+    name = "claude"
+    install_hint = (
+        "install Claude Code with `npm install -g @anthropic-ai/claude-code`, then run `claude` "
+        "once and /login (or set ANTHROPIC_API_KEY)"
+    )
+    resumes_sessions = True
+    prompt_on_stdin = True
+    staggered_launch = True
+
+    def command(self, run: Invocation) -> list[str]:
+        return build_command(
+            executable=self.name, model=run.model, max_turns=run.max_turns, permission_mode=run.permission_mode,
+            # Added to, never replaced: allowing `Bash(pytest:*)` must not take away committing.
+            allowed_tools=tuple(dict.fromkeys((*DEFAULT_ALLOWED_TOOLS, *run.allowed_tools))),
+            extra_args=run.extra_args, resume_session=run.resume_session, max_budget_usd=run.max_budget_usd,
+        )
+
+    def parser(self, model: str | None = None) -> ClaudeStreamParser:
+        # Claude Code reports its own dollar cost, so the model is not needed to price the run.
+        return ClaudeStreamParser()
+
+    def check_command(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, euid: int | None = None
+    ) -> None:
+        check_permission_policy(argv, euid=euid, env=env)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.agents import pricing
+from orchestrator.agents.base import Agent, Invocation
 from orchestrator.agents.claude import StreamEvent
 from orchestrator.agents.common import build_outcome, decode_event
 from orchestrator.agents.failures import classify_error_text, short, stderr_tail
@@ -197,3 +198,19 @@ class CodexStreamParser:
             return failure, f"{short(self.last_error, 160)}; {exited} without ending the turn"
         hint = f"; stderr: {tail}" if tail else ""
         return "crashed", f"{exited} without ending the turn{hint}"
+
+
+class CodexAgent(Agent):
+    name = "codex"
+    install_hint = "install Codex with `npm install -g @openai/codex`, then `codex login` (or set OPENAI_API_KEY)"
+    resumes_sessions = True
+    prompt_on_stdin = True
+
+    def command(self, run: Invocation) -> list[str]:
+        return build_command(
+            executable=self.name, worktree=run.worktree, model=run.model, permission_mode=run.permission_mode,
+            extra_args=run.extra_args, resume_session=run.resume_session,
+        )
+
+    def parser(self, model: str | None = None) -> CodexStreamParser:
+        return CodexStreamParser(model=model)

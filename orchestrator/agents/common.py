@@ -3,27 +3,10 @@ state into the common AgentOutcome."""
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
-from orchestrator.models import AgentOutcome, FailureClass, Tokens
-
-
-class ParserState(Protocol):
-    # Read-only members, so parsers may serve them as properties or plain attributes.
-    @property
-    def session_id(self) -> str | None: ...
-    @property
-    def turns(self) -> int: ...
-    @property
-    def tokens(self) -> Tokens: ...
-    @property
-    def final_message(self) -> str: ...
-    @property
-    def last_tool(self) -> str | None: ...
-    @property
-    def events(self) -> int: ...
-    @property
-    def cost_usd(self) -> float | None: ...
+from orchestrator.agents.base import AgentParser
+from orchestrator.models import AgentOutcome, FailureClass
 
 
 def decode_event(line: str) -> tuple[dict[str, Any] | None, bool]:
@@ -42,7 +25,7 @@ def decode_event(line: str) -> tuple[dict[str, Any] | None, bool]:
 
 
 def build_outcome(
-    parser: ParserState,
+    parser: AgentParser,
     failure: FailureClass,
     message: str,
     exit_code: int | None,

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.agents import pricing
+from orchestrator.agents.base import Agent, Invocation
 from orchestrator.agents.claude import StreamEvent
 from orchestrator.agents.common import build_outcome, decode_event
 from orchestrator.agents.failures import classify_error_text, short, stderr_tail
@@ -217,3 +218,19 @@ class GeminiStreamParser:
                 kind, message = str(error.get("type") or ""), str(error.get("message") or "")
                 return message if kind in ("", "unknown", "Error") else f"{kind}: {message}"
         return self.last_error or ""
+
+
+class GeminiAgent(Agent):
+    name = "gemini"
+    install_hint = "install Gemini CLI with `npm install -g @google/gemini-cli`, then set GEMINI_API_KEY"
+    resumes_sessions = True
+    prompt_on_stdin = True
+
+    def command(self, run: Invocation) -> list[str]:
+        return build_command(
+            executable=self.name, model=run.model, permission_mode=run.permission_mode, extra_args=run.extra_args,
+            resume_session=run.resume_session,
+        )
+
+    def parser(self, model: str | None = None) -> GeminiStreamParser:
+        return GeminiStreamParser(model=model)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from orchestrator.agents.base import Agent, Invocation
 from orchestrator.errors import InputError
 from orchestrator.models import AgentOutcome, Tokens
 
@@ -55,7 +56,12 @@ class GenericParser:
         self.tokens = Tokens()
         self.events = 0
         self.last_line = ""
+        self.last_tool: str | None = None
         self.last_event_at = 0.0
+
+    @property
+    def final_message(self) -> str:
+        return self.last_line
 
     def feed(self, line: str) -> LineEvent | None:
         text = line.strip()
@@ -77,3 +83,25 @@ class GenericParser:
             detail = f": {last}" if last else ""
             outcome.failure, outcome.message = "agent_error", f"agent command exited {exit_code}{detail}"
         return outcome
+
+
+class GenericAgent(Agent):
+    """The user's own command (`--agent-cmd`): whatever it is, it gets the prompt on stdin or
+    through `{prompt_file}`, and only its exit code counts."""
+
+    name = "generic"
+    install_hint = "check --agent-cmd and PATH"
+    resumes_sessions = False
+    prompt_on_stdin = True
+
+    def command(self, run: Invocation) -> list[str]:
+        if run.template is None:
+            raise InputError("agent 'generic' runs the command given with --agent-cmd, and none was given")
+        values = {
+            "prompt_file": run.prompt_file, "worktree": run.worktree, "task_id": run.task_id,
+            "branch": run.branch, "run_id": run.run_id,
+        }
+        return [*build_command(run.template, values), *run.extra_args]
+
+    def parser(self, model: str | None = None) -> GenericParser:
+        return GenericParser()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from orchestrator.errors import InputError
 
@@ -50,10 +49,6 @@ _SKIP_FLAGS = ("--dangerously-skip-permissions", "--allow-dangerously-skip-permi
 _TRUTHY = ("1", "true", "yes", "on")
 
 
-def _is_claude(agent_command: Sequence[str]) -> bool:
-    return bool(agent_command) and Path(agent_command[0]).name == "claude"
-
-
 def permission_mode_of(agent_command: Sequence[str]) -> str | None:
     """The last `--permission-mode` value on the command line (the CLI keeps the last one)."""
     mode: str | None = None
@@ -81,16 +76,14 @@ def sandbox_declared(env: Mapping[str, str]) -> bool:
 
 
 def check_permission_policy(
-    agent_command: list[str], *, euid: int | None = None, env: Mapping[str, str] | None = None
+    agent_command: Sequence[str], *, euid: int | None = None, env: Mapping[str, str] | None = None
 ) -> None:
     """Raise InputError (one line) for a Claude Code command line the CLI would refuse at launch.
 
     `euid` defaults to this process's effective uid and `env` to os.environ; pass the environment
-    the agent will actually get, since IS_SANDBOX there decides the root rule. Commands of other
-    agents pass untouched.
+    the agent will actually get, since IS_SANDBOX there decides the root rule. Only Claude Code's
+    command lines come here (`ClaudeAgent.check_command`).
     """
-    if not _is_claude(agent_command):
-        return
     mode = permission_mode_of(agent_command)
     if mode == "":
         raise InputError(f"--permission-mode needs a value: one of {', '.join(PERMISSION_MODES)}")

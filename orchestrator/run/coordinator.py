@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from orchestrator.agents import get_agent
 from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
 from orchestrator.backends.factory import make_backend
 from orchestrator.config.model import OrchestrationConfig
@@ -545,4 +546,4 @@ class OrchestratorCoordinator:
 def _uses_claude(plan: Plan, config: OrchestrationConfig) -> bool:
     if config.agent_cmd:
         return False
-    return any((t.spec.agent or config.agent) == "claude" for t in plan.tasks)
+    return any(get_agent(t.spec.agent or config.agent).staggered_launch for t in plan.tasks)

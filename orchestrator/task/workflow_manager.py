@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from orchestrator.agents import make_parser
+from orchestrator.agents import get_agent
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.gitops import git
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
@@ -282,7 +282,7 @@ class WorkflowManager:
 
     def _run_agent_once(self, command: list[str], prompt_path: Path) -> AgentOutcome:
         req = self.request
-        parser = make_parser(req.agent, model=req.model)
+        parser = get_agent(req.agent).parser(model=req.model)
         proc = AgentProcess(
             command,
             cwd=req.worktree,
