@@ -5,7 +5,6 @@ of them. Adding an agent is writing its module and adding an instance to `AGENTS
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from orchestrator.agents.claude import ClaudeAgent
 from orchestrator.agents.codex import CodexAgent
 from orchestrator.agents.gemini import GeminiAgent
 from orchestrator.agents.generic import GenericAgent
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, closest
 
 GENERIC = GenericAgent()
 AGENTS: tuple[Agent, ...] = (ClaudeAgent(), CodexAgent(), GeminiAgent(), AiderAgent(), GENERIC)
@@ -30,8 +29,8 @@ def get_agent(name: str) -> Agent:
     agent = _BY_NAME.get(name)
     if agent is not None:
         return agent
-    close = difflib.get_close_matches(name, AGENT_NAMES, n=1)
-    guess = f"did you mean {close[0]!r}? " if close else ""
+    close = closest(name, AGENT_NAMES)
+    guess = f"did you mean {close!r}? " if close else ""
     raise InputError(f"unknown agent {name!r} ({guess}known: {', '.join(AGENT_NAMES)}; or use --agent-cmd)")
 
 

@@ -282,12 +282,15 @@ class WorkflowManager:
 
     def _run_agent_once(self, command: list[str], prompt_path: Path) -> AgentOutcome:
         req = self.request
-        parser = get_agent(req.agent).parser(model=req.model)
+        agent = get_agent(req.agent)
+        parser = agent.parser(model=req.model)
         proc = AgentProcess(
             command,
             cwd=req.worktree,
             env=self.env,
-            stdin_path=prompt_path,
+            # An agent that reads its prompt from a file named on its command line gets no stdin,
+            # so it can never block reading one.
+            stdin_path=prompt_path if agent.prompt_on_stdin else None,
             stdout_log=req.task_dir / "agent.jsonl",
             stderr_log=req.task_dir / "agent.stderr.log",
             redact=self.emitter.redactor.raw,
