@@ -1,134 +1,113 @@
-"""Prometheus text-format metrics for a run, in a file node_exporter's textfile collector reads.
+"""Prometheus metrics for a run, in a textfile that node_exporter's textfile collector reads.
 
-Format rules followed (text exposition format 0.0.4): one HELP and one TYPE line per metric,
-before its samples, all samples of a metric together, label values escaped (backslash, double
-quote, line feed), no timestamps (the textfile collector rejects them), a final line feed, no
-series twice. The file is replaced atomically (temp file in the same directory + rename), as the
-collector requires, and must end in `.prom` for it to be read.
+prometheus_client renders the text format (HELP/TYPE once per family, escaped labels, no
+timestamps, no series twice) and `write_to_textfile` replaces the file atomically (temp file in
+the same directory + rename), as the collector requires; the name must end in `.prom`.
 """
 from __future__ import annotations
 
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
 from orchestrator.models import TaskStatus, utcnow
-from orchestrator.state.atomic import write_text_atomic
 from orchestrator.state.registry_models import ProcessInfo, seconds_since
 
 METRICS_FILE = "metrics.prom"
 MIN_INTERVAL = 1.0  # seconds between rewrites during a run
 DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 
-Labels = Sequence[tuple[str, str]]
 
-
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
-
-
-@dataclass
-class Family:
-    name: str
-    kind: str  # counter | gauge | histogram
-    help: str
-    samples: list[tuple[str, Labels, float]] = field(default_factory=list)  # (suffix, labels, value)
-
-    def add(self, labels: Labels, value: float, suffix: str = "") -> None:
-        self.samples.append((suffix, labels, value))
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-        for suffix, labels, value in self.samples:
-            label_text = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels)
-            lines.append(f"{self.name}{suffix}{{{label_text}}} {format_value(value)}" if labels
-                         else f"{self.name}{suffix} {format_value(value)}")
-        return lines
-
-
-def render_metrics(
+def metric_families(
     entries: Iterable[ProcessInfo],
     *,
     run_id: str,
     wall_seconds: float,
     finished: bool = False,
     now: datetime | None = None,
-) -> str:
-    """The whole file for one run's registry entries."""
+) -> list[Metric]:
+    """Every metric of the run, computed from its registry entries."""
     now = now or utcnow()
     entries = list(entries)
-    run: Labels = (("run_id", run_id),)
-    tasks = Family("gadugi_tasks", "gauge", "Tasks of the run by status (every status always present).")
+    tasks = GaugeMetricFamily("gadugi_tasks", "Tasks of the run by status (every status always present).",
+                              labels=["run_id", "status"])
     counts = {s: 0 for s in TaskStatus}
     for e in entries:
         counts[e.status] += 1
     for status, n in counts.items():
-        tasks.add((*run, ("status", status.value)), n)
-    attempts = Family("gadugi_task_attempts_total", "counter", "Attempts started, over all tasks.")
+        tasks.add_metric([run_id, status.value], n)
+    attempts = CounterMetricFamily("gadugi_task_attempts", "Attempts started, over all tasks.", labels=["run_id"])
     # A retry puts a task back to queued with attempt + 1 and no started_at: attempt - 1 tries so far.
-    attempts.add(run, sum(e.attempt if e.started_at else e.attempt - 1 for e in entries))
-    cost = Family("gadugi_cost_usd_total", "counter", "Agent cost in US dollars reported so far, all tasks.")
-    cost.add(run, round(sum(e.cost_usd or 0.0 for e in entries), 6))
-    task_cost = Family("gadugi_task_cost_usd", "gauge", "Agent cost in US dollars per task, where reported.")
-    elapsed = Family("gadugi_task_elapsed_seconds", "gauge",
-                     "Per task: the duration of a finished task, the time so far of a running one.")
-    hist = Family("gadugi_task_duration_seconds", "histogram", "Durations of finished tasks.")
+    attempts.add_metric([run_id], sum(e.attempt if e.started_at else e.attempt - 1 for e in entries))
+    cost = CounterMetricFamily("gadugi_cost_usd", "Agent cost in US dollars reported so far, all tasks.", labels=["run_id"])
+    cost.add_metric([run_id], round(sum(e.cost_usd or 0.0 for e in entries), 6))
+    task_cost = GaugeMetricFamily("gadugi_task_cost_usd", "Agent cost in US dollars per task, where reported.",
+                                  labels=["run_id", "task_id"])
+    elapsed = GaugeMetricFamily("gadugi_task_elapsed_seconds",
+                                "Per task: the duration of a finished task, the time so far of a running one.",
+                                labels=["run_id", "task_id", "status"])
     durations: list[float] = []
     for e in entries:
-        labels: Labels = (*run, ("task_id", e.task_id))
         if e.cost_usd is not None:
-            task_cost.add(labels, e.cost_usd)
+            task_cost.add_metric([run_id, e.task_id], e.cost_usd)
         if e.status is TaskStatus.RUNNING:
-            elapsed.add((*labels, ("status", e.status.value)), round(seconds_since(e.started_at, now), 3))
+            elapsed.add_metric([run_id, e.task_id, e.status.value], round(seconds_since(e.started_at, now), 3))
         elif e.status.terminal and e.duration_seconds is not None and e.started_at:
-            elapsed.add((*labels, ("status", e.status.value)), e.duration_seconds)
+            elapsed.add_metric([run_id, e.task_id, e.status.value], e.duration_seconds)
             durations.append(e.duration_seconds)
-    for bound in DURATION_BUCKETS:
-        hist.add((*run, ("le", format_value(bound))), sum(1 for d in durations if d <= bound), "_bucket")
-    hist.add((*run, ("le", "+Inf")), len(durations), "_bucket")
-    hist.add(run, round(sum(durations), 3), "_sum")
-    hist.add(run, len(durations), "_count")
-    wall = Family("gadugi_run_wall_seconds", "gauge", "Wall time of the run so far.")
-    wall.add(run, round(wall_seconds, 3))
-    running = Family("gadugi_running_agents", "gauge", "Tasks running now.")
-    running.add(run, counts[TaskStatus.RUNNING])
-    done = Family("gadugi_run_finished", "gauge", "1 once the run has ended, else 0.")
-    done.add(run, 1 if finished else 0)
-    stamp = Family("gadugi_metrics_updated_timestamp_seconds", "gauge", "Unix time this file was written.")
-    stamp.add(run, round(now.timestamp(), 3))
-    families = [tasks, attempts, cost, task_cost, elapsed, hist, wall, running, done, stamp]
-    return "\n".join(line for f in families for line in f.render()) + "\n"
+    hist = HistogramMetricFamily("gadugi_task_duration_seconds", "Durations of finished tasks.", labels=["run_id"])
+    buckets = [(floatToGoString(bound), sum(1 for d in durations if d <= bound)) for bound in DURATION_BUCKETS]
+    hist.add_metric([run_id], [*buckets, ("+Inf", len(durations))], round(sum(durations), 3))
+    families: list[Metric] = [tasks, attempts, cost, task_cost, elapsed, hist]
+    for name, help_text, value in (
+        ("gadugi_run_wall_seconds", "Wall time of the run so far.", round(wall_seconds, 3)),
+        ("gadugi_running_agents", "Tasks running now.", counts[TaskStatus.RUNNING]),
+        ("gadugi_run_finished", "1 once the run has ended, else 0.", 1 if finished else 0),
+        ("gadugi_metrics_updated_timestamp_seconds", "Unix time this file was written.", round(now.timestamp(), 3)),
+    ):
+        gauge = GaugeMetricFamily(name, help_text, labels=["run_id"])
+        gauge.add_metric([run_id], value)
+        families.append(gauge)
+    return families
+
+
+class _LatestFamilies:
+    """The collector behind a writer's registry: it hands over what the writer computed last.
+
+    A custom collector rather than Gauge/Counter objects: every value is read from a registry
+    snapshot, which a Counter or Histogram cannot be set to, and per-task series must vanish
+    when a task's status changes.
+    """
+
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 class MetricsWriter:
     """Rewrites the metrics file at most once per `min_interval` seconds, and always at `final`."""
 
-    def __init__(self, path: Path, run_id: str, *, min_interval: float = MIN_INTERVAL, fsync: bool = False) -> None:
+    def __init__(self, path: Path, run_id: str, *, min_interval: float = MIN_INTERVAL) -> None:
         self.path = Path(path)
         self.run_id = run_id
         self.min_interval = min_interval
-        self.fsync = fsync  # a metrics file is rewritten within a second; losing one to a power cut is harmless
         self.started = time.monotonic()
         self._last = -math.inf
         self._cost = 0.0
         self._lock = threading.Lock()
+        self._latest = _LatestFamilies()
+        self._prometheus = CollectorRegistry()  # this writer's own: never the global default registry
+        self._prometheus.register(self._latest)
         self.writes = 0
 
     def due(self) -> bool:
@@ -142,9 +121,12 @@ class MetricsWriter:
             if not force and not self.due():
                 return False
             self._last = time.monotonic()
-            text = render_metrics(snapshot.values(), run_id=self.run_id,
-                                  wall_seconds=time.monotonic() - self.started, finished=finished)
-            write_text_atomic(self.path, text, fsync=self.fsync)
+            self._latest.families = metric_families(snapshot.values(), run_id=self.run_id,
+                                                    wall_seconds=time.monotonic() - self.started, finished=finished)
+            # No fsync (the library does none): the file is rewritten within a second, and losing
+            # one to a power cut is harmless.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_to_textfile(str(self.path), self._prometheus)
             self._cost = time.monotonic() - self._last
             self.writes += 1
             return True

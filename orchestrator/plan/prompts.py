@@ -1,8 +1,8 @@
 """Load one prompt file into a `TaskSpec`: front matter first, then what the markdown says.
 
-Front matter is authoritative. The body adds a `## Files` section, explicit `Depends on:` lines,
-tracked paths it mentions and IMPLEMENTED/COMPLETED markers (see `prompt_text`). Bad input raises
-InputError with a one-line message naming the file.
+Front matter is authoritative (its keys and their types: `front_matter`). The body adds a
+`## Files` section, explicit `Depends on:` lines, tracked paths it mentions and IMPLEMENTED/COMPLETED
+markers (see `prompt_text`). Bad input raises InputError with a one-line message naming the file.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from typing import Any
 import yaml
 
 import orchestrator.plan.prompt_text as prompt_text
-from orchestrator.config.durations import parse_duration
 from orchestrator.errors import InputError
 from orchestrator.models import TaskSpec
+from orchestrator.plan.front_matter import check_front_matter
 from orchestrator.plan.scopes import directories_of
 
 MAX_PROMPT_BYTES = 1024 * 1024
 MAX_ID_LENGTH = 60
-DEFAULT_PRIORITY = 5
 DONE_STATUSES = frozenset({"done", "completed", "implemented"})
 
 FRONT_MATTER = "front matter depends_on"
@@ -73,10 +72,10 @@ def parse_prompt(
     meta, body, body_start = split_front_matter(text, path)
     if not body.strip():
         raise InputError(f"{path}: prompt has no text after its front matter")
-    raw_id = _scalar(meta, "id", path)
-    task_id = sanitize_id(raw_id if raw_id is not None else path.stem)
-    title = _scalar(meta, "title", path) or prompt_text.title_from(body) or task_id
-    sources = {name: FRONT_MATTER for name in _string_list(meta, "depends_on", path)}
+    front = check_front_matter(meta, path)
+    task_id = sanitize_id(front.id if front.id is not None else path.stem)
+    title = front.title or prompt_text.title_from(body) or task_id
+    sources = {name: FRONT_MATTER for name in front.depends_on}
     for name in prompt_text.depends_lines(body):
         sources.setdefault(name, DEPENDS_LINE)
     spec = TaskSpec(
@@ -86,15 +85,15 @@ def parse_prompt(
         prompt_text=text,
         index=index,
         depends_on=list(sources),
-        files=_scopes(_string_list(meta, "files", path), body, tracked_files, tracked_dirs),
-        conflicts_with=_dedupe(_string_list(meta, "conflicts_with", path)),
-        priority=_priority(meta, path),
-        agent=_scalar(meta, "agent", path),
-        model=_scalar(meta, "model", path),
-        timeout_seconds=_timeout(meta, path),
-        max_turns=_max_turns(meta, path),
-        verify=_scalar(meta, "verify", path),
-        skip_reason=_done_reason(meta, body, body_start, path),
+        files=_scopes(front.files, body, tracked_files, tracked_dirs),
+        conflicts_with=_dedupe(front.conflicts_with),
+        priority=front.priority,
+        agent=front.agent,
+        model=front.model,
+        timeout_seconds=front.timeout,
+        max_turns=front.max_turns,
+        verify=front.verify,
+        skip_reason=_done_reason(front.status, body, body_start),
     )
     return LoadedPrompt(spec=spec, dependency_sources=sources)
 
@@ -153,59 +152,7 @@ def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str, int]
     return meta, "".join(lines[end + 1 :]), end + 1
 
 
-def _type_error(path: Path, key: str, expected: str, value: object) -> InputError:
-    return InputError(f"{path}: front matter '{key}' must be {expected}, got {value!r}")
-
-
-def _scalar(meta: dict[str, Any], key: str, path: Path) -> str | None:
-    value = meta.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _type_error(path, key, "a string", value)
-    return str(value).strip() or None
-
-
-def _string_list(meta: dict[str, Any], key: str, path: Path) -> list[str]:
-    value = meta.get(key)
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-            raise _type_error(path, key, "a string or a list of strings", value)
-    return [s for item in items if (s := str(item).strip().strip("`'\"").strip())]
-
-
-def _priority(meta: dict[str, Any], path: Path) -> int:
-    value = meta.get("priority", DEFAULT_PRIORITY)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9:
-        raise _type_error(path, "priority", "an integer from 1 (first) to 9", value)
-    return value
-
-
-def _max_turns(meta: dict[str, Any], path: Path) -> int | None:
-    value = meta.get("max_turns")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _type_error(path, "max_turns", "a positive integer", value)
-    return value
-
-
-def _timeout(meta: dict[str, Any], path: Path) -> float | None:
-    value = meta.get("timeout")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _type_error(path, "timeout", "a duration like 90s, 30m or 2h", value)
-    return parse_duration(value, what=f"{path}: front matter 'timeout'")
-
-
-def _done_reason(meta: dict[str, Any], body: str, body_start: int, path: Path) -> str | None:
-    status = _scalar(meta, "status", path)
+def _done_reason(status: str | None, body: str, body_start: int) -> str | None:
     if status is not None and status.lower() in DONE_STATUSES:
         return f"marked done in front matter (status: {status})"
     marker = prompt_text.done_marker(body)
