@@ -6,7 +6,6 @@ an unknown key is an InputError, with a did-you-mean. Every problem is one line 
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any, TypeGuard
 
@@ -14,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import ErrorDetails
 
 from orchestrator.config.durations import parse_duration
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, closest
 
 DEFAULT_PRIORITY = 5
 
@@ -138,10 +137,9 @@ def _unknown_key(key: object) -> str:
 
 
 def _closest_key(key: str) -> str | None:
-    # `depends-on`, `Depends On` and `dependson` are spellings of one key; difflib finds the rest.
+    # `depends-on`, `Depends On` and `dependson` are spellings of one key; the shared matcher finds the rest.
     squashed = {known.replace("_", ""): known for known in _ACCEPTED_KEYS}
     normal = "_".join(key.lower().replace("-", " ").split())
     if normal.replace("_", "") in squashed:
         return squashed[normal.replace("_", "")]
-    close = difflib.get_close_matches(normal, _ACCEPTED_KEYS, n=1)
-    return close[0] if close else None
+    return closest(normal, _ACCEPTED_KEYS)
