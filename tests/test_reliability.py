@@ -48,9 +48,13 @@ def test_timeout_escalates_and_nothing_survives(make_repo, path_with: str, tmp_p
     assert "timeout" in tasks["stubborn"]["error_message"]
     run_dir = next((repo / ".gadugi" / "runs").iterdir())
     wm_log = (run_dir / "tasks" / "stubborn" / "workflow_manager.log").read_text()
-    for step in ("SIGINT", "SIGTERM", "SIGKILL"):
-        assert step in wm_log, wm_log
-    assert_gone(pids_from_log(log) | {int(grandchild.read_text())})
+    # The stop starts with SIGINT. Whether the agent had installed its handlers by then depends on
+    # how fast it started, so the rest of the escalation is pinned by test_process.py, where the
+    # child says it is ready before it is stopped.
+    assert "SIGINT" in wm_log, wm_log
+    # Likewise the grandchild exists only if the agent got that far within its second.
+    spawned = {int(grandchild.read_text())} if grandchild.exists() else set()
+    assert_gone(pids_from_log(log) | spawned)
     registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
     assert registry["processes"]["stubborn"]["status"] == "timeout"
 
