@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from orchestrator.agents.failures import PERMANENT, describe_failure, failure_kind
 from orchestrator.backends.base import Backend, BackendEvent
 from orchestrator.config.durations import format_duration
 from orchestrator.liveness import is_alive
@@ -62,11 +63,6 @@ from orchestrator.task.wire import Predecessor, TaskRequest
 TICK = 0.25
 LIVENESS_INTERVAL = 5.0  # seconds between liveness heartbeats and resource samples
 BREAKER_THRESHOLD = 3  # same permanent failure this many times in a row stops new launches
-
-# Failures that no retry or other task will fix by itself. Not being logged in holds for the whole
-# account, so it stops the run at the first occurrence.
-PERMANENT_FAILURES = frozenset({"auth", "max_turns", "budget", "verify_failed"})
-ACCOUNT_WIDE_FAILURES = frozenset({"auth"})
 
 MakeRequest = Callable[[PlannedTask, list[Predecessor], int, "TaskResult | None"], TaskRequest]
 
@@ -472,14 +468,16 @@ class ExecutionEngine:
         """Stop launching when the same permanent failure keeps happening (e.g. not logged in):
         the remaining tasks would only fail the same way and cost money doing it."""
         failure = result.outcome.failure
-        if result.status == TaskStatus.COMPLETED or failure not in PERMANENT_FAILURES:
+        if result.status == TaskStatus.COMPLETED or failure not in PERMANENT:
             self._failure_streak = ("", 0)
             return
         last, count = self._failure_streak
         count = count + 1 if failure == last else 1
         self._failure_streak = (failure, count)
-        if self.abort_reason is None and (failure in ACCOUNT_WIDE_FAILURES or count >= self.settings.breaker_threshold):
-            message = result.error_message or result.outcome.message or failure
+        # What holds for the whole account (not logged in) stops the run at the first occurrence.
+        account_wide = failure_kind(failure) == "account_wide"
+        if self.abort_reason is None and (account_wide or count >= self.settings.breaker_threshold):
+            message = result.error_message or result.outcome.message or describe_failure(failure)
             self.abort_reason = f"stopped launching after {count} task(s) failed the same way: {message}"
             self.halted = True
             self.observer(BreakerTripped(task_id=result.task_id, reason=self.abort_reason))
