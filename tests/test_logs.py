@@ -7,7 +7,19 @@ import sys
 from pathlib import Path
 
 from orchestrator.models import OrchestrationResult, TaskResult, TaskStatus
-from orchestrator.observe.events import Heartbeat, RunFinished, RunStarted, TaskCancelled, TaskFinished, TaskStarted
+from orchestrator.observe.events import (
+    CancelRequested,
+    Heartbeat,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    RunTimedOut,
+    TaskAttached,
+    TaskCancelled,
+    TaskFinished,
+    TaskStarted,
+    record,
+)
 from orchestrator.observe.logs import EventLog, JsonFormatter, task_logger
 from orchestrator.state.registry import ProcessRegistry
 
@@ -54,6 +66,18 @@ def test_json_log_of_a_run(tmp_path: Path) -> None:
     # After the run the handler is gone: nothing more is written.
     logging.getLogger("orchestrator.state.registry").warning("after")
     assert "after" not in (run_dir / "orchestrator.jsonl").read_text()
+
+
+def test_event_records_keep_the_run_log_shape() -> None:
+    # Readers of orchestrator.jsonl parse these: names, order and JSON types stay as they were.
+    beat = Heartbeat(task_id="a", summary="s", session_id="x", turns=2, cost_usd=0.5, tokens={"input": 1}, events=7)
+    assert list(record(beat).items()) == [("summary", "s"), ("session_id", "x"), ("turns", 2), ("cost_usd", 0.5),
+                                          ("tokens", {"input": 1}), ("events", 7)]
+    retry = Retrying(task_id="a", attempt=1, delay=2.5, error="529", failure="api_error")
+    assert list(record(retry).items()) == [("attempt", 1), ("delay", 2.5), ("error", "529"), ("failure", "api_error")]
+    assert record(TaskAttached(task_id="a", pid=42, attempt=2)) == {"pid": 42, "attempt": 2}
+    assert record(CancelRequested(tasks=("a", "b"))) == {"tasks": ["a", "b"]}
+    assert record(RunTimedOut(reason="r", running=("a",))) == {"reason": "r", "running": ["a"]}
 
 
 def test_text_log(tmp_path: Path) -> None:
