@@ -26,6 +26,7 @@ from orchestrator import OrchestrationConfig, OrchestratorCoordinator  # noqa: E
 from orchestrator.backends.factory import make_backend  # noqa: E402
 from orchestrator.errors import InputError  # noqa: E402
 from orchestrator.models import OrchestrationResult  # noqa: E402
+from orchestrator.observe.events import EngineEvent, PhaseChanged, Retrying, RunStarted  # noqa: E402
 
 FAST: dict[str, Any] = {
     "interrupt_timeout": 0.3, "terminate_timeout": 0.3, "backoff_base": 0.05, "backoff_cap": 0.1,
@@ -174,10 +175,10 @@ def test_cancel_and_timeout_stop_the_agent_on_the_worker(where: str, make_repo, 
                      run_timeout_seconds=4.0, retries=0)
     run_dirs: list[Path] = []
 
-    def observer(task_id: str, what: str, data: dict[str, Any]) -> None:
-        if what == "run_started":
-            run_dirs.append(Path(data["run_dir"]))
-        if task_id == "c" and what == "phase" and data.get("phase") == "agent":
+    def observer(event: EngineEvent) -> None:
+        if isinstance(event, RunStarted):
+            run_dirs.append(event.run_dir)
+        if event == PhaseChanged(task_id="c", phase="agent"):
             control = run_dirs[0] / "control"
             control.mkdir(exist_ok=True)
             (control / "cancel-c").write_text("")
@@ -270,9 +271,9 @@ def test_retry_on_a_worker_without_the_session_starts_afresh(make_repo, path_wit
         with distributed.Client(cluster, set_as_default=False) as client:
             client.wait_for_workers(1, timeout=60)
 
-            def observer(task_id: str, what: str, data: dict[str, Any]) -> None:
+            def observer(event: EngineEvent) -> None:
                 # Runs on the engine's thread, before the retry is submitted: a deterministic switch.
-                if what == "retry":
+                if isinstance(event, Retrying):
                     workers["b"] = start_worker(cluster.scheduler_address, tmp_path / "home-b", path_with, log, "b")
                     client.wait_for_workers(2, timeout=60)
                     client.retire_workers(names=["a"], close_workers=True)

@@ -6,8 +6,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+from orchestrator.agents.failures import PERMANENT
 from orchestrator.backends.base import BackendEvent
-from orchestrator.models import Edge, EdgeKind, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
+from orchestrator.models import Edge, EdgeKind, FailureClass, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
+from orchestrator.observe.events import BreakerTripped, EngineEvent, TaskCancelled, TaskFinished, TaskStarted
 from orchestrator.run.engine import EngineSettings, ExecutionEngine
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.registry import ProcessRegistry
@@ -19,8 +22,9 @@ from test_e2e import peak_concurrency
 class TimedBackend:
     """Each task 'runs' for its configured seconds on a timer thread, then leaves a result."""
 
-    def __init__(self, durations: dict[str, float]) -> None:
+    def __init__(self, durations: dict[str, float], failures: dict[str, FailureClass] | None = None) -> None:
         self.durations = durations
+        self.failures = failures or {}  # tasks that fail so instead of completing
         self.events: queue.Queue[BackendEvent] = queue.Queue()
         self.spans: dict[str, list[float]] = {}
         self.requests: dict[str, TaskRequest] = {}
@@ -39,6 +43,9 @@ class TimedBackend:
         self.spans[tid].append(time.monotonic())
         result = TaskResult(task_id=tid, status=TaskStatus.COMPLETED, attempt=request.attempt, head_sha=f"sha-{tid}")
         result.outcome.success = True
+        if tid in self.failures:
+            result.status, result.error_message = TaskStatus.FAILED, f"{tid} failed"
+            result.outcome.success, result.outcome.failure = False, self.failures[tid]
         write_json_atomic(request.result_path, result.model_dump(mode="json"))
         self._running.discard(tid)
         self.events.put(BackendEvent("exit", tid, request.attempt, "exit", {"returncode": 0}))
@@ -70,7 +77,16 @@ def make_plan(tmp_path: Path, ids: list[str], edges: list[tuple[str, str, EdgeKi
 
 
 def run_engine(tmp_path: Path, plan: Plan, durations: dict[str, float], slots: int) -> TimedBackend:
-    backend = TimedBackend(durations)
+    backend, results, _ = run_failing(tmp_path, plan, durations, slots)
+    assert {r.status for r in results.values()} == {TaskStatus.COMPLETED}
+    return backend
+
+
+def run_failing(tmp_path: Path, plan: Plan, durations: dict[str, float], slots: int,
+                failures: dict[str, FailureClass] | None = None,
+                ) -> tuple[TimedBackend, dict[str, TaskResult], list[EngineEvent]]:
+    """Run the plan without retries; returns the backend, the results and what observers saw."""
+    backend = TimedBackend(durations, failures)
     registry = ProcessRegistry(tmp_path / "mon", "run-t", fsync=False)
     for p in plan.tasks:
         registry.register(p.spec.id, task_name=p.spec.title, command=["agent"], working_directory="/w",
@@ -82,11 +98,11 @@ def run_engine(tmp_path: Path, plan: Plan, durations: dict[str, float], slots: i
                            branch=planned.branch, worktree=planned.worktree, base_sha="base", predecessors=preds,
                            agent_command=["agent"], timeout_seconds=60)
 
-    engine = ExecutionEngine(plan, settings=EngineSettings(max_parallel=slots, launch_stagger=0), backend=backend,
-                             registry=registry, make_request=make_request)
+    seen: list[EngineEvent] = []
+    engine = ExecutionEngine(plan, settings=EngineSettings(max_parallel=slots, launch_stagger=0, retries=0),
+                             backend=backend, registry=registry, make_request=make_request, observer=seen.append)
     results = engine.run()
-    assert {r.status for r in results.values()} == {TaskStatus.COMPLETED}
-    return backend
+    return backend, results, seen
 
 
 def overlap(a: list[float], b: list[float]) -> bool:
@@ -114,3 +130,35 @@ def test_planned_order_holds_when_both_are_ready_and_slots_are_never_exceeded(tm
     assert spans["t1"][0] >= spans["t0"][1] and [p.task_id for p in backend.requests["t1"].predecessors] == ["t0"]
     assert spans["t4"][0] >= spans["t3"][1] >= spans["t2"][1]
     assert peak_concurrency(spans) <= 3
+
+
+@pytest.mark.parametrize("failure", sorted(PERMANENT - {"auth"}))
+def test_the_same_permanent_failure_three_times_stops_launches(tmp_path: Path, failure: FailureClass) -> None:
+    ids = [f"t{i}" for i in range(5)]
+    _, results, seen = run_failing(tmp_path, make_plan(tmp_path, ids, []), dict.fromkeys(ids, 0.01), slots=1,
+                                   failures=dict.fromkeys(ids, failure))
+    assert [results[t].status for t in ids] == [TaskStatus.FAILED] * 3 + [TaskStatus.CANCELLED] * 2
+    assert {results[t].cancelled_by for t in ("t3", "t4")} == {"breaker"}
+    tripped = [e for e in seen if isinstance(e, BreakerTripped)]
+    assert len(tripped) == 1 and tripped[0].task_id == "t2" and "t2 failed" in tripped[0].reason
+    assert [e.task_id for e in seen if isinstance(e, TaskStarted)] == ["t0", "t1", "t2"]
+    assert {e.task_id for e in seen if isinstance(e, TaskCancelled)} == {"t3", "t4"}
+
+
+def test_not_logged_in_stops_launches_at_once(tmp_path: Path) -> None:
+    ids = ["a", "b", "c"]
+    _, results, seen = run_failing(tmp_path, make_plan(tmp_path, ids, []), dict.fromkeys(ids, 0.01), slots=1,
+                                   failures={"a": "auth"})
+    assert [results[t].status for t in ids] == [TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.CANCELLED]
+    assert [type(e).__name__ for e in seen if e.task_id == "a"] == ["TaskStarted", "TaskFinished", "BreakerTripped"]
+
+
+def test_transient_failures_and_a_success_between_do_not_stop_launches(tmp_path: Path) -> None:
+    ids = [f"t{i}" for i in range(6)]
+    failures: dict[str, FailureClass] = {"t0": "crashed", "t1": "crashed", "t2": "crashed",
+                                         "t3": "agent_error", "t4": "agent_error"}
+    _, results, seen = run_failing(tmp_path, make_plan(tmp_path, ids, []), dict.fromkeys(ids, 0.01), slots=1,
+                                   failures=failures)
+    assert [results[t].status for t in ids] == [TaskStatus.FAILED] * 5 + [TaskStatus.COMPLETED]
+    assert not [e for e in seen if isinstance(e, BreakerTripped)]
+    assert [e.task_id for e in seen if isinstance(e, TaskFinished)] == ids

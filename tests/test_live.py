@@ -5,7 +5,18 @@ import io
 from pathlib import Path
 
 import pytest
-from orchestrator.models import AgentOutcome, TaskResult, TaskStatus
+from orchestrator.models import AgentOutcome, OrchestrationResult, TaskResult, TaskStatus
+from orchestrator.observe.events import (
+    EngineEvent,
+    Heartbeat,
+    PhaseChanged,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    TaskCancelled,
+    TaskFinished,
+    TaskStarted,
+)
 from orchestrator.observe.live import LiveView, Observers, ProgressPrinter, make_observer, render_view
 from orchestrator.state.registry import ProcessRegistry
 from rich.console import Console
@@ -25,16 +36,20 @@ def result(tid: str, status: TaskStatus, error: str | None = None) -> TaskResult
                       outcome=AgentOutcome(cost_usd=0.5, num_turns=4))
 
 
+def started(tid: str, attempt: int = 1) -> TaskStarted:
+    return TaskStarted(task_id=tid, branch=f"gadugi/{tid}", predecessors=(), attempt=attempt)
+
+
 def test_rows_from_events_and_messages() -> None:
     out = Tty()
     view = LiveView(console(out))
     try:
-        view("a", "started", {"branch": "gadugi/a", "predecessors": []})
-        view("b", "started", {"branch": "gadugi/b", "predecessors": []})
-        view("a", "phase", {"phase": "agent"})
-        view("a", "heartbeat", {"summary": "tool_use: Edit", "turns": 2, "cost_usd": 0.1})
-        view("b", "finished", {"result": result("b", TaskStatus.FAILED, "agent said no")})
-        view("c", "cancelled", {"reason": "dependency 'b' failed"})
+        view(started("a"))
+        view(started("b"))
+        view(PhaseChanged(task_id="a", phase="agent"))
+        view(Heartbeat(task_id="a", summary="tool_use: Edit", turns=2, cost_usd=0.1))
+        view(TaskFinished(task_id="b", result=result("b", TaskStatus.FAILED, "agent said no")))
+        view(TaskCancelled(task_id="c", reason="dependency 'b' failed"))
         rows = {r.task_id: r for r in view.view().rows}
     finally:
         view.close()
@@ -54,9 +69,11 @@ def test_rows_from_registry_include_queued(tmp_path: Path) -> None:
     out = Tty()
     view = LiveView(console(out))
     try:
-        view("", "run_started", {"run_id": "run-1", "registry": reg, "max_parallel": 2})
+        view(RunStarted(run_id="run-1", run_dir=tmp_path, monitoring_dir=tmp_path / "mon", registry=reg,
+                        max_parallel=2, total=2))
         v = view.view()
-        view("", "run_finished", {"result": None})
+        view(RunFinished(result=OrchestrationResult(run_id="run-1", total_tasks=2, successful_tasks=0, failed_tasks=0,
+                                                    execution_time_seconds=1.0)))
     finally:
         view.close()
     assert v.run_id == "run-1" and v.slots == 2
@@ -72,9 +89,9 @@ def test_rows_from_registry_include_queued(tmp_path: Path) -> None:
 def test_render_caps_rows_and_labels_eta() -> None:
     view = LiveView(console(Tty()))
     for i in range(30):
-        view._apply(f"t{i:02d}", "started", {})
+        view._apply(started(f"t{i:02d}"))
     for i in range(10):
-        view._apply(f"t{i:02d}", "finished", {"result": result(f"t{i:02d}", TaskStatus.COMPLETED)})
+        view._apply(TaskFinished(task_id=f"t{i:02d}", result=result(f"t{i:02d}", TaskStatus.COMPLETED)))
     text = Console(file=io.StringIO(), width=200, record=True)
     text.print(render_view(view.view(), max_rows=5))
     rendered = text.export_text()
@@ -97,19 +114,19 @@ def test_observers_isolate_failures_and_close() -> None:
     seen: list[str] = []
     closed: list[bool] = []
 
-    def broken(task_id: str, what: str, data: dict) -> None:
+    def broken(event: EngineEvent) -> None:
         raise RuntimeError("bug")
 
     class Closing:
-        def __call__(self, task_id: str, what: str, data: dict) -> None:
-            seen.append(what)
+        def __call__(self, event: EngineEvent) -> None:
+            seen.append(event.name)
 
         def close(self) -> None:
             closed.append(True)
 
     with Observers(broken, None, Closing()) as obs:
-        obs("a", "started", {})
-        obs("a", "finished", {})
+        obs(started("a"))
+        obs(TaskFinished(task_id="a", result=result("a", TaskStatus.COMPLETED)))
     assert seen == ["started", "finished"] and closed == [True]
 
 
@@ -117,8 +134,8 @@ def test_retry_requeues_with_the_next_attempt() -> None:
     out = Tty()
     view = LiveView(console(out))
     try:
-        view("a", "started", {"attempt": 1})
-        view("a", "retry", {"attempt": 1, "delay": 2.0, "error": "rate limited"})
+        view(started("a"))
+        view(Retrying(task_id="a", attempt=1, delay=2.0, error="rate limited", failure="rate_limited"))
         row = view.view().rows[0]
     finally:
         view.close()

@@ -5,7 +5,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.models import TaskStatus
+from orchestrator.models import OrchestrationResult, TaskResult, TaskStatus
+from orchestrator.observe.events import RunFinished, RunStarted, TaskFinished
 from orchestrator.observe.metrics import MetricsObserver, MetricsWriter, metric_families
 from orchestrator.state.registry import ProcessRegistry
 from orchestrator.state.registry_models import ProcessInfo
@@ -155,12 +156,14 @@ def test_writer_drops_series_of_tasks_that_moved_on(tmp_path: Path) -> None:
 def test_observer_writes_at_start_and_end(tmp_path: Path) -> None:
     reg = registry(tmp_path)
     observer = MetricsObserver(min_interval=3600)
-    observer("", "run_started", {"run_id": "run-1", "registry": reg, "monitoring_dir": tmp_path / "mon"})
+    observer(RunStarted(run_id="run-1", run_dir=tmp_path, monitoring_dir=tmp_path / "mon", registry=reg, max_parallel=1,
+                        total=2))
     path = tmp_path / "mon" / "metrics.prom"
     assert parse(path.read_text())[series("gadugi_run_finished", run_id="run-1")] == 0
     reg.transition("run", TaskStatus.COMPLETED)
-    observer("run", "finished", {})
-    observer("", "run_finished", {})
+    observer(TaskFinished(task_id="run", result=TaskResult(task_id="run", status=TaskStatus.COMPLETED)))
+    observer(RunFinished(result=OrchestrationResult(run_id="run-1", total_tasks=2, successful_tasks=2, failed_tasks=0,
+                                                    execution_time_seconds=1.0)))
     final = parse(path.read_text())
     assert final[series("gadugi_run_finished", run_id="run-1")] == 1
     assert final[series("gadugi_tasks", run_id="run-1", status="completed")] == 2

@@ -18,20 +18,22 @@ from orchestrator.models import (
     TaskResult,
     TaskStatus,
 )
+from orchestrator.observe.events import BreakerTripped, RunFinished, RunStarted, TaskFinished, TaskStarted
 from orchestrator.observe.notify import Notifier
+from orchestrator.state.registry import ProcessRegistry
 
 from test_e2e import write_prompt
 
 
-def finished(tid: str, status: TaskStatus) -> dict:
-    return {"result": TaskResult(task_id=tid, status=status, branch=f"gadugi/{tid}", duration_seconds=3.0,
-                                 error_message="boom" if status is not TaskStatus.COMPLETED else None,
-                                 outcome=AgentOutcome(cost_usd=0.2))}
+def finished(tid: str, status: TaskStatus) -> TaskFinished:
+    return TaskFinished(task_id=tid, result=TaskResult(
+        task_id=tid, status=status, branch=f"gadugi/{tid}", duration_seconds=3.0,
+        error_message="boom" if status is not TaskStatus.COMPLETED else None, outcome=AgentOutcome(cost_usd=0.2)))
 
 
-def run_end() -> dict:
-    return {"result": OrchestrationResult(run_id="run-1", total_tasks=2, successful_tasks=1, failed_tasks=1,
-                                          execution_time_seconds=9.0)}
+def run_end() -> RunFinished:
+    return RunFinished(result=OrchestrationResult(run_id="run-1", total_tasks=2, successful_tasks=1, failed_tasks=1,
+                                                  execution_time_seconds=9.0))
 
 
 @pytest.fixture
@@ -77,12 +79,22 @@ def test_command_and_url_receive_every_event(tmp_path: Path, server: tuple[str, 
     fields = "$GADUGI_EVENT $GADUGI_TASK_ID $GADUGI_STATUS $GADUGI_ATTENTION"
     cmd = f'cat >> "{out}"; echo >> "{out}"; echo "{fields}" >> "{env_file}"'
     n = Notifier(cmd, url, timeout=10)
-    n("", "run_started", {"run_id": "run-1"})
-    n("a", "started", {})
-    n("a", "finished", finished("a", TaskStatus.COMPLETED))
-    n("b", "finished", finished("b", TaskStatus.TIMEOUT))
-    n("", "breaker", {"reason": "stopped launching"})
-    n("", "run_finished", run_end())
+    registry = ProcessRegistry(tmp_path / "mon", "run-1", fsync=False)
+    for tid in ("a", "b"):
+        registry.register(tid, task_name=tid, command=["agent"], working_directory="/w", prompt_file=None,
+                          branch=f"gadugi/{tid}", base_sha="0", worktree="/w", priority=5)
+    n(RunStarted(run_id="run-1", run_dir=tmp_path, monitoring_dir=tmp_path / "mon", registry=registry,
+                 max_parallel=2, total=2))
+    n(TaskStarted(task_id="a", branch="gadugi/a", predecessors=(), attempt=1))
+    # The counts sent come from the registry, which the engine changes before it tells observers.
+    registry.transition("a", TaskStatus.RUNNING)
+    registry.transition("a", TaskStatus.COMPLETED)
+    n(finished("a", TaskStatus.COMPLETED))
+    registry.transition("b", TaskStatus.RUNNING)
+    registry.transition("b", TaskStatus.TIMEOUT)
+    n(finished("b", TaskStatus.TIMEOUT))
+    n(BreakerTripped(reason="stopped launching"))
+    n(run_end())
     assert n.close(timeout=30) is True
     assert n.failures == [] and n.sent == 8
     by_cmd = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
@@ -104,7 +116,7 @@ def test_failing_hanging_and_unreachable_notifiers_are_recorded(tmp_path: Path, 
                              (f'touch "{started}"; sleep 60; echo late', None, "timed out"),
                              (None, refused_url(), "--notify-url failed")):
         n = Notifier(cmd, url, timeout=0.5)
-        n("a", "finished", finished("a", TaskStatus.FAILED))  # returns at once: delivery is on a thread
+        n(finished("a", TaskStatus.FAILED))  # returns at once: delivery is on a thread
         assert n.close(timeout=30) is True
         assert len(n.failures) == 1 and expect in n.failures[0], n.failures
     assert started.exists()

@@ -110,11 +110,16 @@ def test_stall_is_killed_but_quiet_busy_agent_is_not(make_repo, path_with: str, 
     write_prompt(repo, "stuck.md", "id: stuck", "# S\nfake-claude: hang")
     write_prompt(repo, "busy.md", "id: busy", "# B\nfake-claude: quiet-busy seconds=2.5")
     log = tmp_path / "agents.log"
+    notes = tmp_path / "notes.jsonl"
     proc = run_cli(repo, path_with, "run", "stuck", "busy", "--json", "--stall-timeout", "1s", "--retries", "0",
-                   *FAST, log=log)
+                   "--notify-cmd", f'cat >> "{notes}"; echo >> "{notes}"', *FAST, log=log)
     tasks = tasks_of(proc.stdout)
     assert tasks["busy"]["status"] == "completed", tasks["busy"]
     assert tasks["stuck"]["status"] == "failed" and "stalled" in tasks["stuck"]["error_message"]
+    # The stall itself is news (a retry may follow): the user hears of it as it happens.
+    sent = [json.loads(line) for line in notes.read_text().splitlines() if line.strip()]
+    attention = [(n["task_id"], n["status"]) for n in sent if n["event"] == "task_attention"]
+    assert attention == [("stuck", "stalled")], sent
     assert_gone(pids_from_log(log))
 
 

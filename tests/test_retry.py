@@ -1,13 +1,15 @@
-"""The retry policy: which failures retry, and the backoff (full jitter, capped, growing)."""
+"""The retry policy: which failures retry (the failure table), and the backoff (full jitter, capped, growing)."""
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from orchestrator.models import AgentOutcome, TaskResult, TaskStatus
-from orchestrator.run.retry import PERMANENT, TRANSIENT, backoff_delay, retry_delay
+from orchestrator.agents.failures import FAILURES, PERMANENT, TRANSIENT
+from orchestrator.models import AgentOutcome, FailureClass, TaskResult, TaskStatus
+from orchestrator.run.retry import backoff_delay, retry_delay
 
 
 @given(attempt=st.integers(min_value=1, max_value=200), base=st.floats(0.001, 100), cap=st.floats(0.001, 10_000),
@@ -30,6 +32,18 @@ def test_backoff_ceiling_grows_until_capped(attempt: int, seed: int) -> None:
 def failed(failure: str, *, attempt: int = 1, resets_at: float | None = None) -> TaskResult:
     return TaskResult(task_id="t", status=TaskStatus.FAILED, attempt=attempt,
                       outcome=AgentOutcome(failure=failure, rate_limit_resets_at=resets_at))  # type: ignore[arg-type]
+
+
+def test_every_failure_class_is_in_the_table_once() -> None:
+    assert sorted(FAILURES) == sorted(get_args(FailureClass))
+    assert all(f.wording for f in FAILURES.values())
+    # Stopped on purpose or not a failure at all: neither retried nor counted by the breaker.
+    assert set(FAILURES) - TRANSIENT - PERMANENT == {"none", "timeout", "cancelled"}
+
+
+@given(st.sampled_from(sorted(FAILURES)))
+def test_only_transient_failures_retry(failure: FailureClass) -> None:
+    assert (retry_delay(failed(failure), base=1.0, cap=30.0) is not None) == (failure in TRANSIENT)
 
 
 @given(st.sampled_from(sorted(PERMANENT)))

@@ -1,12 +1,71 @@
-"""Failure classes from an agent's own error text, shared by the adapters whose CLIs report API
-errors only as messages (Codex, Gemini, Aider); Claude Code carries a status code instead."""
+"""The failure table (what each failure class means and what it is worth), and failure classes
+from an agent's own error text, shared by the adapters whose CLIs report API errors only as
+messages (Codex, Gemini, Aider); Claude Code carries a status code instead."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
 
 from orchestrator.models import FailureClass
 
 SUMMARY_WIDTH = 60
+
+# transient: usually goes away, worth another attempt after a backoff.
+# permanent: repeats identically and only costs money: never retried, and the same one repeating
+#   stops new launches (the circuit breaker).
+# account_wide: permanent, and true of every task of the account: stops launches at once.
+# stopped: the task was ended on purpose (cancelled, out of time): neither retried nor counted.
+FailureKind = Literal["none", "transient", "permanent", "account_wide", "stopped"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: FailureKind
+    wording: str  # what happened, in words for a person
+
+
+# Every failure class, declared once: retries, the circuit breaker and reports read it.
+FAILURES: Mapping[FailureClass, Failure] = MappingProxyType({
+    "none": Failure("none", "no failure"),
+    "api_error": Failure("transient", "the model API failed or was overloaded"),
+    "rate_limited": Failure("transient", "the model API's rate limit was hit"),
+    "killed": Failure("transient", "the agent was killed"),
+    "stalled": Failure("transient", "the agent stopped making progress"),
+    "crashed": Failure("transient", "the agent crashed"),
+    "no_result": Failure("transient", "the agent ended without a result"),
+    # The WorkflowManager (or the cluster worker running it) died without leaving a result.
+    "lost": Failure("transient", "the task's WorkflowManager died without a result"),
+    # A resume found no session and the fresh start was not possible (another agent).
+    "session_lost": Failure("transient", "the agent's session to continue was gone"),
+    "auth": Failure("account_wide", "the agent is not logged in or its key was refused"),
+    "max_turns": Failure("permanent", "the agent reached its turn limit"),
+    "budget": Failure("permanent", "the agent reached its spending limit"),
+    "verify_failed": Failure("permanent", "the verify command failed"),
+    # Flags refused, a command that will not start, an error result: the same agent CLI runs every
+    # task, so the same error again means the next task would fail the same way.
+    "agent_error": Failure("permanent", "the agent reported an error"),
+    # The setup hook and worktree are the same for every task: a failure there repeats.
+    "setup_failed": Failure("permanent", "setting up the task's worktree failed"),
+    "timeout": Failure("stopped", "the task ran out of time"),
+    "cancelled": Failure("stopped", "the task was cancelled"),
+})
+
+# Views of the table: what retries (transient), and what never does and counts for the breaker.
+TRANSIENT = frozenset(name for name, f in FAILURES.items() if f.kind == "transient")
+PERMANENT = frozenset(name for name, f in FAILURES.items() if f.kind in ("permanent", "account_wide"))
+
+
+def failure_kind(failure: FailureClass) -> FailureKind:
+    return FAILURES[failure].kind
+
+
+def describe_failure(failure: FailureClass) -> str:
+    """The failure in words, e.g. for a run that stopped because of it."""
+    return FAILURES[failure].wording
+
 
 # Order matters: an auth failure often mentions a retry, and a 429 message often says "error".
 _PATTERNS: tuple[tuple[FailureClass, re.Pattern[str]], ...] = (

@@ -10,10 +10,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Protocol, Self
+from typing import IO, Protocol, Self
 
 import click
 from rich import box
@@ -23,7 +22,29 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.config.durations import format_duration
-from orchestrator.models import TaskResult, TaskStatus
+from orchestrator.models import TaskStatus
+from orchestrator.observe.events import (
+    STATUS_CHANGES,
+    BreakerTripped,
+    CancelRequested,
+    EngineEvent,
+    Heartbeat,
+    Interrupted,
+    Killing,
+    Observer,
+    PhaseChanged,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    RunTimedOut,
+    Stalled,
+    TaskAttached,
+    TaskCancelled,
+    TaskFinished,
+    TaskLog,
+    TaskStarted,
+    Waiting,
+)
 from orchestrator.observe.status import (
     ETA_NOTE,
     RunView,
@@ -36,7 +57,6 @@ from orchestrator.state.registry_models import ProcessInfo
 
 log = logging.getLogger(__name__)
 
-Observer = Callable[[str, str, dict[str, Any]], None]
 REFRESH_PER_SECOND = 4.0
 SNAPSHOT_INTERVAL = 0.5  # seconds a registry snapshot is reused between redraws
 
@@ -169,61 +189,63 @@ class LiveView:
         self._live: Live | None = None
         self._closed = False
 
-    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
-        message = self._apply(task_id, what, data)
-        if what == "run_finished":
+    def __call__(self, event: EngineEvent) -> None:
+        message = self._apply(event)
+        if isinstance(event, RunFinished):
             self.close()
             return
         self._start()
         if message is not None and self._live is not None:
             self._live.console.print(message)
 
-    def _apply(self, task_id: str, what: str, data: Mapping[str, Any]) -> Text | None:
+    def _apply(self, event: EngineEvent) -> Text | None:
         now = time.monotonic()
         with self._lock:
-            if what == "run_started":
-                self.run_id = str(data.get("run_id") or "")
-                registry = data.get("registry")
-                self._registry = registry if hasattr(registry, "snapshot") else None
-                slots = data.get("max_parallel")
-                self.slots = slots if isinstance(slots, int) else None
+            if isinstance(event, RunStarted):
+                self.run_id = event.run_id
+                self._registry = event.registry
+                self.slots = event.max_parallel
                 self._cached = None
                 return None
-            self._cached = None if what in ("started", "finished", "cancelled", "retry") else self._cached
+            if isinstance(event, STATUS_CHANGES):
+                self._cached = None  # a status changed: the next redraw takes a fresh snapshot
+            task_id = event.task_id
             row = self._rows.get(task_id)
-            if what == "started":
-                self._rows[task_id] = _EventRow(started=now, attempt=int(data.get("attempt") or 1))
-            elif what == "retry" and row is not None:
-                # `attempt` is the one that failed; the next is queued.
-                row.status, row.attempt = TaskStatus.QUEUED, int(data.get("attempt") or row.attempt) + 1
-                row.phase, row.error = "queued", None
-                return Text(f"retry: {task_id} attempt {row.attempt} after: {data.get('error') or ''}", style="yellow")
-            elif what == "phase" and row is not None:
-                row.phase = str(data.get("phase") or row.phase)
-            elif what == "heartbeat" and row is not None:
-                row.last_event = data.get("summary") or row.last_event
-                row.turns = int(data.get("turns") or row.turns)
-                row.cost_usd = data.get("cost_usd", row.cost_usd)
-            elif what == "finished":
-                result: TaskResult = data["result"]
-                row = self._rows.setdefault(task_id, _EventRow(started=now))
-                row.status, row.phase, row.elapsed = result.status, "done", result.duration_seconds
-                row.cost_usd, row.turns = result.outcome.cost_usd, result.outcome.num_turns
-                row.error = result.error_message
-                if result.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
-                    return Text(f"{result.status.value}: {task_id}: {result.error_message or ''}", style="red")
-            elif what == "cancelled":
-                self._rows[task_id] = _EventRow(status=TaskStatus.CANCELLED, phase="-", started=now, elapsed=0.0,
-                                                error=str(data.get("reason") or ""))
-            elif what == "interrupt":
-                return Text(f"interrupted: stopping {len(data.get('running') or [])} running task(s); "
-                            "press Ctrl-C again to kill them at once", style="bold yellow")
-            elif what == "kill":
-                return Text(f"killing {len(data.get('running') or [])} task(s) now", style="bold red")
-            elif what in ("breaker", "run_timeout"):
-                return Text(str(data.get("reason")), style="bold red")
-            elif what == "log" and self.verbose:
-                return Text(f"{task_id}: {data.get('message')}", style="dim")
+            match event:
+                case TaskStarted(attempt=attempt):
+                    self._rows[task_id] = _EventRow(started=now, attempt=attempt)
+                case Retrying(attempt=attempt, error=error) if row is not None:
+                    # `attempt` is the one that failed; the next is queued.
+                    row.status, row.attempt = TaskStatus.QUEUED, attempt + 1
+                    row.phase, row.error = "queued", None
+                    return Text(f"retry: {task_id} attempt {row.attempt} after: {error or ''}", style="yellow")
+                case PhaseChanged(phase=phase) if row is not None:
+                    row.phase = phase
+                case Heartbeat() if row is not None:
+                    row.last_event = event.summary or row.last_event
+                    row.turns = event.turns or row.turns
+                    row.cost_usd = event.cost_usd if event.cost_usd is not None else row.cost_usd
+                case TaskFinished(result=result):
+                    row = self._rows.setdefault(task_id, _EventRow(started=now))
+                    row.status, row.phase, row.elapsed = result.status, "done", result.duration_seconds
+                    row.cost_usd, row.turns = result.outcome.cost_usd, result.outcome.num_turns
+                    row.error = result.error_message
+                    if result.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
+                        return Text(f"{result.status.value}: {task_id}: {result.error_message or ''}", style="red")
+                case TaskCancelled(reason=reason):
+                    self._rows[task_id] = _EventRow(status=TaskStatus.CANCELLED, phase="-", started=now, elapsed=0.0,
+                                                    error=reason)
+                case Interrupted(running=running):
+                    return Text(f"interrupted: stopping {len(running)} running task(s); "
+                                "press Ctrl-C again to kill them at once", style="bold yellow")
+                case Killing(running=running):
+                    return Text(f"killing {len(running)} task(s) now", style="bold red")
+                case BreakerTripped(reason=reason) | RunTimedOut(reason=reason):
+                    return Text(reason, style="bold red")
+                case Stalled(reason=reason):
+                    return Text(f"stalled: {task_id}: {reason}", style="yellow")
+                case TaskLog(message=message) if self.verbose:
+                    return Text(f"{task_id}: {message}", style="dim")
         return None
 
     def view(self) -> RunView:
@@ -301,14 +323,15 @@ class Observers:
         self.observers = [o for o in observers if o is not None]
         self._failed: set[int] = set()
 
-    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
+    def __call__(self, event: EngineEvent) -> None:
         for i, observer in enumerate(self.observers):
             try:
-                observer(task_id, what, data)
+                observer(event)
             except Exception:
                 if i not in self._failed:  # once per observer: a broken one would flood the log
                     self._failed.add(i)
-                    log.warning("observer %r failed on %r; later failures not logged", observer, what, exc_info=True)
+                    log.warning("observer %r failed on %r; later failures not logged", observer, event.name,
+                                exc_info=True)
 
     def close(self) -> None:
         for observer in self.observers:
@@ -343,38 +366,42 @@ class ProgressPrinter:
         self.verbose = verbose
         self.t0 = time.monotonic()
 
-    ALWAYS = frozenset({"waiting", "run_timeout", "breaker", "interrupt", "kill"})
+    # What even --quiet prints: the run stopping or waiting, which nothing else would explain.
+    ALWAYS = (Waiting, RunTimedOut, BreakerTripped, Interrupted, Killing)
 
-    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
-        if self.quiet and what not in self.ALWAYS:
+    def __call__(self, event: EngineEvent) -> None:
+        if self.quiet and not isinstance(event, self.ALWAYS):
             return
         stamp = f"[{format_duration(time.monotonic() - self.t0):>7}]"
-        if what == "started":
-            after = f" after {', '.join(data['predecessors'])}" if data.get("predecessors") else ""
-            click.echo(f"{stamp} start  {task_id} on {data['branch']}{after}")
-        elif what == "finished":
-            r: TaskResult = data["result"]
-            work = "no changes" if r.no_changes else f"{len(r.commits)} commit(s), {len(r.changed_files)} file(s)"
-            detail = f": {r.error_message}" if r.error_message and r.status != TaskStatus.COMPLETED else ""
-            click.echo(f"{stamp} {_MARK.get(r.status, r.status.value):<6} {task_id} in "
-                       f"{format_duration(r.duration_seconds)}, {work}{detail}")
-        elif what == "cancelled":
-            click.echo(f"{stamp} skip   {task_id}: {data['reason']}")
-        elif what == "interrupt":
-            click.echo(f"{stamp} interrupted: stopping {len(data['running'])} running task(s); "
-                       "press Ctrl-C again to kill them at once", err=True)
-        elif what == "retry":
-            click.echo(f"{stamp} retry  {task_id}: attempt {data['attempt']} failed ({data['failure']}): "
-                       f"{data['error']}; again in {format_duration(data['delay'])}")
-        elif what == "attached":
-            click.echo(f"{stamp} attach {task_id}: still running (pid {data['pid']}, attempt {data['attempt']})")
-        elif what in ("waiting", "run_timeout"):
-            click.echo(f"{stamp} {data['reason']}", err=True)
-        elif what == "cancel_request":
-            click.echo(f"{stamp} cancel requested for {', '.join(data['tasks'])}", err=True)
-        elif what == "breaker":
-            click.echo(f"{stamp} {data['reason']}", err=True)
-        elif what == "kill":
-            click.echo(f"{stamp} killing {len(data['running'])} task(s) now", err=True)
-        elif self.verbose and what in ("phase", "log"):
-            click.echo(f"{stamp}        {task_id}: {data.get('phase') or data.get('message')}")
+        task_id = event.task_id
+        match event:
+            case TaskStarted(branch=branch, predecessors=predecessors):
+                after = f" after {', '.join(predecessors)}" if predecessors else ""
+                click.echo(f"{stamp} start  {task_id} on {branch}{after}")
+            case TaskFinished(result=r):
+                work = "no changes" if r.no_changes else f"{len(r.commits)} commit(s), {len(r.changed_files)} file(s)"
+                detail = f": {r.error_message}" if r.error_message and r.status != TaskStatus.COMPLETED else ""
+                click.echo(f"{stamp} {_MARK.get(r.status, r.status.value):<6} {task_id} in "
+                           f"{format_duration(r.duration_seconds)}, {work}{detail}")
+            case TaskCancelled(reason=reason):
+                click.echo(f"{stamp} skip   {task_id}: {reason}")
+            case Interrupted(running=running):
+                click.echo(f"{stamp} interrupted: stopping {len(running)} running task(s); "
+                           "press Ctrl-C again to kill them at once", err=True)
+            case Retrying():
+                click.echo(f"{stamp} retry  {task_id}: attempt {event.attempt} failed ({event.failure}): "
+                           f"{event.error}; again in {format_duration(event.delay)}")
+            case TaskAttached(pid=pid, attempt=attempt):
+                click.echo(f"{stamp} attach {task_id}: still running (pid {pid}, attempt {attempt})")
+            case Waiting(reason=reason) | RunTimedOut(reason=reason) | BreakerTripped(reason=reason):
+                click.echo(f"{stamp} {reason}", err=True)
+            case CancelRequested(tasks=tasks):
+                click.echo(f"{stamp} cancel requested for {', '.join(tasks)}", err=True)
+            case Killing(running=running):
+                click.echo(f"{stamp} killing {len(running)} task(s) now", err=True)
+            case Stalled(reason=reason):
+                click.echo(f"{stamp} stall  {task_id}: {reason}", err=True)
+            case PhaseChanged(phase=phase) if self.verbose:
+                click.echo(f"{stamp}        {task_id}: {phase}")
+            case TaskLog(message=message) if self.verbose:
+                click.echo(f"{stamp}        {task_id}: {message}")

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator.models import TaskResult, iso
+from orchestrator.models import TaskStatus, iso
+from orchestrator.observe.events import (
+    BreakerTripped,
+    EngineEvent,
+    Heartbeat,
+    Interrupted,
+    Killing,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    record,
+)
 
 LogFormat = Literal["text", "json"]
 ROOT_LOGGER = "orchestrator"
@@ -98,24 +109,6 @@ def task_logger(task_id: str, attempt: int | None = None, name: str = ROOT_LOGGE
     return TaskLogger(logging.getLogger(name), task_id, attempt)
 
 
-def _event_fields(what: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-friendly part of an engine event's data."""
-    if what == "finished" and isinstance(data.get("result"), TaskResult):
-        r: TaskResult = data["result"]
-        return {"status": r.status.value, "attempt": r.attempt, "failure": r.outcome.failure,
-                "error": r.error_message, "duration_seconds": r.duration_seconds, "cost_usd": r.outcome.cost_usd,
-                "commits": len(r.commits), "branch": r.branch}
-    if what == "run_started":
-        return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()
-                if k in ("run_id", "run_dir", "monitoring_dir", "max_parallel", "total")}
-    if what == "run_finished":
-        result = data.get("result")
-        keys = ("total_tasks", "successful_tasks", "failed_tasks", "cancelled_tasks", "execution_time_seconds",
-                "total_cost_usd", "interrupted", "abort_reason")
-        return {k: getattr(result, k, None) for k in keys}
-    return {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
-
-
 class EventLog:
     """Engine observer that logs every event, and owns the run log file: opened at `run_started`
     (the first moment the run directory is known), closed at `run_finished` or `close()`.
@@ -131,20 +124,20 @@ class EventLog:
         self.handler: logging.Handler | None = None
         self.path: Path | None = None
 
-    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
-        if what == "run_started" and data.get("run_dir") and self.handler is None:
-            run_dir = Path(data["run_dir"])
-            self.handler = attach_run_log(run_dir, str(data.get("run_id") or run_dir.name), self.log_format,
-                                          self.level)
-            self.path = log_path(run_dir, self.log_format)
-        fields = _event_fields(what, data)
-        level = logging.DEBUG if what == "heartbeat" else logging.INFO
-        if fields.get("status") in ("failed", "timeout") or what in ("breaker", "kill", "interrupt"):
+    def __call__(self, event: EngineEvent) -> None:
+        if isinstance(event, RunStarted) and self.handler is None:
+            self.handler = attach_run_log(event.run_dir, event.run_id or event.run_dir.name, self.log_format, self.level)
+            self.path = log_path(event.run_dir, self.log_format)
+        fields = record(event)
+        level = logging.DEBUG if isinstance(event, Heartbeat) else logging.INFO
+        if isinstance(event, TaskFinished) and event.result.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) \
+                or isinstance(event, BreakerTripped | Killing | Interrupted):
             level = logging.WARNING
         detail = fields.get("error") or fields.get("reason") or fields.get("phase") or fields.get("message") or ""
-        self.logger.log(level, "%s %s%s", what, task_id or "-", f": {detail}" if detail else "",
-                        extra={"event": what, "task_id": task_id or None, "data": fields})
-        if what == "run_finished":
+        task_id = event.task_id
+        self.logger.log(level, "%s %s%s", event.name, task_id or "-", f": {detail}" if detail else "",
+                        extra={"event": event.name, "task_id": task_id or None, "data": fields})
+        if isinstance(event, RunFinished):
             self.close()
 
     def close(self) -> None:

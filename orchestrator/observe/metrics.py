@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from orchestrator.models import TaskStatus, utcnow
+from orchestrator.observe.events import STATUS_CHANGES, EngineEvent, Heartbeat, RunFinished, RunStarted
 from orchestrator.state.registry_models import ProcessInfo, seconds_since
 
 METRICS_FILE = "metrics.prom"
@@ -147,20 +148,20 @@ class MetricsObserver:
         self._registry: Any = None
         self._pending = False
 
-    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
-        if what == "run_started":
-            self._registry = data.get("registry")
-            path = self.path or Path(data["monitoring_dir"]) / METRICS_FILE
-            self.writer = MetricsWriter(path, str(data.get("run_id") or ""), min_interval=self.min_interval)
+    def __call__(self, event: EngineEvent) -> None:
+        if isinstance(event, RunStarted):
+            self._registry = event.registry
+            path = self.path or event.monitoring_dir / METRICS_FILE
+            self.writer = MetricsWriter(path, event.run_id, min_interval=self.min_interval)
             self.writer.update(self._registry.snapshot(), force=True)
             return
         if self.writer is None or self._registry is None:
             return
-        if what == "run_finished":
+        if isinstance(event, RunFinished):
             self.writer.final(self._registry.snapshot())
             return
         # A status change that falls inside the throttle window is written with the next event.
-        self._pending = self._pending or what in ("started", "finished", "cancelled", "retry")
-        if (self._pending or what == "heartbeat") and self.writer.due():
+        self._pending = self._pending or isinstance(event, STATUS_CHANGES)
+        if (self._pending or isinstance(event, Heartbeat)) and self.writer.due():
             self._pending = False
             self.writer.update(self._registry.snapshot())

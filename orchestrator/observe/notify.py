@@ -27,8 +27,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import InputError
-from orchestrator.models import TaskResult, TaskStatus, iso
+from orchestrator.models import TaskStatus, iso
+from orchestrator.observe.events import (
+    BreakerTripped,
+    EngineEvent,
+    RunFinished,
+    RunStarted,
+    RunTimedOut,
+    Stalled,
+    TaskCancelled,
+    TaskFinished,
+)
 from orchestrator.process import signal_group
+from orchestrator.state.registry import ProcessRegistry
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +118,7 @@ class Notifier:
         self.run_id = ""
         self.sent = 0
         self.failures: list[str] = []
-        self._registry: Any = None
+        self._registry: ProcessRegistry | None = None
         self._counts = {s.value: 0 for s in TaskStatus}
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -119,34 +130,32 @@ class Notifier:
 
     # -- observer ------------------------------------------------------------------------------
 
-    def __call__(self, task_id: str, what: str, data: dict[str, Any]) -> None:
-        if what == "run_started":
-            self.run_id = str(data.get("run_id") or "")
-            self._registry = data.get("registry")
-        elif what == "finished" and isinstance(data.get("result"), TaskResult):
-            r: TaskResult = data["result"]
-            self._counts[r.status.value] += 1
-            self.send({
-                "event": "task_end", "task_id": task_id, "status": r.status.value,
-                "attention": r.status in _ATTENTION, "error": r.error_message, "failure": r.outcome.failure,
-                "branch": r.branch, "attempt": r.attempt, "cost_usd": r.outcome.cost_usd,
-                "duration_seconds": r.duration_seconds, "commits": len(r.commits),
-            })
-        elif what == "cancelled":
-            self._counts["cancelled"] += 1
-        elif what in ("stalled", "breaker", "run_timeout"):
-            reason = data.get("reason") or data.get("message") or what
-            self.send({"event": "task_attention", "task_id": task_id or None, "status": what,
-                       "attention": True, "reason": str(reason)})
-        elif what == "run_finished":
-            result = data.get("result")
-            keys = ("total_tasks", "successful_tasks", "failed_tasks", "cancelled_tasks", "skipped_tasks",
-                    "execution_time_seconds", "total_cost_usd", "interrupted", "abort_reason", "report_path")
-            summary = {k: getattr(result, k, None) for k in keys}
-            self.send({"event": "run_end", "status": "interrupted" if summary["interrupted"] else "finished",
-                       "attention": bool(summary["failed_tasks"] or summary["abort_reason"]),
-                       "cost_usd": summary["total_cost_usd"], "duration_seconds": summary["execution_time_seconds"],
-                       "result": summary})
+    def __call__(self, event: EngineEvent) -> None:
+        match event:
+            case RunStarted():
+                self.run_id = event.run_id
+                self._registry = event.registry
+            case TaskFinished(result=r):
+                self._counts[r.status.value] += 1
+                self.send({
+                    "event": "task_end", "task_id": event.task_id, "status": r.status.value,
+                    "attention": r.status in _ATTENTION, "error": r.error_message, "failure": r.outcome.failure,
+                    "branch": r.branch, "attempt": r.attempt, "cost_usd": r.outcome.cost_usd,
+                    "duration_seconds": r.duration_seconds, "commits": len(r.commits),
+                })
+            case TaskCancelled():
+                self._counts["cancelled"] += 1
+            case Stalled(reason=reason) | BreakerTripped(reason=reason) | RunTimedOut(reason=reason):
+                self.send({"event": "task_attention", "task_id": event.task_id or None, "status": event.name,
+                           "attention": True, "reason": reason})
+            case RunFinished(result=result):
+                keys = ("total_tasks", "successful_tasks", "failed_tasks", "cancelled_tasks", "skipped_tasks",
+                        "execution_time_seconds", "total_cost_usd", "interrupted", "abort_reason", "report_path")
+                summary = {k: getattr(result, k) for k in keys}
+                self.send({"event": "run_end", "status": "interrupted" if result.interrupted else "finished",
+                           "attention": bool(result.failed_tasks or result.abort_reason),
+                           "cost_usd": result.total_cost_usd, "duration_seconds": result.execution_time_seconds,
+                           "result": summary})
 
     def counts(self) -> dict[str, int]:
         """Tasks by status, from the registry when there is one (it also knows the queued)."""

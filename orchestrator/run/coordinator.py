@@ -29,11 +29,12 @@ from orchestrator.models import (
     iso,
     utcnow,
 )
+from orchestrator.observe.events import Observer, RunFinished, RunStarted
 from orchestrator.observe.report import write_reports
 from orchestrator.observe.run_segments import read_run_timing
 from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
 from orchestrator.plan.inputs import resolve_prompt_paths
-from orchestrator.run.engine import EngineSettings, ExecutionEngine, Observer
+from orchestrator.run.engine import EngineSettings, ExecutionEngine
 from orchestrator.run.maintenance import find_run
 from orchestrator.run.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.run.recovery import Recovery, apply, inspect_tasks
@@ -355,10 +356,8 @@ class OrchestratorCoordinator:
         )
         results: dict[str, TaskResult] = {}
         if observer is not None:
-            observer("", "run_started", {
-                "run_id": ctx.run_id, "run_dir": ctx.run_dir, "monitoring_dir": ctx.monitoring_dir,
-                "registry": registry, "max_parallel": settings.max_parallel, "total": len(plan.tasks),
-            })
+            observer(RunStarted(run_id=ctx.run_id, run_dir=ctx.run_dir, monitoring_dir=ctx.monitoring_dir,
+                                registry=registry, max_parallel=settings.max_parallel, total=len(plan.tasks)))
         try:
             found = recovery or Recovery()
             results = engine.run(finished=found.finished, attached=found.attached, requeued=found.requeued,
@@ -389,7 +388,7 @@ class OrchestratorCoordinator:
             journal.append("run_finished", successful=result.successful_tasks, failed=result.failed_tasks,
                            wall_seconds=round(wall, 3), interrupted=result.interrupted, ended_at=iso(ended))
             if observer is not None:
-                observer("", "run_finished", {"result": result})
+                observer(RunFinished(result=result))
         return result
 
     def _step(self, what: str, step: Callable[..., object], *args: Any) -> None:

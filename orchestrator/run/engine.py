@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from orchestrator.agents.failures import PERMANENT, describe_failure, failure_kind
 from orchestrator.backends.base import Backend, BackendEvent
 from orchestrator.config.durations import format_duration
 from orchestrator.liveness import is_alive
@@ -33,6 +34,24 @@ from orchestrator.models import (
     TaskStatus,
     iso,
 )
+from orchestrator.observe.events import (
+    BreakerTripped,
+    CancelRequested,
+    Heartbeat,
+    Interrupted,
+    Killing,
+    Observer,
+    PhaseChanged,
+    Retrying,
+    RunTimedOut,
+    Stalled,
+    TaskAttached,
+    TaskCancelled,
+    TaskFinished,
+    TaskLog,
+    TaskStarted,
+    Waiting,
+)
 from orchestrator.process import stops_deferred
 from orchestrator.run.admission import shortage
 from orchestrator.run.results import load_task_result
@@ -45,13 +64,7 @@ TICK = 0.25
 LIVENESS_INTERVAL = 5.0  # seconds between liveness heartbeats and resource samples
 BREAKER_THRESHOLD = 3  # same permanent failure this many times in a row stops new launches
 
-# Failures that no retry or other task will fix by itself. Not being logged in holds for the whole
-# account, so it stops the run at the first occurrence.
-PERMANENT_FAILURES = frozenset({"auth", "max_turns", "budget", "verify_failed"})
-ACCOUNT_WIDE_FAILURES = frozenset({"auth"})
-
 MakeRequest = Callable[[PlannedTask, list[Predecessor], int, "TaskResult | None"], TaskRequest]
-Observer = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass
@@ -128,7 +141,7 @@ class ExecutionEngine:
         self.backend = backend
         self.registry = registry
         self.make_request = make_request
-        self.observer = observer or (lambda task_id, what, data: None)
+        self.observer: Observer = observer or (lambda event: None)
         self.rng = rng or random.Random()
         self.tasks: dict[str, _TaskState] = {p.spec.id: _TaskState(p) for p in plan.tasks}
         for edge in plan.edges:
@@ -274,7 +287,7 @@ class ExecutionEngine:
             return
         self.abort_reason = f"run budget of ${budget:.2f} spent (${self.spent_usd():.2f}); no new task starts"
         self.halted = True
-        self.observer("", "breaker", {"reason": self.abort_reason})
+        self.observer(BreakerTripped(reason=self.abort_reason))
         self._cancel_unstarted(self.abort_reason, "budget")
 
     def _launch_ready(self, now: float) -> None:
@@ -290,7 +303,7 @@ class ExecutionEngine:
             if why is not None:
                 if why != self._waiting_for:
                     self._waiting_for = why
-                    self.observer("", "waiting", {"reason": why})
+                    self.observer(Waiting(reason=why))
                 return
             self._waiting_for = None
             state = self._next_launchable()
@@ -352,9 +365,8 @@ class ExecutionEngine:
         self.peak_parallel = max(self.peak_parallel, len(self.running))
         if pid is not None:
             self.registry.update(tid, wm_pid=pid, wm_create_time=created)
-        self.observer(tid, "started", {
-            "branch": state.planned.branch, "predecessors": [p.task_id for p in preds], "attempt": state.attempt,
-        })
+        self.observer(TaskStarted(task_id=tid, branch=state.planned.branch,
+                                  predecessors=tuple(p.task_id for p in preds), attempt=state.attempt))
 
     def _handle(self, event: BackendEvent) -> None:
         tid = event.task_id
@@ -367,24 +379,20 @@ class ExecutionEngine:
         data = event.data
         if event.name == "phase" and data.get("phase"):
             self.registry.update(tid, phase=data["phase"])
-            self.observer(tid, "phase", data)
+            self.observer(PhaseChanged(task_id=tid, phase=str(data["phase"])))
         elif event.name == "agent_started":
             self.registry.update(tid, pid=data.get("pid"), pid_create_time=data.get("create_time"))
         elif event.name == "heartbeat":
-            if data.get("cost_usd") is not None:
-                self._live_cost[tid] = float(data["cost_usd"])
-            self.registry.heartbeat(
-                tid,
-                last_event_at=iso(),
-                last_event=data.get("summary"),
-                session_id=data.get("session_id"),
-                turns=data.get("turns") or 0,
-                cost_usd=data.get("cost_usd"),
-                tokens=data.get("tokens"),
-            )
-            self.observer(tid, "heartbeat", data)
+            beat = _heartbeat(tid, data)
+            if beat.cost_usd is not None:
+                self._live_cost[tid] = beat.cost_usd
+            self.registry.heartbeat(tid, last_event_at=iso(), last_event=beat.summary, session_id=beat.session_id,
+                                    turns=beat.turns, cost_usd=beat.cost_usd, tokens=beat.tokens)
+            self.observer(beat)
+        elif event.name == "stalled":
+            self.observer(Stalled(task_id=tid, reason=str(data.get("reason") or "")))
         elif event.name == "log":
-            self.observer(tid, "log", data)
+            self.observer(TaskLog(task_id=tid, message=str(data.get("message") or "")))
 
     def _finish(self, state: _TaskState, returncode: int | None) -> None:
         tid = state.planned.spec.id
@@ -423,8 +431,8 @@ class ExecutionEngine:
                    f"retrying in {format_duration(delay)}",
         )
         heapq.heappush(self._delayed, (time.monotonic() + delay, tid))
-        self.observer(tid, "retry", {"attempt": result.attempt, "delay": delay, "error": result.error_message,
-                                     "failure": result.outcome.failure})
+        self.observer(Retrying(task_id=tid, attempt=result.attempt, delay=delay, error=result.error_message,
+                               failure=result.outcome.failure))
 
     def _complete(self, state: _TaskState, result: TaskResult, *, adopted: bool = False) -> None:
         tid = state.planned.spec.id
@@ -445,7 +453,7 @@ class ExecutionEngine:
                 turns=result.outcome.num_turns,
                 phase="done",
             )
-            self.observer(tid, "finished", {"result": result})
+            self.observer(TaskFinished(task_id=tid, result=result))
             self._check_breaker(result)
         for succ in state.succs:
             succ_state = self.tasks[succ]
@@ -460,17 +468,19 @@ class ExecutionEngine:
         """Stop launching when the same permanent failure keeps happening (e.g. not logged in):
         the remaining tasks would only fail the same way and cost money doing it."""
         failure = result.outcome.failure
-        if result.status == TaskStatus.COMPLETED or failure not in PERMANENT_FAILURES:
+        if result.status == TaskStatus.COMPLETED or failure not in PERMANENT:
             self._failure_streak = ("", 0)
             return
         last, count = self._failure_streak
         count = count + 1 if failure == last else 1
         self._failure_streak = (failure, count)
-        if self.abort_reason is None and (failure in ACCOUNT_WIDE_FAILURES or count >= self.settings.breaker_threshold):
-            message = result.error_message or result.outcome.message or failure
+        # What holds for the whole account (not logged in) stops the run at the first occurrence.
+        account_wide = failure_kind(failure) == "account_wide"
+        if self.abort_reason is None and (account_wide or count >= self.settings.breaker_threshold):
+            message = result.error_message or result.outcome.message or describe_failure(failure)
             self.abort_reason = f"stopped launching after {count} task(s) failed the same way: {message}"
             self.halted = True
-            self.observer(result.task_id, "breaker", {"reason": self.abort_reason})
+            self.observer(BreakerTripped(task_id=result.task_id, reason=self.abort_reason))
             self._cancel_unstarted(self.abort_reason, "breaker")
 
     def _read_result(self, state: _TaskState, returncode: int | None) -> TaskResult:
@@ -519,7 +529,7 @@ class ExecutionEngine:
         )
         state.result.outcome.failure = "cancelled"
         self.registry.transition(tid, TaskStatus.CANCELLED, error_message=reason, cancelled_by=cause)
-        self.observer(tid, "cancelled", {"reason": reason})
+        self.observer(TaskCancelled(task_id=tid, reason=reason))
         for succ in state.succs:
             self.tasks[succ].waiting -= 1
             self._cancel(succ, f"dependency '{tid}' cancelled", "interrupt" if cause == "interrupt" else "dependency")
@@ -552,7 +562,7 @@ class ExecutionEngine:
             target = path.name.removeprefix("cancel-")
             path.unlink(missing_ok=True)
             ids = sorted(self.tasks) if target == "--all" else [target]
-            self.observer("", "cancel_request", {"tasks": ids})
+            self.observer(CancelRequested(tasks=tuple(ids)))
             self.cancel_tasks(ids)
 
     def _run_timeout(self) -> None:
@@ -560,7 +570,7 @@ class ExecutionEngine:
         waiting = f" (launches were waiting: {self._waiting_for})" if self._waiting_for else ""
         self.abort_reason = f"run timeout of {format_duration(limit)} reached{waiting}"
         self.halted = True
-        self.observer("", "run_timeout", {"reason": self.abort_reason, "running": sorted(self.running)})
+        self.observer(RunTimedOut(reason=self.abort_reason, running=tuple(sorted(self.running))))
         self._cancel_unstarted(self.abort_reason, "run_timeout")
         for tid in list(self.running):
             self.tasks[tid].cancel_cause = "run_timeout"
@@ -575,7 +585,7 @@ class ExecutionEngine:
                 if self._interrupts == 1:
                     self._stop_gracefully()
                 else:
-                    self.observer("", "kill", {"running": sorted(self.running)})
+                    self.observer(Killing(running=tuple(sorted(self.running))))
                     for tid in list(self.running):
                         self.tasks[tid].cancel_cause = "interrupt"
                         self.backend.kill(tid)
@@ -587,7 +597,7 @@ class ExecutionEngine:
     def _stop_gracefully(self) -> None:
         self.stopping = self.halted = True
         self.interrupted = True
-        self.observer("", "interrupt", {"running": sorted(self.running)})
+        self.observer(Interrupted(running=tuple(sorted(self.running))))
         self._cancel_unstarted("run interrupted", "interrupt")
         # Newest first, as tox does: the most recent work has the least to lose.
         for tid in reversed(self._launch_order):
@@ -610,7 +620,7 @@ class ExecutionEngine:
                 self.backend.attach(info.request, info.wm_pid, info.wm_create_time)
                 if info.agent_pid:
                     self.registry.update(tid, pid=info.agent_pid, pid_create_time=info.agent_create_time)
-                self.observer(tid, "attached", {"pid": info.wm_pid, "attempt": state.attempt})
+                self.observer(TaskAttached(task_id=tid, pid=info.wm_pid, attempt=state.attempt))
         # Adopted results release their successors in plan order, as if they had just finished.
         for tid in order:
             if tid in finished and self.tasks[tid].result is None:
@@ -637,3 +647,11 @@ def _total_cost(result: TaskResult) -> float | None:
     if result.outcome.cost_usd is not None:
         costs.append(result.outcome.cost_usd)
     return round(sum(costs), 6) if costs else None
+
+
+def _heartbeat(task_id: str, data: Mapping[str, Any]) -> Heartbeat:
+    """A WorkflowManager's heartbeat line (JSON it wrote, perhaps an older version of it), typed."""
+    cost = data.get("cost_usd")
+    return Heartbeat(task_id=task_id, summary=data.get("summary"), session_id=data.get("session_id"),
+                     turns=int(data.get("turns") or 0), cost_usd=float(cost) if cost is not None else None,
+                     tokens=data.get("tokens"), events=int(data.get("events") or 0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator.agents.failures import describe_failure
 from orchestrator.models import PlannedTask, TaskResult
 from orchestrator.state.atomic import write_text_atomic
 from orchestrator.task.wire import Predecessor
@@ -88,7 +89,7 @@ def render_retry_prompt(
 ) -> str:
     """What a retry is told. A resumed session already holds the task and its own progress, so it
     gets a short continuation; a fresh session gets the whole prompt again plus what happened."""
-    what = previous.error_message or previous.outcome.message or previous.outcome.failure
+    what = previous.error_message or previous.outcome.message or describe_failure(previous.outcome.failure)
     note = [
         f"Attempt {attempt}: the previous attempt ended early ({what}).",
         f"You are still on branch {planned.branch} in {planned.worktree}; everything the previous attempt",

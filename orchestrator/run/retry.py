@@ -1,29 +1,21 @@
-"""Which failures are worth another attempt, and how long to wait before it.
+"""How long to wait before another attempt of a failure worth one.
 
-Transient failures (the API overloaded or rate limited, the agent killed, stalled or crashed
-without a result) usually go away; permanent ones (not logged in, flags refused, turn or budget
-limit, verify failed) repeat identically and only cost money, so they are never retried.
+Which failures those are is the failure table's to say (`agents/failures.py`): transient ones (the
+API overloaded or rate limited, the agent killed, stalled or crashed without a result) usually go
+away; permanent ones (not logged in, flags refused, turn or budget limit, verify failed) repeat
+identically and only cost money, so they are never retried.
 """
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
 
-from orchestrator.models import FailureClass, TaskResult, TaskStatus
-
-# "lost": the WorkflowManager (or the cluster worker running it) died without leaving a result.
-# "session_lost": a resume found no session and the fresh start was not possible (another agent).
-TRANSIENT: frozenset[str] = frozenset({"api_error", "rate_limited", "killed", "stalled", "crashed", "no_result", "lost",
-                                       "session_lost"})
-PERMANENT: frozenset[str] = frozenset({"auth", "max_turns", "budget", "verify_failed", "agent_error", "setup_failed"})
+from orchestrator.agents.failures import TRANSIENT
+from orchestrator.models import TaskResult, TaskStatus
 
 BACKOFF_BASE = 5.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP = 300.0  # no retry waits longer than this, except until a known rate-limit reset
 RATE_LIMIT_WAIT_CAP = 6 * 3600.0  # a reset further away than this is treated as permanent
-
-
-def is_transient(failure: FailureClass | str) -> bool:
-    return failure in TRANSIENT
 
 
 def backoff_delay(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP,
@@ -45,7 +37,7 @@ def retry_delay(result: TaskResult, *, base: float = BACKOFF_BASE, cap: float = 
     if result.status not in (TaskStatus.FAILED,):
         return None
     failure = result.outcome.failure
-    if not is_transient(failure):
+    if failure not in TRANSIENT:
         return None
     resets_at = result.outcome.rate_limit_resets_at
     if failure == "rate_limited" and resets_at is not None:

@@ -351,6 +351,8 @@ class WorkflowManager:
                 reason = watch.check()
                 if reason is not None:
                     self.request_stop("stalled", reason)
+                    if self.stop_reason == "stalled":  # not when a timeout or cancel came first
+                        self.emitter.emit("stalled", reason=reason)
                     return
 
         threading.Thread(target=loop, daemon=True, name="stall-watch").start()
