@@ -167,6 +167,24 @@ FailureClass = Literal[
 # second-Ctrl-C kill) is resumable: `orchestrator resume` re-queues those tasks.
 CancelCause = Literal["interrupt", "user", "run_timeout", "budget", "breaker", "dependency"]
 
+# What a cancelled task's message says, by who cancelled it; a running task's own message
+# ("cancelled (SIGTERM)") only says how it was stopped. `dependency` keeps the engine's reason,
+# which names the dependency.
+CANCEL_WORDING: dict[CancelCause, str] = {
+    "interrupt": "interrupted (Ctrl-C or SIGTERM to the orchestrator); `orchestrator resume` continues it",
+    "user": "cancelled by user (`orchestrator cancel`)",
+    "run_timeout": "cancelled: the run timeout was reached before it started",
+    "budget": "cancelled: the run budget was spent before it started",
+    "breaker": "cancelled: launches were stopped after the same failure repeated (see the run's error)",
+}
+
+
+def cancel_message(cause: CancelCause | None, detail: str | None) -> str:
+    """A cancelled task's one-line message: who cancelled it, not how its process was stopped."""
+    if cause is None or cause == "dependency":
+        return detail or "cancelled"
+    return CANCEL_WORDING[cause]
+
 
 class AgentOutcome(Model):
     """What one agent run amounted to, read from its event stream and exit code."""

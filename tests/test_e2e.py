@@ -321,6 +321,9 @@ def test_not_logged_in_stops_the_run_with_one_line(make_repo, path_with: str, tm
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "/login" in errors[0] and "ANTHROPIC_API_KEY" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    # One cause, said where it happened and once as the run's error, not once per task.
+    assert (proc.stdout + proc.stderr).count("Please run /login") <= 4, proc.stdout + proc.stderr
+    assert "  b: cancelled: launches were stopped after the same failure repeated (see the run's error)" in proc.stdout
 
 
 def test_only_branches_that_exist_are_reported_and_a_rerun_says_which_it_did_not_reuse(

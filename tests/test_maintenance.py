@@ -33,6 +33,7 @@ def test_cancel_one_task_of_a_running_run(make_repo, path_with: str, tmp_path: P
     out, err = proc.communicate(timeout=60)
     tasks = {t["task_id"]: t for t in json.loads(out)["tasks"]}
     assert tasks["h"]["status"] == "cancelled"
+    assert tasks["h"]["error_message"] == "cancelled by user (`orchestrator cancel`)", "who, not which signal"
     assert tasks["ok"]["status"] == "completed" and tasks["q"]["status"] == "completed", "the rest carry on"
     assert proc.returncode == 1
     assert_gone(pids_from_log(log))

@@ -70,6 +70,7 @@ def test_ctrl_c_then_resume_continues_interrupted_tasks(make_repo, path_with: st
         assert "orchestrator resume" in err, "the Ctrl-C summary says how to go on"
         first = tasks_of(out)
         assert first["h"]["status"] == "cancelled" and first["after"]["status"] == "cancelled"
+        assert first["h"]["error_message"].startswith("interrupted (Ctrl-C or SIGTERM to the orchestrator)")
         registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
         assert registry["processes"]["h"]["cancelled_by"] == "interrupt"
 

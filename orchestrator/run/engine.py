@@ -32,6 +32,7 @@ from orchestrator.models import (
     PlannedTask,
     TaskResult,
     TaskStatus,
+    cancel_message,
     iso,
 )
 from orchestrator.observe.events import (
@@ -422,7 +423,7 @@ class ExecutionEngine:
             attempt=result.attempt, status=result.status, failure=result.outcome.failure,
             error_message=result.error_message, session_id=result.outcome.session_id,
             duration_seconds=result.duration_seconds, cost_usd=result.outcome.cost_usd,
-            retry_delay_seconds=round(delay, 3),
+            retry_delay_seconds=round(delay, 3), started_at=result.started_at, completed_at=result.completed_at,
         ))
         state.previous = result
         self.registry.transition(
@@ -440,6 +441,7 @@ class ExecutionEngine:
         if result.status == TaskStatus.CANCELLED and result.cancelled_by is None:
             cause = state.cancel_cause if state.cancel_cause != "run_timeout" else None
             result.cancelled_by = cause or ("interrupt" if self.stopping else "user")
+            result.error_message = cancel_message(result.cancelled_by, result.error_message)
         if not adopted:
             self.registry.transition(
                 tid,
@@ -516,6 +518,7 @@ class ExecutionEngine:
         state = self.tasks[tid]
         if state.result is not None or tid in self.running:
             return
+        reason = cancel_message(cause, reason)
         state.result = TaskResult(
             task_id=tid,
             status=TaskStatus.CANCELLED,
