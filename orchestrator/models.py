@@ -197,6 +197,9 @@ class AgentOutcome(Model):
     num_turns: int = 0
     tokens: Tokens = Field(default_factory=Tokens)
     cost_usd: float | None = None
+    cost_estimated: bool = Field(
+        default=False, description="cost_usd is a list-price estimate from token counts, not a figure the agent reported."
+    )
     final_message: str = ""
     last_tool: str | None = None
     result_subtype: str | None = None
@@ -289,6 +292,7 @@ class TaskSummary(Model):
     attempts: int = 0
     error_message: str | None = None
     cost_usd: float | None = None
+    cost_estimated: bool = Field(default=False, description="cost_usd is a list-price estimate (see AgentOutcome).")
     tokens: Tokens = Field(default_factory=Tokens)
     session_id: str | None = None
     verify_passed: bool | None = None
@@ -310,6 +314,21 @@ class RunSegment(Model):
     pid: int | None = None
     resumed: bool = Field(default=False, description="Started by `orchestrator resume`.")
     killed: bool = Field(default=False, description="It left no run_finished: it was killed or crashed.")
+
+
+def money(amount: float | None, *, estimated: bool = False) -> str:
+    """`$0.0123`, or `~$0.0123` for a list-price estimate, or `-` when unknown."""
+    if amount is None:
+        return "-"
+    return f"{'~' if estimated else ''}${amount:.4f}"
+
+
+def cost_line(result: OrchestrationResult) -> str:
+    """The run's cost, saying how much of it is estimated rather than reported by the agents."""
+    line = money(result.total_cost_usd)
+    if result.estimated_cost_usd:
+        line += f" ({money(result.estimated_cost_usd, estimated=True)} of it estimated from token counts at list prices)"
+    return line
 
 
 class OrchestrationResult(Model):
@@ -340,6 +359,9 @@ class OrchestrationResult(Model):
     max_parallel: int = 0
     base_sha: str = ""
     total_cost_usd: float | None = None
+    estimated_cost_usd: float | None = Field(
+        default=None, description="The part of total_cost_usd that is list-price estimates from tokens, not reported."
+    )
     tasks: list[TaskSummary] = Field(default_factory=list)
     fallback_sequential: bool = False
     interrupted: bool = False

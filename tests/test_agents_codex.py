@@ -52,6 +52,7 @@ def test_recorded_success() -> None:
     # input_tokens 2700 includes the 2100 cached ones.
     assert outcome.tokens == Tokens(input=600, cache_read=2100, output=65)
     assert outcome.cost_usd == pytest.approx((600 * 1.25 + 2100 * 0.125 + 65 * 10.0) / 1e6)
+    assert outcome.cost_estimated, "Codex reports tokens only: the dollars are ours, an estimate"
     assert outcome.final_message == "Created hello.txt and committed it."
     assert outcome.last_tool is not None and outcome.last_tool.startswith("shell /bin/bash -lc")
     assert outcome.num_turns == 2 and outcome.result_subtype == "turn.completed"
@@ -66,6 +67,7 @@ def test_resumed_usage_is_the_threads_running_total_not_added_twice() -> None:
 def test_unknown_model_has_tokens_but_no_cost() -> None:
     _, outcome = replay("codex", "success.jsonl", 0, model=None)
     assert outcome.success and outcome.tokens.total > 0 and outcome.cost_usd is None
+    assert not outcome.cost_estimated, "no figure, so nothing is estimated"
 
 
 @pytest.mark.parametrize(("name", "failure", "words"), [

@@ -45,3 +45,31 @@ def test_cost_prices_every_kind_of_token() -> None:
     # OpenAI bills cache writes as plain input (no separate price).
     assert cost_usd("gpt-5", tokens) == pytest.approx(1.25 + 10 + 1.25 + 0.125)
     assert cost_usd("gpt-5", Tokens()) == 0.0
+
+
+def test_estimates_are_marked_wherever_costs_are_shown(capsys) -> None:
+    """Claude's reported dollars are shown as they are; list-price estimates carry `~` and the run
+    total says how much of it is estimated."""
+    from orchestrator.cli.ui import print_summary
+    from orchestrator.models import OrchestrationResult, TaskStatus, TaskSummary
+
+    rows = [TaskSummary(task_id="claude-task", status=TaskStatus.COMPLETED, cost_usd=0.5),
+            TaskSummary(task_id="codex-task", status=TaskStatus.COMPLETED, cost_usd=0.25, cost_estimated=True)]
+    result = OrchestrationResult(run_id="r", total_tasks=2, successful_tasks=2, failed_tasks=0,
+                                 execution_time_seconds=1.0, total_cost_usd=0.75, estimated_cost_usd=0.25, tasks=rows)
+    print_summary(result, [])
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith(("claude-task", "codex-task"))}
+    assert " $0.5000 " in lines["claude-task"] and "~" not in lines["claude-task"]
+    assert " ~$0.2500 " in lines["codex-task"]
+    assert "cost: $0.7500 (~$0.2500 of it estimated from token counts at list prices)" in out
+
+
+def test_claude_reports_and_aider_reports_its_session_cost() -> None:
+    from orchestrator.agents import get_agent
+
+    assert get_agent("claude").parser(model=None).cost_estimated is False
+    aider = get_agent("aider").parser(model="gpt-4o")
+    assert aider.cost_estimated is True
+    aider.feed("Tokens: 2.1k sent, 65 received. Cost: $0.0061 message, $0.0100 session.")
+    assert aider.cost_usd == 0.01 and aider.cost_estimated is False

@@ -101,6 +101,11 @@ class AiderOutputParser:
         self._text: list[str] = []
 
     @property
+    def cost_estimated(self) -> bool:
+        """Aider's own "Cost: $x session" is reported; without it, tokens times list prices."""
+        return self.session_cost is None
+
+    @property
     def cost_usd(self) -> float | None:
         if self.session_cost is not None:
             return self.session_cost

@@ -153,6 +153,7 @@ class ClaudeStreamParser:
         self.last_text = ""
         self.final_message = ""
         self.cost_usd: float | None = None
+        self.cost_estimated = False  # Claude Code reports its own total_cost_usd
         self.rate_limit: RateLimit | None = None
         self.api_error_status: int | None = None
         self.assistant_error: str | None = None

@@ -93,6 +93,8 @@ class CodexStreamParser:
         self.failed_message: str | None = None
         self.last_error: str | None = None
 
+    cost_estimated = True  # Codex reports tokens only: the dollars are list prices times tokens
+
     @property
     def cost_usd(self) -> float | None:
         if self.tokens.total == 0:

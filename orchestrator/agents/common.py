@@ -42,6 +42,7 @@ def build_outcome(
         num_turns=parser.turns,
         tokens=parser.tokens,
         cost_usd=parser.cost_usd,
+        cost_estimated=parser.cost_estimated and parser.cost_usd is not None,
         final_message=parser.final_message,
         last_tool=parser.last_tool,
         result_subtype=result_subtype,

@@ -95,6 +95,8 @@ class GeminiStreamParser:
         self._in_assistant_turn = False
         self._reply: list[str] = []
 
+    cost_estimated = True  # Gemini CLI reports tokens only: the dollars are list prices times tokens
+
     @property
     def cost_usd(self) -> float | None:
         if self._cost is not None:

@@ -53,6 +53,7 @@ class GenericParser:
         self.session_id: str | None = None
         self.turns = 0
         self.cost_usd: float | None = None
+        self.cost_estimated = False
         self.tokens = Tokens()
         self.events = 0
         self.last_line = ""

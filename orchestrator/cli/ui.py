@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 
 from orchestrator.config.durations import format_duration
-from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus, TaskSummary
+from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus, TaskSummary, cost_line, money
 from orchestrator.plan.analyzer import longest_remaining_path, plan_json
 
 SUMMARY_VERIFY_LINES = 5  # of a failed verify's output under its task's error line
@@ -74,7 +74,7 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
     rows = []
     for t in result.tasks:
         commits = "no changes" if t.no_changes and t.status == TaskStatus.COMPLETED else str(len(t.commits))
-        cost = f"${t.cost_usd:.4f}" if t.cost_usd is not None else "-"
+        cost = money(t.cost_usd, estimated=t.cost_estimated)
         rows.append([t.task_id, t.status.value, format_duration(t.duration_seconds), commits,
                      str(len(t.changed_files)), cost, t.branch or "-"])
     click.echo("")
@@ -92,7 +92,7 @@ def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:
     if result.skipped_tasks:
         click.echo(f"{result.skipped_tasks} prompt(s) skipped as already done")
     if result.total_cost_usd is not None:
-        click.echo(f"cost: ${result.total_cost_usd:.4f}")
+        click.echo(f"cost: {cost_line(result)}")
     _print_errors([t for t in result.tasks if t.status != TaskStatus.COMPLETED and t.error_message])
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)

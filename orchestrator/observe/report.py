@@ -5,7 +5,7 @@ from pathlib import Path
 
 from orchestrator.config.durations import format_duration
 from orchestrator.gitops.merge import MergeReport
-from orchestrator.models import OrchestrationResult, Plan, TaskResult
+from orchestrator.models import OrchestrationResult, Plan, TaskResult, cost_line, money
 from orchestrator.observe.run_segments import RunTiming, busy_time
 from orchestrator.observe.timeline import render_timeline
 from orchestrator.state.atomic import write_json_atomic, write_text_atomic
@@ -58,7 +58,7 @@ def render_markdown(
         f"- Base: `{result.base_sha}`",
     ]
     if result.total_cost_usd is not None:
-        lines.append(f"- Cost: ${result.total_cost_usd:.4f}")
+        lines.append(f"- Cost: {cost_line(result)}")
     if result.fallback_sequential:
         lines.append("- Worktrees could not be created: tasks ran one at a time in the main checkout.")
     if result.interrupted:
@@ -68,7 +68,7 @@ def render_markdown(
     lines += ["", "![Timeline: one row per slot, one bar per task](timeline.svg)"]
     lines += ["", "| task | status | duration | commits | files | +/- | cost | branch |", "|---|---|---|---|---|---|---|---|"]
     for row in result.tasks:
-        cost = f"${row.cost_usd:.4f}" if row.cost_usd is not None else "-"
+        cost = money(row.cost_usd, estimated=row.cost_estimated)
         work = "no changes" if row.no_changes and row.status.value == "completed" else str(len(row.commits))
         branch = f"`{row.branch}`" if row.branch else "none (never started)"
         lines.append(

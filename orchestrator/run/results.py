@@ -62,6 +62,8 @@ def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSumma
         attempts=r.attempt,
         error_message=r.error_message,
         cost_usd=round(sum(costs), 6) if costs else None,
+        # One agent per task, so its final attempt says how every attempt's cost was obtained.
+        cost_estimated=r.outcome.cost_estimated,
         tokens=r.outcome.tokens,
         session_id=r.outcome.session_id,
         verify_passed=r.verify.passed if r.verify else None,
@@ -105,6 +107,7 @@ def build_result(
     wall = timing.wall_seconds
     busy = busy_time(rows, timing.gaps)
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    estimated = [r.cost_usd for r in rows if r.cost_usd is not None and r.cost_estimated]
     return OrchestrationResult(
         run_id=run_id,
         total_tasks=len(plan.tasks),
@@ -119,6 +122,7 @@ def build_result(
         max_parallel=engine.max_parallel,
         base_sha=plan.base_sha,
         total_cost_usd=round(sum(costs), 6) if costs else None,
+        estimated_cost_usd=round(sum(estimated), 6) if estimated else None,
         tasks=rows,
         fallback_sequential=in_place,
         interrupted=engine.interrupted,
