@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from orchestrator.errors import InputError
 from orchestrator.models import TaskResult, TaskStatus, iso
-from orchestrator.process import signal_group
+from orchestrator.proctree import signal_group
 
 log = logging.getLogger(__name__)
 

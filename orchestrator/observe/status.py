@@ -21,9 +21,9 @@ from typing import Any
 
 from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
-from orchestrator.liveness import is_alive
 from orchestrator.models import TaskStatus, utcnow
 from orchestrator.observe.run_segments import parse_ts
+from orchestrator.proctree import is_alive
 from orchestrator.state.journal import read_journal
 from orchestrator.state.registry_models import ProcessInfo, replay, seconds_since
 from orchestrator.state.runlock import RunLock

@@ -22,7 +22,6 @@ from typing import Any
 
 from orchestrator.backends.base import Backend, BackendEvent
 from orchestrator.config.durations import format_duration
-from orchestrator.liveness import is_alive
 from orchestrator.models import (
     AttemptRecord,
     CancelCause,
@@ -34,6 +33,7 @@ from orchestrator.models import (
     iso,
 )
 from orchestrator.process import stops_deferred
+from orchestrator.proctree import is_alive
 from orchestrator.run.admission import shortage
 from orchestrator.run.results import load_task_result
 from orchestrator.run.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay

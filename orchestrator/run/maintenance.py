@@ -16,8 +16,8 @@ from typing import Any
 
 from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
-from orchestrator.liveness import is_alive
 from orchestrator.observe.status import orphan_notice, orphaned_runs
+from orchestrator.proctree import is_alive
 from orchestrator.state.atomic import read_json, write_bytes_atomic
 from orchestrator.state.runlock import RunLock
 from orchestrator.worktrees.manager import WorktreeManager

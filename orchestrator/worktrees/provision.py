@@ -26,9 +26,8 @@ from pydantic import BaseModel, Field
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.gitops import git
-from orchestrator.liveness import create_time_of, is_alive
 from orchestrator.models import iso
-from orchestrator.process import signal_group
+from orchestrator.proctree import create_time_of, is_alive, signal_group
 from orchestrator.state.atomic import read_json, write_json_atomic
 from orchestrator.state.locks import file_lock
 
