@@ -91,23 +91,11 @@ class PullRequestResult(BaseModel):
 # -- reading a run ---------------------------------------------------------------------------------
 
 
-def find_run_dir(project_root: Path, run_id: str | None) -> Path:
-    """`.gadugi/runs/<run_id>`, or the newest run with a report.json when `run_id` is None."""
-    runs = project_root / ".gadugi" / "runs"
-    if run_id is not None:
-        run_dir = runs / run_id
-        if not (run_dir / "report.json").is_file():
-            raise InputError(f"no report.json for run {run_id!r} under {runs}")
-        return run_dir
-    reports = [p for p in runs.glob("*/report.json") if p.is_file()] if runs.is_dir() else []
-    if not reports:
-        raise InputError(f"no finished runs under {runs}")
-    # mtime first: run ids sort by time too, but a user may name or copy runs.
-    return max(reports, key=lambda p: (p.stat().st_mtime_ns, p.parent.name)).parent
-
-
 def completed_branches(run_dir: Path) -> tuple[str, str, list[tuple[str, str]]]:
-    """(run_id, base_sha, [(task_id, branch)]) of the completed tasks of a run, in plan order."""
+    """(run_id, base_sha, [(task_id, branch)]) of the completed tasks of a run, in plan order;
+    InputError until the run has finished, since only its report says which branches completed."""
+    if not (run_dir / "report.json").is_file():
+        raise InputError(f"run {run_dir.name} has not finished (no report.json yet): wait for it, or name a finished run")
     data = read_json(run_dir / "report.json")
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         raise StateError(f"{run_dir / 'report.json'} is not a run report")
