@@ -1,7 +1,6 @@
-"""Is a recorded process still the one we started? And what is its process tree using?
+"""What a recorded process tree is using: cpu, memory and threads, sampled per run.
 
-A pid alone is not an identity: pids are reused, so every check compares the create time recorded
-at start as well.
+The process identity (pid plus create time) and the tree walk come from `proctree`.
 """
 from __future__ import annotations
 
@@ -11,18 +10,9 @@ from collections.abc import Mapping
 import psutil
 
 from orchestrator.models import ResourceUsage, iso
+from orchestrator.proctree import is_alive, tree_processes
 
 _MB = 1024 * 1024
-
-
-def is_alive(pid: int, create_time: float) -> bool:
-    """True when `pid` exists, is not a zombie, and is the process started at `create_time`
-    (within 10 ms), so a recycled pid is never mistaken for our process."""
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - create_time) < 0.01
-    except psutil.Error:
-        return False
 
 
 class TreeSampler:
@@ -50,17 +40,18 @@ class TreeSampler:
     ) -> ResourceUsage | None:
         if create_time is None or not is_alive(pid, create_time):
             return None
+        members = tree_processes(pid)
         try:
             root = self._process(pid, create_time, seen)
             status = root.status()
-            tree = [root]
-            for child in root.children(recursive=True):
-                try:
-                    tree.append(self._process(child.pid, child.create_time(), seen, child))
-                except psutil.Error:
-                    continue
         except psutil.Error:
             return None
+        tree = [root]
+        for child in members[1:]:
+            try:
+                tree.append(self._process(child.pid, child.create_time(), seen, child))
+            except psutil.Error:
+                continue
         usage = ResourceUsage(status=status, create_time=create_time, sampled_at=iso())
         for proc in tree:
             try:
@@ -86,10 +77,3 @@ class TreeSampler:
         if proc is None:
             proc = self._procs[key] = fresh or psutil.Process(pid)
         return proc
-
-
-def create_time_of(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None

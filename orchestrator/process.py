@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-import psutil
+from orchestrator.proctree import create_time_of, descendants, kill_verified, signal_group
 
 INTERRUPT_TIMEOUT = 5.0
 """Seconds between SIGINT and SIGTERM: time for the agent to save its session and exit."""
@@ -29,12 +29,10 @@ DESCENDANT_SCAN_INTERVAL = 0.5
 """How often the process tree is sampled, so escaped descendants are known when it is time to stop."""
 EXIT_GRACE = 2.0
 """Seconds stdout is still read after the agent exited while a leftover descendant holds it open."""
-CREATE_TIME_TOLERANCE = 0.05
 READ_CHUNK = 1 << 16
 
 LogFn = Callable[[str], None]
 T = TypeVar("T")
-LineCallback = Callable[[str], None]
 
 
 def _no_log(message: str) -> None:
@@ -88,21 +86,11 @@ def accept_stops() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def signal_group(pgid: int, signum: int) -> bool:
-    """Signal a whole process group; False when it is already gone (or no longer ours)."""
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 class AgentProcess:
     """One agent child: own process group, prompt file on stdin, stdout read line by line.
 
-    Construct, then `start()`. Read stdout either with `lines()` in the caller's thread or with
-    `start_reader(callback)`; exactly one of the two, because they share the pipe. `stop()` may be
-    called from another thread while the reader is running.
+    Construct, then `start()`, then read stdout with `lines()`. `stop()` may be called from
+    another thread while `lines()` is being read.
     """
 
     def __init__(
@@ -131,10 +119,8 @@ class AgentProcess:
         self.exit_grace = exit_grace
         self.create_time = 0.0
         self.truncated_lines = 0
-        self.reader_error: BaseException | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._log_file: BinaryIO | None = None
-        self._reader: threading.Thread | None = None
         self._descendants: dict[int, float] = {}
         self._tree_lock = threading.Lock()
         self._finished = threading.Event()
@@ -163,7 +149,8 @@ class AgentProcess:
         finally:
             if not isinstance(stdin, int):
                 stdin.close()
-        self.create_time = _create_time(self.popen.pid)
+        # 0.0 when it exited and was reaped before we looked: nothing will ever need to match it.
+        self.create_time = create_time_of(self.popen.pid) or 0.0
         if self.stdout_log is not None:
             self._log_file = open(self.stdout_log, "ab")
         threading.Thread(target=self._scan_loop, name=f"tree-scan-{self.pid}", daemon=True).start()
@@ -209,34 +196,6 @@ class AgentProcess:
             return 0.0
         return time.monotonic() - self._exited_at
 
-    def start_reader(self, callback: LineCallback) -> threading.Thread:
-        """Drain stdout in a thread, calling `callback` per line.
-
-        A callback that raises is recorded in `reader_error` and reading goes on: a reader that
-        stopped draining would leave the child blocked on a full pipe.
-        """
-        if self._reader is not None:
-            raise RuntimeError("a reader is already attached")
-
-        def run() -> None:
-            for line in self.lines():
-                try:
-                    callback(line)
-                except Exception as exc:  # noqa: BLE001 - kept for the caller, see docstring
-                    if self.reader_error is None:
-                        self.reader_error = exc
-
-        self._reader = threading.Thread(target=run, name=f"agent-stdout-{self.pid}", daemon=True)
-        self._reader.start()
-        return self._reader
-
-    def join_reader(self, timeout: float | None = None) -> bool:
-        """Wait for the reader to reach EOF; True when it has (or there is no reader)."""
-        if self._reader is None:
-            return True
-        self._reader.join(timeout)
-        return not self._reader.is_alive()
-
     def poll(self) -> int | None:
         code = self.popen.poll()
         if code is not None:
@@ -251,12 +210,6 @@ class AgentProcess:
             return None
         self._finished.set()
         return code
-
-    def descendants(self) -> dict[int, float]:
-        """Every descendant seen so far, pid -> create_time (some may have exited since)."""
-        self._scan_tree()
-        with self._tree_lock:
-            return dict(self._descendants)
 
     def stop(
         self,
@@ -293,7 +246,7 @@ class AgentProcess:
     def close(self) -> None:
         """Release the pipe and log file; the process itself is left alone."""
         self._finished.set()
-        if self._popen is None or (self._reader is not None and self._reader.is_alive()):
+        if self._popen is None:
             return
         if self._popen.stdout is not None:
             self._popen.stdout.close()
@@ -321,16 +274,7 @@ class AgentProcess:
             self._scan_tree()
 
     def _scan_tree(self) -> None:
-        try:
-            children = psutil.Process(self.pid).children(recursive=True)
-        except psutil.Error:
-            return
-        found: dict[int, float] = {}
-        for child in children:
-            try:
-                found[child.pid] = child.create_time()
-            except psutil.Error:
-                continue
+        found = descendants(self.pid)
         with self._tree_lock:
             self._descendants.update(found)
 
@@ -339,7 +283,7 @@ class AgentProcess:
         self._signal_group(signal.SIGKILL)
         with self._tree_lock:
             remembered = dict(self._descendants)
-        killed = _kill_verified(remembered)
+        killed = kill_verified(remembered)
         if killed:
             say(f"SIGKILL to {len(killed)} leftover descendant(s) of pid {self.pid}: {sorted(killed)}")
 
@@ -381,44 +325,6 @@ def _split_lines(
             break
     if buf and not dropping:
         yield bytes(buf), False
-
-
-def _create_time(pid: int) -> float:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        # Exited and reaped before we looked: nothing will ever need to match it.
-        return 0.0
-
-
-def process_matches(pid: int, create_time: float) -> bool:
-    """True when `pid` is alive and is the process that started at `create_time` (not a reuse)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return abs(proc.create_time() - create_time) <= CREATE_TIME_TOLERANCE
-    except psutil.Error:
-        return False
-
-
-def _kill_verified(pids: Mapping[int, float]) -> list[int]:
-    """SIGKILL each pid whose create_time still matches; returns the pids signalled."""
-    procs: list[psutil.Process] = []
-    for pid, created in pids.items():
-        if not process_matches(pid, created):
-            continue
-        try:
-            proc = psutil.Process(pid)
-            proc.kill()
-            procs.append(proc)
-        except psutil.Error:
-            continue
-    # Not our children, so not ours to reap: a zombie counts as dead.
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and any(process_matches(p.pid, pids[p.pid]) for p in procs):
-        time.sleep(0.02)
-    return [proc.pid for proc in procs]
 
 
 def _escalate(
@@ -468,92 +374,3 @@ def stop_group(
     if proc.poll() is None:
         _escalate(f"pid {proc.pid}", reason, send=send, wait=wait, interrupt_timeout=interrupt_timeout,
                   terminate_timeout=terminate_timeout, log=log or _no_log)
-
-
-def kill_tree_now(pid: int, create_time: float) -> list[int]:
-    """SIGKILL `pid` and every process below it, whatever process group or session each one is
-    in (agents and hooks run in sessions of their own). For the second Ctrl-C: no grace, and
-    nothing signalled unless `pid` still has `create_time`. Returns the descendants killed."""
-    if not process_matches(pid, create_time):
-        return []
-    try:
-        tree = {child.pid: child.create_time() for child in psutil.Process(pid).children(recursive=True)}
-    except psutil.Error:
-        tree = {}
-    groups = set()
-    for member in (pid, *tree):
-        try:
-            groups.add(os.getpgid(member))
-        except ProcessLookupError:
-            continue
-    groups.discard(os.getpgrp())  # never our own
-    # The root first, so it starts nothing new while its children go; then each group, which
-    # also takes whatever a child forked after we looked.
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for group in groups:
-        signal_group(group, signal.SIGKILL)
-    return _kill_verified(tree)
-
-
-def kill_process_tree(
-    pid: int,
-    create_time: float,
-    *,
-    reason: str = "stale process",
-    interrupt_timeout: float = INTERRUPT_TIMEOUT,
-    terminate_timeout: float = TERMINATE_TIMEOUT,
-    log: LogFn | None = None,
-) -> bool:
-    """Stop a process we did not spawn in this run (re-attached after a restart) and its tree.
-
-    Nothing is signalled unless `pid` still has `create_time`, so a reused pid is never hit.
-    Returns True when the process was alive and has been stopped.
-    """
-    say = log or _no_log
-    if not process_matches(pid, create_time):
-        say(f"pid {pid} is gone (or reused); nothing to stop")
-        return False
-    root = psutil.Process(pid)
-    tree: dict[int, float] = {}
-    try:
-        for child in root.children(recursive=True):
-            tree[child.pid] = child.create_time()
-        own_group = os.getpgid(pid) == pid
-    except (psutil.Error, ProcessLookupError):
-        return False
-
-    def send(signum: int) -> None:
-        try:
-            if own_group:
-                os.killpg(pid, signum)
-            else:
-                root.send_signal(signum)
-        except (ProcessLookupError, psutil.Error):
-            pass
-
-    def wait(timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not process_matches(pid, create_time):
-                return True
-            time.sleep(0.05)
-        return not process_matches(pid, create_time)
-
-    _escalate(
-        f"pid {pid}",
-        reason,
-        send=send,
-        wait=wait,
-        interrupt_timeout=interrupt_timeout,
-        terminate_timeout=terminate_timeout,
-        log=say,
-    )
-    if own_group:
-        signal_group(pid, signal.SIGKILL)
-    killed = _kill_verified(tree)
-    if killed:
-        say(f"SIGKILL to {len(killed)} leftover descendant(s) of pid {pid}: {sorted(killed)}")
-    return True

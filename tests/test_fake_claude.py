@@ -7,6 +7,7 @@ import os
 import resource
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -285,8 +286,8 @@ def test_parallel_fakes_log_overlapping_runs(
         env = {**os.environ, "PATH": path_with, "GADUGI_TASK_ID": task, "FAKE_CLAUDE_LOG": str(log)}
         procs.append(AgentProcess(build_command(), cwd=repo, env=env, stdin_path=prompt,
                                   stderr_log=tmp_path / f"{task}.err").start())
-    for proc in procs:
-        proc.start_reader(lambda _line: None)
+    for proc in procs:  # drained, so no fake blocks on a full pipe
+        threading.Thread(target=lambda proc=proc: list(proc.lines()), daemon=True).start()
     assert [proc.wait(20) for proc in procs] == [0, 0, 0]
     records = [json.loads(line) for line in log.read_text().splitlines()]
     starts = {r["task"]: r["ts"] for r in records if r["event"] == "start"}

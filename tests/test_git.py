@@ -60,8 +60,6 @@ def test_toplevel_and_errors(make_repo: MakeRepo, tmp_path: Path) -> None:
     sh(tmp_path, "init", "-q", "--bare", str(bare))
     with pytest.raises(InputError, match="bare repository"):
         git.toplevel(bare)
-    assert git.is_bare(bare)
-    assert not git.is_bare(repo)
     assert git.git_common_dir(repo) == (repo / ".git").resolve()
 
 
@@ -237,6 +235,33 @@ def test_switch_branches(make_repo: MakeRepo) -> None:
         git.switch_branch(repo, "does-not-exist")
 
 
+def test_plumbing_verbs_of_merge_and_pool(make_repo: MakeRepo) -> None:
+    repo = make_repo({"keep/x.txt": "x\n", ".gitignore": "*.log\nnode_modules/\n"})
+    base = sh(repo, "rev-parse", "HEAD")
+    sh(repo, "mv", "keep/x.txt", "keep/y.txt")
+    head = commit_file(repo, "new.txt", "n\n")
+    assert git.changed_files(repo, base, head) == {"keep/x.txt", "keep/y.txt", "new.txt"}
+    assert git.tree_of(repo, head) == sh(repo, "rev-parse", "HEAD^{tree}")
+
+    git.create_branch(repo, "made", base, reflog_message="test")
+    assert git.rev_parse(repo, "refs/heads/made") == base
+    with pytest.raises(GitError, match="could not create branch 'made'"):
+        git.create_branch(repo, "made", head, reflog_message="test")  # never moves an existing branch
+    assert git.rev_parse(repo, "refs/heads/made") == base
+
+    (repo / "node_modules").mkdir()
+    (repo / "node_modules" / "dep.js").write_text("d\n")
+    (repo / "debug.log").write_text("l\n")
+    (repo / "stray.txt").write_text("s\n")
+    assert sorted(git.ignored_files(repo)) == ["debug.log", "node_modules/dep.js"]
+    git.clean_untracked(repo, ignored=True, keep=["node_modules"])
+    assert sorted(p.name for p in repo.iterdir()) == [".git", ".gitignore", "keep", "new.txt", "node_modules"]
+    git.reset_hard(repo, base)
+    assert (repo / "keep" / "x.txt").exists() and not (repo / "new.txt").exists()
+    git.set_orig_head(repo, head)
+    assert git.rev_parse(repo, "ORIG_HEAD") == head
+
+
 def test_info_exclude_add_is_idempotent(make_repo: MakeRepo) -> None:
     repo = make_repo()
     exclude = repo / ".git" / "info" / "exclude"
@@ -257,6 +282,7 @@ def test_inherited_git_env_does_not_leak(make_repo: MakeRepo, monkeypatch: pytes
     monkeypatch.setenv("GIT_INDEX_FILE", str(tmp_path / "bogus-index"))
     assert git.toplevel(repo) == repo.resolve()
     assert git.ls_files(repo) == ["real.txt"]
+    assert git.run_git(repo, "ls-files")[1].split() == ["real.txt"]  # the plumbing runner scrubs them too
     (repo / "new.txt").write_text("n\n")
     sha = git.commit_all(repo, "work")
     assert sha is not None

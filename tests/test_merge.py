@@ -140,6 +140,10 @@ def test_commands_latest_run(overlap_repo: tuple[Path, str]) -> None:
     res = runner.invoke(cli(), ["merge-check", "orchestration-1", "--project-root", str(repo)])
     assert res.exit_code == 0, res.output
     assert "merge order (1 clean): t3" in res.output
+    (repo / ".gadugi/runs/orchestration-3").mkdir()  # started, not finished: no report yet
+    res = runner.invoke(cli(), ["merge-check", "--project-root", str(repo)])
+    assert res.exit_code == 1 and "run orchestration-3 has not finished" in res.output
+    (repo / ".gadugi/runs/orchestration-3").rmdir()
 
     res = runner.invoke(cli(), ["integrate", "--project-root", str(repo), "--into", "integ"])
     assert res.exit_code == 1 and "created integ" in res.output and "t1 <-> t2: a.txt" in res.output

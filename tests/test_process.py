@@ -14,7 +14,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from orchestrator.process import AgentProcess, describe_exit, kill_process_tree, process_matches
+from orchestrator.process import AgentProcess, describe_exit
+from orchestrator.proctree import descendants, is_alive, kill_tree_now
 
 FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}
 # For a process that does stop at SIGINT: the wait ends when it exits, so a long grace costs
@@ -86,27 +87,6 @@ def test_giant_line_is_cut_and_reading_goes_on(tmp_path: Path) -> None:
     assert proc.wait(5) == 0
 
 
-def test_reader_thread_survives_a_failing_callback(tmp_path: Path) -> None:
-    proc = python(tmp_path, """
-        for i in range(1000):
-            print(i)
-    """)
-    seen: list[str] = []
-
-    def callback(line: str) -> None:
-        seen.append(line)
-        if line == "10":
-            raise ValueError("boom")
-
-    proc.start_reader(callback)
-    assert proc.wait(10) == 0
-    assert proc.join_reader(10)
-    assert len(seen) == 1000
-    assert isinstance(proc.reader_error, ValueError)
-    with pytest.raises(RuntimeError):
-        proc.start_reader(callback)
-
-
 def test_missing_executable_raises_oserror(tmp_path: Path) -> None:
     proc = AgentProcess(["/nonexistent/claude"], cwd=tmp_path, env={}, stdin_path=None,
                         stderr_log=tmp_path / "e.log")
@@ -170,7 +150,7 @@ def test_stop_reaches_the_whole_group_and_escaped_descendants(tmp_path: Path) ->
     """, scan_interval=0.05)
     wait_for(lambda: marker.exists() and marker.read_text())
     pids = [int(p) for p in marker.read_text().split()]
-    wait_for(lambda: set(pids) <= set(proc.descendants()))
+    wait_for(lambda: set(pids) <= set(descendants(proc.pid)))
     steps: list[str] = []
     proc.stop("cancel", log=steps.append, **FAST)
     for pid in pids:
@@ -191,7 +171,7 @@ def test_stop_after_exit_still_reaps_leftovers(tmp_path: Path) -> None:
     """, scan_interval=0.05)
     wait_for(lambda: marker.exists() and marker.read_text())
     orphan = int(marker.read_text())
-    wait_for(lambda: orphan in proc.descendants())
+    wait_for(lambda: orphan in remembered(proc))
     go.write_text("")
     assert proc.wait(30) == 0
     assert psutil.pid_exists(orphan)  # the leader is gone, the escaped child is not
@@ -220,18 +200,32 @@ def test_stop_from_another_thread_ends_lines(tmp_path: Path) -> None:
     assert proc.wait(5) is not None
 
 
-def test_kill_process_tree_checks_create_time(tmp_path: Path) -> None:
-    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+def remembered(proc: AgentProcess) -> set[int]:
+    """The descendants `proc` has recorded so far: a peek at its private memory, because what is
+    tested is that it still knows one the live tree no longer shows."""
+    with proc._tree_lock:
+        return set(proc._descendants)
+
+
+def test_kill_tree_now_checks_create_time_and_reaches_other_sessions(tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    stranger = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import subprocess, time
+        child = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        open({str(marker)!r}, "w").write(str(child.pid))
+        time.sleep(1000)
+    """)], start_new_session=True)
     try:
+        wait_for(lambda: marker.exists() and marker.read_text())
+        escaped = int(marker.read_text())
         created = psutil.Process(stranger.pid).create_time()
-        assert process_matches(stranger.pid, created)
-        assert not kill_process_tree(stranger.pid, created - 100, **FAST)
-        assert stranger.poll() is None
-        steps: list[str] = []
-        assert kill_process_tree(stranger.pid, created, log=steps.append, **PATIENT)
-        assert stranger.wait(5) == -signal.SIGINT
-        assert "SIGINT" in steps[0]
-        assert not process_matches(stranger.pid, created)
+        assert is_alive(stranger.pid, created)
+        assert kill_tree_now(stranger.pid, created - 100) == []  # a reused pid is never hit
+        assert stranger.poll() is None and _is_live(escaped)
+        assert kill_tree_now(stranger.pid, created) == [escaped]
+        assert stranger.wait(30) == -signal.SIGKILL
+        assert not _is_live(escaped)
+        assert not is_alive(stranger.pid, created)
     finally:
         if stranger.poll() is None:
             stranger.kill()

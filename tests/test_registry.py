@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from orchestrator.errors import StateError
 from orchestrator.models import Phase, TaskStatus, Tokens
+from orchestrator.proctree import is_alive
 from orchestrator.state.journal import Journal, read_journal
-from orchestrator.state.registry import ProcessRegistry, is_alive
+from orchestrator.state.registry import ProcessRegistry
 from orchestrator.state.registry_models import (
     FinalFile,
     HeartbeatsFile,

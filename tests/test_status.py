@@ -47,7 +47,7 @@ def registry_with(monitoring: Path, run_id: str, tasks: dict[str, str], runs: Pa
 def test_latest_run_rows_and_progress(tmp_path: Path) -> None:
     mon = tmp_path / "monitoring"
     registry_with(mon, "run-1", {"a": "completed", "b": "running", "c": "queued", "d": "failed"}, runs=tmp_path / "runs")
-    view = load_run(mon, runs_dir=tmp_path / "runs")
+    view = load_run(mon, "run-1", runs_dir=tmp_path / "runs")
     assert view.run_id == "run-1" and view.finished is False and view.slots == 2
     assert [r.task_id for r in view.rows] == ["b", "c", "a", "d"]  # running, queued, then the rest in order
     rows = {r.task_id: r for r in view.rows}
@@ -64,10 +64,10 @@ def test_finished_run_and_older_runs(tmp_path: Path) -> None:
     mon, runs = tmp_path / "monitoring", tmp_path / "runs"
     old = registry_with(mon, "run-old", {"a": "completed"}, runs=runs)
     old.finalize()
-    assert load_run(mon).finished is True
+    assert load_run(mon, "run-old").finished is True
     registry_with(mon, "run-unfinished", {"x": "running"}, runs=runs)  # never finalized
     registry_with(mon, "run-new", {"n": "completed"}, runs=runs)
-    assert load_run(mon).run_id == "run-new"
+    assert load_run(mon, "run-new").source.endswith("process_registry.json")
     older = load_run(mon, "run-old", runs_dir=runs)
     assert older.finished and [r.task_id for r in older.rows] == ["a"] and older.source.endswith("run-old_final.json")
     rebuilt = load_run(mon, "run-unfinished", runs_dir=runs)
@@ -76,10 +76,10 @@ def test_finished_run_and_older_runs(tmp_path: Path) -> None:
 
 def test_no_run_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no run found"):
-        load_run(tmp_path / "missing")
+        load_run(tmp_path / "missing", "run-1")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no run found"):
-        load_run(tmp_path / "empty")
+    with pytest.raises(InputError, match="no run 'run-1'"):
+        load_run(tmp_path / "empty", "run-1")
     registry_with(tmp_path / "m", "run-1", {"a": "queued"})
     with pytest.raises(InputError, match="no run 'nope'"):
         load_run(tmp_path / "m", "nope")
@@ -122,6 +122,8 @@ def test_status_command(make_repo, tmp_path: Path) -> None:
     assert "alpha" in out.output and "beta" in out.output and "1/2 done" in out.output
     data = json.loads(runner.invoke(cli(), ["status", "--json", "--project-root", str(repo)]).output)
     assert data["run_id"] == "run-1" and {r["task_id"] for r in data["rows"]} == {"alpha", "beta"}
+    unknown = runner.invoke(cli(), ["status", "run-2", "--project-root", str(repo)])
+    assert unknown.exit_code == 1 and "no run 'run-2'" in unknown.output and "did you mean run-1?" in unknown.output
     custom = runner.invoke(cli(), ["status", "--project-root", str(repo), "--monitoring-dir", str(tmp_path / "none")])
     assert custom.exit_code == 1 and custom.output.strip().count("\n") == 0 and "no run found" in custom.output
 
@@ -129,6 +131,7 @@ def test_status_command(make_repo, tmp_path: Path) -> None:
 def test_status_watch_until_finished(make_repo, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo()
     reg = registry_with(repo / ".gadugi" / "monitoring", "run-1", {"a": "running", "b": "queued"})
+    (repo / ".gadugi" / "runs" / "run-1").mkdir(parents=True)  # no journal: no orchestrator to miss
     steps = iter([lambda: reg.transition("a", TaskStatus.COMPLETED),
                   lambda: reg.transition("b", TaskStatus.CANCELLED, reason="stop"),
                   reg.finalize])
@@ -159,7 +162,7 @@ def test_unfinished_run_without_its_orchestrator_is_orphaned(tmp_path: Path) -> 
     _, mon, runs = gadugi_run(tmp_path, {"a": "completed", "b": "running", "c": "queued"})
     journal_last = read_journal(runs / "run-1" / "events.jsonl")[-1]["ts"]
     registry_stamp = json.loads((mon / "process_registry.json").read_text())["timestamp"]
-    view = load_run(mon, runs_dir=runs)
+    view = load_run(mon, "run-1", runs_dir=runs)
     assert view.orphaned is True and view.orchestrator_alive is False and view.finished is False
     assert view.resume_command == "orchestrator resume run-1"
     # The latest sign of life: the journal's last record, or a later registry write.
@@ -170,7 +173,7 @@ def test_unfinished_run_without_its_orchestrator_is_orphaned(tmp_path: Path) -> 
     assert view.progress.eta_seconds is None
     # A running task's clock stops where the orchestrator was last seen, however late we look.
     gone = datetime.fromisoformat(view.orchestrator_gone_since or "")
-    later = load_run(mon, runs_dir=runs, now=gone + timedelta(hours=5))
+    later = load_run(mon, "run-1", runs_dir=runs, now=gone + timedelta(hours=5))
     assert later.rows[0].elapsed_seconds == view.rows[0].elapsed_seconds
     assert view.rows[0].elapsed_seconds == pytest.approx(
         (gone - datetime.fromisoformat(rows["b"].started_at or "")).total_seconds())
@@ -188,11 +191,11 @@ def test_unfinished_run_without_its_orchestrator_is_orphaned(tmp_path: Path) -> 
 def test_orphaned_run_with_a_damaged_registry_is_read_from_its_journal(tmp_path: Path) -> None:
     _, mon, runs = gadugi_run(tmp_path, {"b": "running"})
     (mon / "process_registry.json").write_text('{"processes": {"b": ')  # a crash mid-write
-    view = load_run(mon, runs_dir=runs)
+    view = load_run(mon, "run-1", runs_dir=runs)
     assert view.run_id == "run-1" and view.source.endswith("events.jsonl")
     assert view.orphaned is True and view.rows[0].orchestrator_gone is True
     with pytest.raises(StateError, match="cannot read"):
-        load_run(mon)  # without the journal there is nothing to fall back to: say why
+        load_run(mon, "run-1")  # without the journal there is nothing to fall back to: say why
 
 
 def test_run_lock_held_for_the_run_means_alive(tmp_path: Path) -> None:
@@ -200,16 +203,16 @@ def test_run_lock_held_for_the_run_means_alive(tmp_path: Path) -> None:
     lock = RunLock(gadugi)
     lock.acquire("run-1")  # this process plays the orchestrator: a real flock, a live pid
     try:
-        view = load_run(mon, runs_dir=runs)
+        view = load_run(mon, "run-1", runs_dir=runs)
         assert view.orchestrator_alive is True and view.orphaned is False and view.notice() is None
         assert view.orchestrator_gone_since is None and view.resume_command is None
         assert view.rows[0].orchestrator_gone is False
-        later = load_run(mon, runs_dir=runs, now=datetime.fromisoformat(view.rows[0].started_at or "")
+        later = load_run(mon, "run-1", runs_dir=runs, now=datetime.fromisoformat(view.rows[0].started_at or "")
                          + timedelta(hours=1))
         assert later.rows[0].elapsed_seconds == pytest.approx(3600.0)  # a watched task's clock runs
     finally:
         lock.release()
-    assert load_run(mon, runs_dir=runs).orphaned is True
+    assert load_run(mon, "run-1", runs_dir=runs).orphaned is True
 
 
 def test_run_lock_held_for_another_run_drives_nothing_here(tmp_path: Path) -> None:
@@ -230,7 +233,7 @@ def test_lock_whose_recorded_holder_is_dead_drives_nothing(tmp_path: Path) -> No
         # As if a child of a dead orchestrator kept the lock's descriptor: the holder named is gone.
         holder = json.loads(lock.holder_path.read_text())
         lock.holder_path.write_text(json.dumps({**holder, "create_time": holder["create_time"] - 1000}))
-        assert load_run(mon, runs_dir=runs).orphaned is True
+        assert load_run(mon, "run-1", runs_dir=runs).orphaned is True
     finally:
         lock.release()
 
@@ -254,7 +257,7 @@ def test_finished_and_resumed_runs(tmp_path: Path) -> None:
     journal.append("run_finished", successful=1, failed=0)
     ended = run_liveness(gadugi, "run-1")
     assert ended.unfinished is False and ended.alive is None and not ended.orphaned
-    view = load_run(mon, runs_dir=runs)
+    view = load_run(mon, "run-1", runs_dir=runs)
     assert view.orphaned is False and view.orchestrator_alive is None and view.notice() is None
     journal.append("run_resumed", pid=123)  # resumed after it finished, then killed
     assert run_liveness(gadugi, "run-1").orphaned is True

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.gitops import git
-from orchestrator.gitops.bundles import create_bundle, run_git
+from orchestrator.gitops.bundles import create_bundle
+from orchestrator.gitops.git import run_git
 from orchestrator.task.wire import TaskRequest
 
 DEFAULT_REMOTE = "origin"

@@ -11,11 +11,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from orchestrator.backends.base import BackendEvent
-from orchestrator.liveness import is_alive
-from orchestrator.process import kill_tree_now, spawn_with_stops_deferred
+from orchestrator.process import spawn_with_stops_deferred
+from orchestrator.proctree import create_time_of, is_alive, kill_tree_now
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task import attempt_lock
@@ -91,10 +89,7 @@ class LocalBackend:
                 ))
         finally:
             os.close(lock_fd)
-        try:
-            create_time = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            create_time = 0.0
+        create_time = create_time_of(proc.pid) or 0.0
         # Recorded the moment it exists (the WorkflowManager writes the same itself as it starts):
         # an orchestrator killed right now must find this process on resume, not start another.
         write_json_atomic(request.task_dir / "wm.json",

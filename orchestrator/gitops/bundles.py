@@ -11,24 +11,14 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.cmd import CommandError, run_cmd
 from orchestrator.errors import GitError
 from orchestrator.gitops import git
+from orchestrator.gitops.git import run_git
 
 OUTGOING = "refs/gadugi/outgoing"
 INCOMING = "refs/gadugi/incoming"
 ZERO_SHA = "0" * 40
-_EMPTY = "Refusing to create empty bundle"
-
-
-def run_git(repo: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
-    """git -C repo ARGS with the scrubbed environment every orchestrator git call uses."""
-    env = git.no_git_env()
-    env["LC_ALL"] = "C"  # we match "Refusing to create empty bundle"
-    try:
-        return run_cmd(["git", "-C", str(repo), *args], env=env, check=check)
-    except CommandError as exc:
-        raise GitError(str(exc)) from exc
+_EMPTY = "Refusing to create empty bundle"  # matched in English: run_git sets LC_ALL=C
 
 
 def has_commit(repo: Path, sha: str) -> bool:

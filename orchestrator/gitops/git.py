@@ -84,6 +84,12 @@ def _git(
             raise GitError(str(exc)) from exc
 
 
+def run_git(path: Path | str, *args: str, check: bool = True, retry_locked: bool = False) -> tuple[int, str, str]:
+    """`git -C path ARGS` for the plumbing of modules built on this one (bundles, worker copies):
+    the same scrubbed environment, `LC_ALL=C` and lock retry as every function here."""
+    return _git(path, *args, check=check, retry_locked=retry_locked)
+
+
 def _zsplit(text: str) -> list[str]:
     return [part for part in text.split("\0") if part]
 
@@ -104,11 +110,6 @@ def toplevel(path: Path) -> Path:
     if rc != 0 or len(lines) < 2:
         raise InputError(f"not a git repository: {path}")
     return Path(lines[1])
-
-
-def is_bare(repo: Path) -> bool:
-    """True for a repository without a working tree."""
-    return _git(repo, "rev-parse", "--is-bare-repository")[1].strip() == "true"
 
 
 def git_common_dir(repo: Path) -> Path:
@@ -142,6 +143,18 @@ def current_branch(worktree: Path) -> str | None:
     """The checked-out branch's short name, or None on a detached HEAD."""
     rc, out, _ = _git(worktree, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
     return out.strip() if rc == 0 else None
+
+
+def tree_of(repo: Path, commit: str) -> str:
+    """The tree object of `commit`."""
+    return _git(repo, "rev-parse", f"{commit}^{{tree}}")[1].strip()
+
+
+def ignored_files(repo: Path, *, patterns_file: Path | None = None) -> list[str]:
+    """Untracked files ignored by `patterns_file`'s patterns, or by the repository's own ignore
+    rules (.gitignore, info/exclude, core.excludesFile) when None."""
+    exclude = f"--exclude-from={patterns_file}" if patterns_file is not None else "--exclude-standard"
+    return _zsplit(_git(repo, "ls-files", "-z", "--others", "--ignored", exclude)[1])
 
 
 def ls_files(repo: Path) -> list[str]:
@@ -206,6 +219,23 @@ def delete_branch_if_at(repo: Path, branch: str, sha: str) -> bool:
     return rc == 0
 
 
+def create_branch(repo: Path, branch: str, sha: str, *, reflog_message: str) -> None:
+    """Create `branch` at `sha`; GitError when it exists, even if it appeared a moment ago.
+
+    `update-ref <ref> <new> ""`: the empty old value makes git refuse an existing ref, so an
+    existing branch is never moved."""
+    rc, _, err = _git(
+        repo, "update-ref", "-m", reflog_message, f"refs/heads/{branch}", sha, "", check=False, retry_locked=True
+    )
+    if rc != 0:
+        raise GitError(f"could not create branch {branch!r}: {err.strip()}")
+
+
+def set_orig_head(worktree: Path, sha: str) -> None:
+    """Point the worktree's ORIG_HEAD at `sha`."""
+    _git(worktree, "update-ref", "--no-deref", "ORIG_HEAD", sha, retry_locked=True)
+
+
 def status_paths(worktree: Path) -> list[str]:
     """Paths with staged, unstaged or untracked changes (ignored files excluded)."""
     # Optional locks off: we poll worktrees where an agent may be committing at the same moment.
@@ -263,6 +293,28 @@ def checkout_worktree(path: Path) -> None:
     """Fill the index and files of a worktree created with `--no-checkout`."""
     # What `worktree add` itself runs to check out; the new directory holds nothing to lose.
     _git(path, "reset", "--hard", "--quiet", retry_locked=True)
+
+
+def reset_hard(worktree: Path, commit: str) -> None:
+    """Put index and tracked files of `worktree` at `commit`, rewriting only the files that differ."""
+    _git(worktree, "reset", "--hard", "--quiet", commit, retry_locked=True)
+
+
+def clean_untracked(worktree: Path, *, ignored: bool, keep: Sequence[str] = ()) -> None:
+    """Delete untracked files and directories, nested repositories included (`-ff`); with
+    `ignored` also the ignored ones except those matching a pattern of `keep`."""
+    flags = "-ffdxq" if ignored else "-ffdq"
+    _git(worktree, "clean", flags, *(arg for pattern in keep for arg in ("-e", pattern)))
+
+
+def detach_head(worktree: Path) -> None:
+    """Leave the worktree's branch: HEAD at the same commit, no branch checked out."""
+    _git(worktree, "switch", "--quiet", "--detach", retry_locked=True)
+
+
+def move_worktree(repo: Path, source: Path, target: Path) -> None:
+    """`git worktree move` (a rename on one filesystem; git refuses a locked worktree)."""
+    _git(repo, "worktree", "move", str(source), str(target), retry_locked=True)
 
 
 def lock_worktree(repo: Path, path: Path, reason: str) -> None:
@@ -386,6 +438,11 @@ def commits_between(repo: Path, base: str, head: str) -> list[str]:
     return out.split()
 
 
+def changed_files(repo: Path, base: str, head: str) -> set[str]:
+    """Paths that differ between `base` and `head`; a rename counts as its two paths."""
+    return set(_zsplit(_git(repo, "diff", "--name-only", "-z", "--no-renames", base, head)[1]))
+
+
 def diffstat(repo: Path, base: str, head: str) -> tuple[list[str], int, int]:
     """(changed files, insertions, deletions) from `base` to `head`; binary files count as 0/0."""
     out = _git(repo, "diff", "--numstat", "-z", "--no-ext-diff", base, head, "--")[1]
@@ -475,6 +532,14 @@ def switch_branch(worktree: Path, branch: str) -> None:
     """Check out an existing local branch (sequential mode)."""
     # --no-guess: never silently create a tracking branch from a remote of the same name.
     _git(worktree, "switch", "--quiet", "--no-guess", branch, retry_locked=True)
+
+
+def push_branch(repo: Path, remote: str, branch: str, *, path: str | None = None) -> str | None:
+    """Push `branch` to `remote` and make it the upstream; None on success, else git's stderr.
+    `path` replaces PATH (where git finds ssh and credential helpers)."""
+    rc, _, err = _git(repo, "push", "--quiet", "--set-upstream", remote, branch, check=False,
+                      extra_env={"PATH": path} if path is not None else None)
+    return None if rc == 0 else err
 
 
 def info_exclude_add(repo: Path, patterns: Iterable[str]) -> list[str]:

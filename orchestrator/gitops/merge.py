@@ -91,23 +91,11 @@ class PullRequestResult(BaseModel):
 # -- reading a run ---------------------------------------------------------------------------------
 
 
-def find_run_dir(project_root: Path, run_id: str | None) -> Path:
-    """`.gadugi/runs/<run_id>`, or the newest run with a report.json when `run_id` is None."""
-    runs = project_root / ".gadugi" / "runs"
-    if run_id is not None:
-        run_dir = runs / run_id
-        if not (run_dir / "report.json").is_file():
-            raise InputError(f"no report.json for run {run_id!r} under {runs}")
-        return run_dir
-    reports = [p for p in runs.glob("*/report.json") if p.is_file()] if runs.is_dir() else []
-    if not reports:
-        raise InputError(f"no finished runs under {runs}")
-    # mtime first: run ids sort by time too, but a user may name or copy runs.
-    return max(reports, key=lambda p: (p.stat().st_mtime_ns, p.parent.name)).parent
-
-
 def completed_branches(run_dir: Path) -> tuple[str, str, list[tuple[str, str]]]:
-    """(run_id, base_sha, [(task_id, branch)]) of the completed tasks of a run, in plan order."""
+    """(run_id, base_sha, [(task_id, branch)]) of the completed tasks of a run, in plan order;
+    InputError until the run has finished, since only its report says which branches completed."""
+    if not (run_dir / "report.json").is_file():
+        raise InputError(f"run {run_dir.name} has not finished (no report.json yet): wait for it, or name a finished run")
     data = read_json(run_dir / "report.json")
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         raise StateError(f"{run_dir / 'report.json'} is not a run report")
@@ -185,9 +173,7 @@ def _pairwise(repo: Path, base: str, candidates: list[BranchCheck]) -> list[Pair
 
 def _touched(repo: Path, base: str, sha: str) -> tuple[set[str], set[str]]:
     """Files changed from the base, and the directories above them (for file/directory clashes)."""
-    _, out, _ = run_cmd(["git", "-C", str(repo), "diff", "--name-only", "-z", "--no-renames", base, sha],
-                        env=git.no_git_env())
-    files = set(filter(None, out.split("\0")))
+    files = git.changed_files(repo, base, sha)
     dirs = {"/".join(f.split("/")[:i]) for f in files for i in range(1, f.count("/") + 1)}
     return files, dirs
 
@@ -261,7 +247,7 @@ def _cumulative(
             continue
         head = step
         taken.append(check)
-    return taken, rejected, _tree_of(repo, head) if taken else None
+    return taken, rejected, git.tree_of(repo, head) if taken else None
 
 
 def _merge_step(repo: Path, head: str, sha: str, message: str) -> str | tuple[str, ...]:
@@ -278,10 +264,6 @@ def _merge_step(repo: Path, head: str, sha: str, message: str) -> str | tuple[st
     if not result.clean:
         return result.conflicted_files
     return git.commit_tree(repo, result.tree, [head, sha], message)
-
-
-def _tree_of(repo: Path, commit: str) -> str:
-    return run_cmd(["git", "-C", str(repo), "rev-parse", f"{commit}^{{tree}}"], env=git.no_git_env())[1].strip()
 
 
 # -- integration ----------------------------------------------------------------------------------
@@ -306,19 +288,8 @@ def integrate(repo: Path, report: MergeReport, into_branch: str) -> IntegrationR
             raise GitError(f"merging {check.branch} no longer merges cleanly: {', '.join(step)}; run merge-check again")
         head = step
         merged.append(task_id)
-    _create_branch(repo, into_branch, head)
+    git.create_branch(repo, into_branch, head, reflog_message="gadugi integrate")
     return IntegrationResult(branch=into_branch, head=head, merged=merged, rejected=report.rejected)
-
-
-def _create_branch(repo: Path, branch: str, sha: str) -> None:
-    # Empty old value: git refuses if the ref appeared since our check, so nothing is ever moved.
-    rc, _, err = run_cmd(
-        ["git", "-C", str(repo), "update-ref", "-m", "gadugi integrate", f"refs/heads/{branch}", sha, ""],
-        env=git.no_git_env(),
-        check=False,
-    )
-    if rc != 0:
-        raise GitError(f"could not create branch {branch!r}: {err.strip()}")
 
 
 # -- pull requests --------------------------------------------------------------------------------
@@ -353,10 +324,9 @@ def open_pull_requests(
         env["PATH"] = path
     results = []
     for task_id, branch in branches:
-        rc, _, err = run_cmd(["git", "-C", str(repo), "push", "--quiet", "--set-upstream", remote, branch],
-                             env=env, check=False)
-        if rc != 0:
-            results.append(PullRequestResult(task_id=task_id, branch=branch, error=f"push failed: {_last(err)}"))
+        push_error = git.push_branch(repo, remote, branch, path=path)
+        if push_error is not None:
+            results.append(PullRequestResult(task_id=task_id, branch=branch, error=f"push failed: {_last(push_error)}"))
             continue
         title = titles.get(task_id) or task_id
         body = f"Task `{task_id}` of a gadugi-orchestrator run (branch `{branch}`)."

@@ -38,7 +38,7 @@ from orchestrator.observe.events import (
     TaskCancelled,
     TaskFinished,
 )
-from orchestrator.process import signal_group
+from orchestrator.proctree import signal_group
 from orchestrator.state.registry import ProcessRegistry
 
 log = logging.getLogger(__name__)

@@ -21,14 +21,14 @@ from typing import Any
 
 from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
-from orchestrator.liveness import is_alive
 from orchestrator.models import TaskStatus, utcnow
 from orchestrator.observe.run_segments import parse_ts
+from orchestrator.proctree import is_alive
 from orchestrator.state.journal import read_journal
+from orchestrator.state.registry import REGISTRY_FILE
 from orchestrator.state.registry_models import ProcessInfo, replay, seconds_since
 from orchestrator.state.runlock import RunLock
 
-REGISTRY_FILE = "process_registry.json"
 _ORDER = {TaskStatus.RUNNING: 0, TaskStatus.QUEUED: 1}  # then every terminal state, in input order
 _FINISHED_WORK = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEOUT)
 _RUN_STARTS = frozenset({"run_started", "run_resumed"})
@@ -344,19 +344,6 @@ def _entries(data: Any, path: Path) -> dict[str, ProcessInfo]:
         raise StateError(f"{path}: unreadable entry: {str(exc).splitlines()[0]}") from exc
 
 
-def latest_run_id(monitoring_dir: Path) -> str | None:
-    """The run in process_registry.json, else (none, or a damaged one) the one whose status file
-    changed last."""
-    try:
-        data = _read(monitoring_dir / REGISTRY_FILE)
-    except StateError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("run_id"), str) and data["run_id"]:
-        return str(data["run_id"])
-    status_files = sorted(monitoring_dir.glob("*_status.json"), key=lambda p: p.stat().st_mtime)
-    return status_files[-1].name.removesuffix("_status.json") if status_files else None
-
-
 def run_slots(runs_dir: Path | None, run_id: str) -> int | None:
     """max_parallel from the journal's `run_started` record (near the top), if there is one."""
     if runs_dir is None:
@@ -378,9 +365,9 @@ def run_slots(runs_dir: Path | None, run_id: str) -> int | None:
 
 
 def load_run(
-    monitoring_dir: Path, run_id: str | None = None, *, runs_dir: Path | None = None, now: datetime | None = None
+    monitoring_dir: Path, run_id: str, *, runs_dir: Path | None = None, now: datetime | None = None
 ) -> RunView:
-    """The view of `run_id` (default: the latest run) from the files another process wrote.
+    """The view of run `run_id` from the files another process wrote.
 
     The current run comes from process_registry.json; an older one from `<run>_final.json`, or, if
     it never finished, is replayed from its journal in `runs_dir` (as is the current one when its
@@ -394,31 +381,26 @@ def load_run(
         registry, damaged = _read(registry_path), None
     except StateError as exc:
         registry, damaged = None, exc
-    wanted = run_id or latest_run_id(monitoring_dir)
-    if wanted is None:
-        if damaged is not None:
-            raise damaged
-        raise InputError(f"no run found in {monitoring_dir} (start one with `orchestrator run`)")
-    status = _read(monitoring_dir / f"{wanted}_status.json")
+    status = _read(monitoring_dir / f"{run_id}_status.json")
     finished = bool(status.get("finished")) if isinstance(status, dict) else False
-    final_path = monitoring_dir / f"{wanted}_final.json"
-    journal = runs_dir / wanted / "events.jsonl" if runs_dir is not None else None
-    current = isinstance(registry, dict) and registry.get("run_id") == wanted
+    final_path = monitoring_dir / f"{run_id}_final.json"
+    journal = runs_dir / run_id / "events.jsonl" if runs_dir is not None else None
+    current = isinstance(registry, dict) and registry.get("run_id") == run_id
     if current:
         entries, source = _entries(registry, registry_path), registry_path
     elif (final := _read(final_path)) is not None:
         entries, source, finished = _entries(final, final_path), final_path, True
     elif journal is not None and journal.is_file():
-        entries, source = replay(read_journal(journal), wanted), journal
+        entries, source = replay(read_journal(journal), run_id), journal
     elif damaged is not None:
         raise damaged
     else:
-        raise InputError(f"no run {wanted!r} in {monitoring_dir}")
+        raise InputError(f"no run {run_id!r} in {monitoring_dir}")
     liveness = None
     if runs_dir is not None:
         # The run lock lives beside runs/, in .gadugi; the registry's own timestamp is the
         # orchestrator's latest sign of life when the registry is this run's.
         seen = registry.get("timestamp") if current and isinstance(registry, dict) else None
-        liveness = run_liveness(runs_dir.parent, wanted, seen=seen if isinstance(seen, str) else None)
-    return build_view(wanted, entries, finished=finished, slots=run_slots(runs_dir, wanted), now=now,
+        liveness = run_liveness(runs_dir.parent, run_id, seen=seen if isinstance(seen, str) else None)
+    return build_view(run_id, entries, finished=finished, slots=run_slots(runs_dir, run_id), now=now,
                       source=str(source), liveness=liveness)

@@ -35,7 +35,6 @@ from orchestrator.observe.run_segments import read_run_timing
 from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
 from orchestrator.plan.inputs import resolve_prompt_paths
 from orchestrator.run.engine import EngineSettings, ExecutionEngine
-from orchestrator.run.maintenance import find_run
 from orchestrator.run.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.run.recovery import Recovery, apply, inspect_tasks
 from orchestrator.run.results import build_result
@@ -44,6 +43,7 @@ from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.registry import COALESCE_SECONDS, ProcessRegistry
 from orchestrator.state.registry_models import ProcessInfo, replay
 from orchestrator.state.runlock import RunLock
+from orchestrator.state.runs import find_run, run_dirs
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import Predecessor, TaskRequest
 from orchestrator.worktrees.manager import WorktreeManager
@@ -215,7 +215,7 @@ class OrchestratorCoordinator:
         first: ResumeTarget | None = None
         # Newest first, reading each journal only until one has work left. A run directory
         # without a plan was stopped before it started anything: not a candidate.
-        for run_dir in sorted((p for p in newest.parent.glob("orchestration-*") if p.is_dir()), reverse=True):
+        for run_dir in reversed(run_dirs(self.project_root)):
             target = self._load_target(run_dir, strict=False)
             if target is None:
                 continue

@@ -23,7 +23,6 @@ from typing import Any
 from orchestrator.agents.failures import PERMANENT, describe_failure, failure_kind
 from orchestrator.backends.base import Backend, BackendEvent
 from orchestrator.config.durations import format_duration
-from orchestrator.liveness import is_alive
 from orchestrator.models import (
     AttemptRecord,
     CancelCause,
@@ -54,6 +53,7 @@ from orchestrator.observe.events import (
     Waiting,
 )
 from orchestrator.process import stops_deferred
+from orchestrator.proctree import is_alive
 from orchestrator.run.admission import shortage
 from orchestrator.run.results import load_task_result
 from orchestrator.run.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay

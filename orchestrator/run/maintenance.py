@@ -16,39 +16,13 @@ from typing import Any
 
 from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
-from orchestrator.liveness import is_alive
 from orchestrator.observe.status import orphan_notice, orphaned_runs
+from orchestrator.proctree import is_alive
 from orchestrator.state.atomic import read_json, write_bytes_atomic
 from orchestrator.state.runlock import RunLock
+from orchestrator.state.runs import RunPaths, find_run, run_dirs
 from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.pool import WorktreePool
-
-
-@dataclass
-class RunPaths:
-    project_root: Path
-    run_dir: Path
-    monitoring_dir: Path
-
-    @property
-    def run_id(self) -> str:
-        return self.run_dir.name
-
-
-def find_run(project_root: Path, run_id: str | None, monitoring_dir: Path | None = None) -> RunPaths:
-    """A run by id, or the newest one."""
-    root = git.toplevel(project_root.resolve())
-    runs = root / ".gadugi" / "runs"
-    monitoring = monitoring_dir or root / ".gadugi" / "monitoring"
-    if run_id:
-        path = runs / run_id
-        if not path.is_dir():
-            raise InputError(f"no run {run_id!r} under {runs}")
-        return RunPaths(root, path, monitoring)
-    candidates = sorted(p for p in runs.glob("orchestration-*") if p.is_dir())
-    if not candidates:
-        raise InputError(f"no runs under {runs}")
-    return RunPaths(root, candidates[-1], monitoring)
 
 
 def _json(path: Path) -> Any:
@@ -131,7 +105,7 @@ def clean_runs(project_root: Path, run_id: str | None, *, all_runs: bool, force:
     lock = RunLock(root / ".gadugi")
     active = lock.holder().get("run_id") if lock.held_by_other() else None
     runs = [find_run(root, run_id)] if not all_runs else [
-        RunPaths(root, p, root / ".gadugi" / "monitoring") for p in sorted((root / ".gadugi" / "runs").glob("orchestration-*"))
+        RunPaths(root, p, root / ".gadugi" / "monitoring") for p in run_dirs(root)
     ]
     manager = WorktreeManager(root)
     outcome = CleanOutcome()

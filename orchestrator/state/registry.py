@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import StateError
-from orchestrator.liveness import TreeSampler, create_time_of, is_alive  # noqa: F401  (re-exported)
+from orchestrator.liveness import TreeSampler
 from orchestrator.models import SCHEMA_VERSION, Phase, TaskStatus, iso, utcnow
+from orchestrator.proctree import create_time_of
 from orchestrator.state.atomic import CorruptStateFile, dumps_compact, read_json, write_bytes_atomic
 from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.locks import file_lock

@@ -11,29 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 from orchestrator.errors import OrchestratorError
 from orchestrator.gitops import git
+from orchestrator.proctree import tree_cpu_seconds
 
 CPU_EPSILON = 0.05  # seconds of CPU between checks that still count as idle (psutil bookkeeping)
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants (gone ones count as 0)."""
-    total = 0.0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
-        except psutil.Error:
-            continue
-    return total
 
 
 def worktree_fingerprint(worktree: Path) -> tuple[object, ...]:

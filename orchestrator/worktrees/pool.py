@@ -26,7 +26,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from orchestrator.cmd import run_cmd
 from orchestrator.errors import OrchestratorError, StateError
 from orchestrator.gitops import git
 from orchestrator.models import iso
@@ -62,12 +61,6 @@ class PoolEntry(BaseModel):
 class PoolFile(BaseModel):
     version: int = 1
     entries: list[PoolEntry] = Field(default_factory=list)
-
-
-def _git(path: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
-    env = git.no_git_env()
-    env["LC_ALL"] = "C"
-    return run_cmd(["git", "-C", str(path), *args], env=env, check=check)
 
 
 def worktree_gitdir(path: Path) -> Path | None:
@@ -156,7 +149,7 @@ class WorktreePool:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 git.unlock_worktree(repo, source)
-                _git(repo, "worktree", "move", str(source), str(path))
+                git.move_worktree(repo, source, path)
                 git.lock_worktree(repo, path, lock_reason)
             except (OrchestratorError, OSError) as exc:
                 log.warning("pooled worktree %s unusable, removing it: %s", source, exc)
@@ -203,10 +196,10 @@ class WorktreePool:
             self._save(state)
             try:
                 # Detached first: a pooled worktree must not hold the task's branch.
-                _git(path, "switch", "--quiet", "--detach")
+                git.detach_head(path)
                 if entry.locked:
                     git.unlock_worktree(repo, path)
-                _git(repo, "worktree", "move", str(path), str(target))
+                git.move_worktree(repo, path, target)
                 git.lock_worktree(repo, target, POOL_LOCK_REASON)
             except OrchestratorError:
                 state.entries.pop()
@@ -238,21 +231,20 @@ class WorktreePool:
     def _reset(self, path: Path, start_sha: str) -> None:
         # Only files that differ between the two commits are rewritten; ignore rules are those of
         # the new commit from here on, which is what the cleaning below must follow.
-        _git(path, "reset", "--hard", "--quiet", start_sha)
+        git.reset_hard(path, start_sha)
         # -ff: also nested repositories an agent may have cloned. -x with -e: every ignored file
         # goes except the warm directories, at any depth (a monorepo has one node_modules per package).
-        excludes = [arg for name in self.warm_dirs for arg in ("-e", name)]
-        _git(path, "clean", "-ffdxq", *excludes)
+        git.clean_untracked(path, ignored=True, keep=self.warm_dirs)
         # Without -x: removes untracked files that are not ignored, i.e. a warm directory the new
         # commit does not ignore (it would otherwise be an untracked change the agent commits).
         if self.warm_dirs:
-            _git(path, "clean", "-ffdq")
+            git.clean_untracked(path, ignored=False)
         gitdir = worktree_gitdir(path)
         if gitdir is not None:
             # A fresh worktree's HEAD reflog starts at its start commit, and ORIG_HEAD is that
             # commit too: no trace of the previous task's history for the agent to stumble on.
             (gitdir / "logs" / "HEAD").unlink(missing_ok=True)
-        _git(path, "update-ref", "--no-deref", "ORIG_HEAD", start_sha)
+        git.set_orig_head(path, start_sha)
 
     def _take_usable(self) -> Path | None:
         """Pop the first pool entry that is still a registered, existing worktree (under the lock)."""

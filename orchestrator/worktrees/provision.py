@@ -24,12 +24,10 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, Field
 
-from orchestrator.cmd import run_cmd
 from orchestrator.errors import OrchestratorError
 from orchestrator.gitops import git
-from orchestrator.liveness import create_time_of, is_alive
 from orchestrator.models import iso
-from orchestrator.process import signal_group
+from orchestrator.proctree import create_time_of, is_alive, signal_group
 from orchestrator.state.atomic import read_json, write_json_atomic
 from orchestrator.state.locks import file_lock
 
@@ -82,20 +80,15 @@ class PortsFile(BaseModel):
 # -- .worktreeinclude -----------------------------------------------------------------------------
 
 
-def _ls_ignored(root: Path, *exclude_args: str) -> list[str]:
-    argv = ["git", "-C", str(root), "ls-files", "-z", "--others", "--ignored", *exclude_args]
-    return [p for p in run_cmd(argv, env=git.no_git_env())[1].split("\0") if p]
-
-
 def include_candidates(project_root: Path, include_file: str = ".worktreeinclude") -> list[str]:
     """Git-ignored files of the main checkout matching a pattern of `include_file` (sorted)."""
     patterns = project_root / include_file
     if not patterns.is_file():
         return []
-    matched = set(_ls_ignored(project_root, f"--exclude-from={patterns}"))
+    matched = set(git.ignored_files(project_root, patterns_file=patterns))
     if not matched:
         return []
-    ignored = set(_ls_ignored(project_root, "--exclude-standard"))
+    ignored = set(git.ignored_files(project_root))
     return sorted(matched & ignored)
 
 

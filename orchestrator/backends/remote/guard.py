@@ -13,16 +13,14 @@ import os
 import signal
 import sys
 
-from orchestrator.liveness import is_alive
+from orchestrator.proctree import is_alive, signal_group
 
 
 def kill_groups(watched: list[tuple[int, float]]) -> None:
     for pid, created in reversed(watched):  # the agent (newest) before its WorkflowManager
         if not is_alive(pid, created):
             continue
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+        if not signal_group(pid, signal.SIGKILL):
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

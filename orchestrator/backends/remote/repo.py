@@ -25,9 +25,9 @@ from orchestrator.gitops.bundles import (
     fetch_commits,
     has_commit,
     prerequisites,
-    run_git,
     verify_bundle,
 )
+from orchestrator.gitops.git import run_git
 from orchestrator.state.locks import file_lock
 
 SCRATCH = "refs/gadugi/scratch"  # where a bundle's refs land for the moment of a fetch

@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
 from pydantic import BaseModel, Field
 
 from orchestrator.backends.remote.repo import WorkerRepo
 from orchestrator.cmd import which
 from orchestrator.models import TaskResult, TaskStatus, iso
-from orchestrator.process import signal_group, spawn_with_stops_deferred
+from orchestrator.process import spawn_with_stops_deferred
+from orchestrator.proctree import create_time_of, signal_group
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
@@ -337,10 +337,10 @@ class _Guard:
             [sys.executable, "-m", "orchestrator.backends.remote.guard"], cwd=_PACKAGE_PARENT, stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, start_new_session=True,
         )
-        self.watch(wm_pid, _create_time(wm_pid))
+        self.watch(wm_pid, create_time_of(wm_pid) or 0.0)
 
     def watch(self, pid: int, created: float) -> None:
-        self._send(f"watch {pid} {created or _create_time(pid)!r}\n")
+        self._send(f"watch {pid} {created or create_time_of(pid) or 0.0!r}\n")
 
     def _send(self, text: str) -> None:
         assert self.proc.stdin is not None
@@ -359,13 +359,6 @@ class _Guard:
         except OSError:
             pass
         self.proc.wait()
-
-
-def _create_time(pid: int) -> float:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return 0.0
 
 
 def _pump(stream: IO[bytes], lines: queue.Queue[bytes | None]) -> None:

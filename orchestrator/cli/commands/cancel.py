@@ -7,20 +7,22 @@ import click
 
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.run.maintenance import find_run, request_cancel
+from orchestrator.gitops import git
+from orchestrator.run.maintenance import request_cancel
+from orchestrator.state.runs import find_run
 
 
 @click.command("cancel")
 @click.argument("task_ids", nargs=-1)
 @click.option("--all", "all_tasks", is_flag=True, help="Cancel every task of the run.")
-@click.option("--run", "run_id", metavar="RUN_ID", help="The run (default: the newest).")
+@click.option("--run", "run_id", metavar="RUN_ID", help="The run (default: the latest).")
 @click.option("--project-root", type=click.Path(file_okay=False, path_type=str), default=".", show_default=True)
 @handle_errors
 def command(task_ids: tuple[str, ...], all_tasks: bool, run_id: str | None, project_root: str) -> int:
     """Stop running tasks gracefully (SIGINT, SIGTERM, SIGKILL to the agent) and dequeue queued ones."""
     if not task_ids and not all_tasks:
         raise InputError("name the task ids to cancel, or pass --all")
-    run = find_run(Path(project_root), run_id)
+    run = find_run(git.toplevel(Path(project_root).resolve()), run_id)
     cancelled = request_cancel(run, list(task_ids), all_tasks=all_tasks)
     click.echo(f"cancel requested in run {run.run_id}: {', '.join(cancelled)}")
     return 0

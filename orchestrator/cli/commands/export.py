@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.run.maintenance import export_run, find_run
+from orchestrator.gitops import git
+from orchestrator.run.maintenance import export_run
 from orchestrator.state.atomic import write_text_atomic
+from orchestrator.state.runs import find_run
 
 
 @click.command("export")
@@ -18,7 +20,8 @@ from orchestrator.state.atomic import write_text_atomic
 @handle_errors
 def command(run_id: str | None, output: Path | None, project_root: str) -> int:
     """Write one JSON with the run's registry, stats and per-task results."""
-    data = json.dumps(export_run(find_run(Path(project_root), run_id)), indent=2)
+    run = find_run(git.toplevel(Path(project_root).resolve()), run_id)
+    data = json.dumps(export_run(run), indent=2)
     if output is None:
         click.echo(data)
     else:

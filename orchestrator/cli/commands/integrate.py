@@ -12,12 +12,12 @@ from orchestrator.errors import InputError
 from orchestrator.gitops import git
 from orchestrator.gitops.merge import (
     completed_branches,
-    find_run_dir,
     gh_unavailable_reason,
     integrate,
     open_pull_requests,
     task_titles,
 )
+from orchestrator.state.runs import find_run
 
 EPILOG = """\b
 Examples:
@@ -64,7 +64,7 @@ def command(run_id: str | None, project_root: str, into_branch: str | None, onto
             base = pr_base or git.current_branch(root)
             if not base:
                 raise InputError("HEAD is detached: pass --pr-base BRANCH for the pull requests")
-            run_dir = find_run_dir(root, run_id)
+            run_dir = find_run(root, run_id).run_dir
             _, _, branches = completed_branches(run_dir)
             prs = open_pull_requests(root, branches, base_branch=base, titles=task_titles(run_dir), remote=remote)
             output["pull_requests"] = [p.model_dump(mode="json") for p in prs]

@@ -10,9 +10,9 @@ from orchestrator.gitops import git
 from orchestrator.gitops.merge import (
     MergeReport,
     completed_branches,
-    find_run_dir,
     merge_check,
 )
+from orchestrator.state.runs import find_run
 
 EPILOG = """\b
 Examples:
@@ -25,7 +25,7 @@ Examples:
 def check_run(project_root: str, run_id: str | None, onto: str | None) -> MergeReport:
     """Shared by merge-check and integrate: load the run's completed branches and check them."""
     root = git.toplevel(Path(project_root).resolve())
-    run_dir = find_run_dir(root, run_id)
+    run_dir = find_run(root, run_id).run_dir
     rid, base_sha, branches = completed_branches(run_dir)
     return merge_check(root, onto or base_sha, branches, run_id=rid)
 

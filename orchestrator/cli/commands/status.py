@@ -14,6 +14,7 @@ from orchestrator.cli.error_handler import handle_errors
 from orchestrator.gitops import git
 from orchestrator.observe.live import render_view, summary_line
 from orchestrator.observe.status import RunView, load_run
+from orchestrator.state.runs import find_run
 
 WATCH_INTERVAL = 1.0
 EPILOG = """\b
@@ -24,12 +25,12 @@ Examples:
 """
 
 
-def _dirs(project_root: str, monitoring_dir: str | None) -> tuple[Path, Path]:
+def _root_and_monitoring(project_root: str, monitoring_dir: str | None) -> tuple[Path, Path]:
     root = git.toplevel(Path(project_root).resolve())
     monitoring = Path(monitoring_dir) if monitoring_dir else root / ".gadugi" / "monitoring"
     if not monitoring.is_absolute():
         monitoring = root / monitoring
-    return monitoring, root / ".gadugi" / "runs"
+    return root, monitoring
 
 
 def _sleep(seconds: float) -> None:
@@ -65,14 +66,14 @@ def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, m
     """Show each task of a run (default: the latest): status, phase, attempt, elapsed, cost.
 
     A run whose orchestrator died is reported as such, with the command that continues it."""
-    monitoring, runs = _dirs(project_root, monitoring_dir)
-    run_id = run_id or None
+    root, monitoring = _root_and_monitoring(project_root, monitoring_dir)
+    # Resolved once: --watch follows this run even if another one starts meanwhile.
+    run = find_run(root, run_id or None, monitoring)
 
     def load() -> RunView:
-        return load_run(monitoring, run_id, runs_dir=runs)
+        return load_run(run.monitoring_dir, run.run_id, runs_dir=run.run_dir.parent)
 
     view = load()
-    run_id = view.run_id  # --watch follows this run even if another one starts meanwhile
     if as_json:
         click.echo(json.dumps(view.to_json(), indent=None if watch else 2))
         while watch and not _over(view):
