@@ -52,9 +52,13 @@ class StallWatch:
         now = self.clock()
         cpu = tree_cpu_seconds(self.pid)
         fingerprint = worktree_fingerprint(self.worktree)
+        # CPU counts from the last activity, not from the last check: on a loaded machine a busy
+        # tree may get less than CPU_EPSILON between two checks, yet plenty over the window.
         if cpu - self._cpu > CPU_EPSILON or fingerprint != self._fingerprint:
             self._last_activity = now
-        self._cpu, self._fingerprint = cpu, fingerprint
+            self._cpu = cpu
+        self._cpu = min(self._cpu, cpu)  # a child that exited takes its CPU time out of the sum
+        self._fingerprint = fingerprint
         idle_since = max(self._last_activity, self.last_event())
         if now - idle_since >= self.stall_timeout:
             return (f"stalled: no agent event, no change in the worktree and no CPU use for "
