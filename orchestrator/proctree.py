@@ -36,6 +36,21 @@ def is_alive(pid: int, create_time: float) -> bool:
         return False
 
 
+def wait_gone(pid: int, create_time: float, *, timeout: float) -> bool:
+    """Wait until the process started at `create_time` has exited (up to `timeout` seconds);
+    True when it is gone. Another process that reused the pid does not count as it."""
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
+            return True
+        proc.wait(timeout=timeout)
+    except psutil.TimeoutExpired:
+        return not is_alive(pid, create_time)
+    except psutil.Error:
+        pass
+    return True
+
+
 def tree_processes(pid: int) -> list[psutil.Process]:
     """`pid` (first) and every process below it now, whatever process group or session each is
     in; empty when `pid` is gone."""

@@ -148,3 +148,29 @@ def test_merge_check_names_overlapping_branches_and_integrate_builds_the_rest(ma
     assert set(after.splitlines()) - set(before.splitlines()) == {
         line for line in after.splitlines() if line.startswith("refs/heads/integration ")
     }
+
+
+def test_every_subcommand_reads_the_projects_config(make_repo, path_with: str) -> None:
+    """monitoring_dir and worktrees_dir from .gadugi/config.toml are where status, export, cancel,
+    clean and doctor look, as the run put things there."""
+    repo = make_repo({".gadugi/config.toml": 'monitoring_dir = "mon"\nworktrees_dir = "wt"\nworktree_pool = 1\n'})
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    write_prompt(repo, "b.md", "id: b", "# B\nfake-claude: fail")
+    run = run_cli(repo, path_with, "run", "a", "b", "--json")
+    assert run.returncode == 1, run.stderr
+    run_id = json.loads(run.stdout)["run_id"]
+    assert (repo / "mon" / "process_registry.json").exists() and not (repo / ".gadugi" / "monitoring").exists()
+    assert (repo / "wt").is_dir()
+
+    status = cli(repo, path_with, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["run_id"] == run_id
+    export = cli(repo, path_with, "export")
+    assert export.returncode == 0 and json.loads(export.stdout)["registry"]["processes"]["a"]["status"] == "completed"
+    cancel = cli(repo, path_with, "cancel", "--all")
+    assert cancel.returncode == 1 and "not active" in cancel.stderr
+    # The pool's idle checkout is the tool's own: not a leftover lock, and a clean run is all clear.
+    doctor = cli(repo, path_with, "doctor")
+    assert doctor.returncode == 0 and doctor.stdout.strip() == "all clear", doctor.stdout
+    clean = cli(repo, path_with, "clean")
+    assert clean.returncode == 0 and str(repo / "wt") in clean.stdout, clean.stdout

@@ -1,7 +1,6 @@
 """The command line: parse and validate, build a config, call the core, print. Nothing else."""
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -26,9 +25,8 @@ from orchestrator.cli.commands import status as status_cmd
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.cli.options import agent_options, prompt_inputs, run_options
 from orchestrator.config.model import OrchestrationConfig
-from orchestrator.config.settings import ResolvedSettings, cli_overrides, resolve_settings
+from orchestrator.config.settings import ResolvedSettings, cli_overrides
 from orchestrator.errors import InputError
-from orchestrator.gitops import git
 from orchestrator.models import OrchestrationResult
 from orchestrator.observe import live
 from orchestrator.observe.logs import EventLog
@@ -36,6 +34,7 @@ from orchestrator.observe.metrics import MetricsObserver
 from orchestrator.observe.notify import Notifier
 from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
 from orchestrator.run.coordinator import OrchestratorCoordinator
+from orchestrator.run.project import load_project
 from orchestrator.version import __version__
 
 EPILOG = """\b
@@ -88,8 +87,7 @@ def _explicit(options: dict[str, Any]) -> dict[str, Any]:
 
 def _settings(options: dict[str, Any], project_root: str) -> ResolvedSettings:
     """Options given on the command line win over GADUGI_* variables, then the config file."""
-    root = git.toplevel(Path(project_root).resolve())
-    return resolve_settings(root, _explicit(options), os.environ)
+    return load_project(project_root, _explicit(options)).settings
 
 
 def _config(settings: ResolvedSettings) -> OrchestrationConfig:

@@ -17,12 +17,15 @@ from typing import Any
 from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
 from orchestrator.observe.status import orphan_notice, orphaned_runs
-from orchestrator.proctree import is_alive
+from orchestrator.proctree import is_alive, wait_gone
+from orchestrator.run.project import Project
 from orchestrator.state.atomic import read_json, write_bytes_atomic
 from orchestrator.state.runlock import RunLock
-from orchestrator.state.runs import RunPaths, find_run, run_dirs
+from orchestrator.state.runs import RunPaths, run_dirs
 from orchestrator.worktrees.manager import WorktreeManager
-from orchestrator.worktrees.pool import WorktreePool
+from orchestrator.worktrees.pool import POOL_LOCK_REASON, WorktreePool
+
+LEFTOVER_STOP_WAIT = 30.0  # seconds for a WorkflowManager told to stop: its agent's escalation and more
 
 
 def _json(path: Path) -> Any:
@@ -99,15 +102,15 @@ class CleanOutcome:
     kept: list[tuple[str, str]] = field(default_factory=list)
 
 
-def clean_runs(project_root: Path, run_id: str | None, *, all_runs: bool, force: bool) -> CleanOutcome:
+def clean_runs(project: Project, run_id: str | None, *, all_runs: bool, force: bool) -> CleanOutcome:
     """Remove the worktrees of finished runs; their branches always stay."""
-    root = git.toplevel(project_root.resolve())
+    root = project.root
     lock = RunLock(root / ".gadugi")
     active = lock.holder().get("run_id") if lock.held_by_other() else None
-    runs = [find_run(root, run_id)] if not all_runs else [
-        RunPaths(root, p, root / ".gadugi" / "monitoring") for p in run_dirs(root)
+    runs = [project.find_run(run_id)] if not all_runs else [
+        RunPaths(root, p, project.monitoring_dir) for p in run_dirs(root)
     ]
-    manager = WorktreeManager(root)
+    manager = _manager(project)
     outcome = CleanOutcome()
     registered = {e.path.resolve() for e in git.list_worktrees(root)}
     for run in runs:
@@ -145,10 +148,14 @@ class Finding:
     fixed: bool = False
 
 
-def doctor(project_root: Path, *, force: bool) -> list[Finding]:
+def _manager(project: Project) -> WorktreeManager:
+    return WorktreeManager(project.root, worktrees_dir=project.worktrees_dir, branch_prefix=project.branch_prefix)
+
+
+def doctor(project: Project, *, force: bool) -> list[Finding]:
     """Orphaned runs and worktrees, dirty worktrees, leftover locks and processes; fixes only with force."""
-    root = git.toplevel(project_root.resolve())
-    manager = WorktreeManager(root)
+    root = project.root
+    manager = _manager(project)
     # First, since it is the one to act on: nothing --force does continues a run; resume does.
     findings = [Finding("orphaned run", orphan_notice(run.run_id, run.last_seen)) for run in orphaned_runs(root)]
     lock = RunLock(root / ".gadugi")
@@ -178,6 +185,8 @@ def doctor(project_root: Path, *, force: bool) -> list[Finding]:
         if git.is_dirty(entry.path):
             findings.append(Finding("dirty worktree", f"{entry.path} ({entry.branch}) has uncommitted changes; "
                                                       "never removed automatically"))
+        if entry.locked and entry.lock_reason == POOL_LOCK_REASON:
+            continue  # the pool's own idle checkout, kept on purpose for the next task
         if entry.locked and not active:
             finding = Finding("leftover worktree lock", f"{entry.path}: {entry.lock_reason}")
             if force:
@@ -205,9 +214,12 @@ def _leftover_processes(root: Path, *, force: bool) -> list[Finding]:
                                               f"{task_dir.parent.parent.name} still runs with no orchestrator "
                                               "(`orchestrator resume` adopts it)")
         if force:
-            # SIGTERM: it stops its agent with the usual escalation; already gone counts as done.
+            # SIGTERM: it stops its agent with the usual escalation (SIGINT, SIGTERM, SIGKILL with
+            # their graces), so it is given that long to go; only gone counts as fixed.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            finding.fixed = True
+            finding.fixed = wait_gone(pid, created, timeout=LEFTOVER_STOP_WAIT)
+            if not finding.fixed:
+                finding.detail += f"; still running {LEFTOVER_STOP_WAIT:g}s after SIGTERM"
         findings.append(finding)
     return findings

@@ -1,15 +1,12 @@
 """`orchestrator cancel TASK_ID... | --all`: stop tasks of the active run; the rest carry on."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.gitops import git
 from orchestrator.run.maintenance import request_cancel
-from orchestrator.state.runs import find_run
+from orchestrator.run.project import load_project
 
 
 @click.command("cancel")
@@ -22,7 +19,7 @@ def command(task_ids: tuple[str, ...], all_tasks: bool, run_id: str | None, proj
     """Stop running tasks gracefully (SIGINT, SIGTERM, SIGKILL to the agent) and dequeue queued ones."""
     if not task_ids and not all_tasks:
         raise InputError("name the task ids to cancel, or pass --all")
-    run = find_run(git.toplevel(Path(project_root).resolve()), run_id)
+    run = load_project(project_root).find_run(run_id)
     cancelled = request_cancel(run, list(task_ids), all_tasks=all_tasks)
     click.echo(f"cancel requested in run {run.run_id}: {', '.join(cancelled)}")
     return 0

@@ -1,12 +1,11 @@
 """`orchestrator clean [RUN_ID|--all] [--force]`: remove finished runs' worktrees, keep branches."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.run.maintenance import clean_runs
+from orchestrator.run.project import load_project
 
 
 @click.command("clean")
@@ -17,7 +16,7 @@ from orchestrator.run.maintenance import clean_runs
 @handle_errors
 def command(run_id: str | None, all_runs: bool, force: bool, project_root: str) -> int:
     """Remove the worktrees of finished runs (branches stay) and prune stale registrations."""
-    outcome = clean_runs(Path(project_root), run_id, all_runs=all_runs, force=force)
+    outcome = clean_runs(load_project(project_root), run_id, all_runs=all_runs, force=force)
     for path in outcome.removed:
         click.echo(f"removed {path}")
     for path in outcome.saved_and_removed:

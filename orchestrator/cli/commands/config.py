@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.config.settings import describe, resolve_settings
-from orchestrator.gitops import git
+from orchestrator.config.settings import describe
+from orchestrator.run.project import load_project
 
 EPILOG = """\b
 Examples:
@@ -27,8 +25,7 @@ Sources, highest first: cli > env:GADUGI_<KEY> > file:.gadugi/config.toml > file
 @handle_errors
 def command(project_root: str, as_json: bool) -> int:
     """Print the effective settings (file, GADUGI_* environment, defaults) and their sources."""
-    root = git.toplevel(Path(project_root).resolve())
-    settings = resolve_settings(root, {}, os.environ)
+    settings = load_project(project_root).settings
     if as_json:
         click.echo(json.dumps(settings.as_json(), indent=2))
         return 0

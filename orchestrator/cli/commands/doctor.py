@@ -1,12 +1,11 @@
 """`orchestrator doctor [--force]`: orphaned runs and worktrees, dirty worktrees, leftover locks and processes."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.run.maintenance import doctor
+from orchestrator.run.project import load_project
 
 
 @click.command("doctor")
@@ -15,7 +14,7 @@ from orchestrator.run.maintenance import doctor
 @handle_errors
 def command(force: bool, project_root: str) -> int:
     """List what runs left behind; change nothing unless --force."""
-    findings = doctor(Path(project_root), force=force)
+    findings = doctor(load_project(project_root), force=force)
     for finding in findings:
         mark = "fixed" if finding.fixed else "found"
         click.echo(f"{mark}: {finding.kind}: {finding.detail}")

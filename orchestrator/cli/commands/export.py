@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.gitops import git
 from orchestrator.run.maintenance import export_run
+from orchestrator.run.project import load_project
 from orchestrator.state.atomic import write_text_atomic
-from orchestrator.state.runs import find_run
 
 
 @click.command("export")
@@ -20,7 +19,7 @@ from orchestrator.state.runs import find_run
 @handle_errors
 def command(run_id: str | None, output: Path | None, project_root: str) -> int:
     """Write one JSON with the run's registry, stats and per-task results."""
-    run = find_run(git.toplevel(Path(project_root).resolve()), run_id)
+    run = load_project(project_root).find_run(run_id)
     data = json.dumps(export_run(run), indent=2)
     if output is None:
         click.echo(data)

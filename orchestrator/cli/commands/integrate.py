@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -17,7 +16,7 @@ from orchestrator.gitops.merge import (
     open_pull_requests,
     task_titles,
 )
-from orchestrator.state.runs import find_run
+from orchestrator.run.project import load_project
 
 EPILOG = """\b
 Examples:
@@ -42,7 +41,8 @@ def command(run_id: str | None, project_root: str, into_branch: str | None, onto
     """Merge a run's cleanly merging branches into a new branch (no worktree touched); --pr opens PRs."""
     if not into_branch and not pr:
         raise InputError("nothing to do: give --into BRANCH, --pr, or both")
-    root = git.toplevel(Path(project_root).resolve())
+    project = load_project(project_root)
+    root = project.root
     output: dict[str, object] = {}
     code = 0
     if into_branch:
@@ -64,7 +64,7 @@ def command(run_id: str | None, project_root: str, into_branch: str | None, onto
             base = pr_base or git.current_branch(root)
             if not base:
                 raise InputError("HEAD is detached: pass --pr-base BRANCH for the pull requests")
-            run_dir = find_run(root, run_id).run_dir
+            run_dir = project.find_run(run_id).run_dir
             _, _, branches = completed_branches(run_dir)
             prs = open_pull_requests(root, branches, base_branch=base, titles=task_titles(run_dir), remote=remote)
             output["pull_requests"] = [p.model_dump(mode="json") for p in prs]

@@ -1,18 +1,15 @@
 """`orchestrator merge-check [RUN_ID]`: which completed branches merge cleanly, and in what order."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.gitops import git
 from orchestrator.gitops.merge import (
     MergeReport,
     completed_branches,
     merge_check,
 )
-from orchestrator.state.runs import find_run
+from orchestrator.run.project import load_project
 
 EPILOG = """\b
 Examples:
@@ -24,10 +21,9 @@ Examples:
 
 def check_run(project_root: str, run_id: str | None, onto: str | None) -> MergeReport:
     """Shared by merge-check and integrate: load the run's completed branches and check them."""
-    root = git.toplevel(Path(project_root).resolve())
-    run_dir = find_run(root, run_id).run_dir
-    rid, base_sha, branches = completed_branches(run_dir)
-    return merge_check(root, onto or base_sha, branches, run_id=rid)
+    project = load_project(project_root)
+    rid, base_sha, branches = completed_branches(project.find_run(run_id).run_dir)
+    return merge_check(project.root, onto or base_sha, branches, run_id=rid)
 
 
 def render(report: MergeReport) -> list[str]:

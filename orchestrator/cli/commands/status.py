@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -11,10 +10,9 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.gitops import git
 from orchestrator.observe.live import render_view, summary_line
 from orchestrator.observe.status import RunView, load_run
-from orchestrator.state.runs import find_run
+from orchestrator.run.project import load_project
 
 WATCH_INTERVAL = 1.0
 EPILOG = """\b
@@ -23,14 +21,6 @@ Examples:
   orchestrator status --watch              # redraw every second until the run ends
   orchestrator status orchestration-20250101-120000-ab12 --json
 """
-
-
-def _root_and_monitoring(project_root: str, monitoring_dir: str | None) -> tuple[Path, Path]:
-    root = git.toplevel(Path(project_root).resolve())
-    monitoring = Path(monitoring_dir) if monitoring_dir else root / ".gadugi" / "monitoring"
-    if not monitoring.is_absolute():
-        monitoring = root / monitoring
-    return root, monitoring
 
 
 def _sleep(seconds: float) -> None:
@@ -66,9 +56,9 @@ def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, m
     """Show each task of a run (default: the latest): status, phase, attempt, elapsed, cost.
 
     A run whose orchestrator died is reported as such, with the command that continues it."""
-    root, monitoring = _root_and_monitoring(project_root, monitoring_dir)
+    project = load_project(project_root, {"monitoring_dir": monitoring_dir} if monitoring_dir else {})
     # Resolved once: --watch follows this run even if another one starts meanwhile.
-    run = find_run(root, run_id or None, monitoring)
+    run = project.find_run(run_id or None)
 
     def load() -> RunView:
         return load_run(run.monitoring_dir, run.run_id, runs_dir=run.run_dir.parent)
