@@ -174,3 +174,44 @@ def test_every_subcommand_reads_the_projects_config(make_repo, path_with: str) -
     assert doctor.returncode == 0 and doctor.stdout.strip() == "all clear", doctor.stdout
     clean = cli(repo, path_with, "clean")
     assert clean.returncode == 0 and str(repo / "wt") in clean.stdout, clean.stdout
+
+
+def test_clean_branches_deletes_only_what_loses_nothing(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    write_prompt(repo, "n.md", "id: n", "# N\nfake-claude: no-change")
+    write_prompt(repo, "f.md", "id: f", "# F\nfake-claude: commit")
+    assert run_cli(repo, path_with, "run", "a", "n", "f", "--cleanup-worktrees").returncode == 0
+    git(repo, "merge", "-q", "--no-edit", "gadugi/a")
+    unmerged = git(repo, "rev-parse", "gadugi/f").strip()
+
+    first = cli(repo, path_with, "clean", "--branches")
+    assert first.returncode == 0, first.stderr
+    assert "deleted branch gadugi/a: merged into HEAD" in first.stdout
+    assert "deleted branch gadugi/n: no commits of its own" in first.stdout
+    assert "kept branch gadugi/f: 1 commit(s) not in HEAD (--force deletes it" in first.stdout
+    assert git(repo, "branch", "--list", "gadugi/*").split() == ["gadugi/f"]
+
+    forced = cli(repo, path_with, "clean", "--branches", "--force")
+    assert forced.returncode == 0, forced.stderr
+    line = next(x for x in forced.stdout.splitlines() if x.startswith("deleted branch gadugi/f"))
+    assert f"1 unmerged commit(s) ({unmerged[:10]})" in line and "refs/gadugi/trash/gadugi/f@" in line
+    trash = line.rsplit(" ", 1)[-1]
+    assert git(repo, "rev-parse", trash).strip() == unmerged, "the dropped work stays reachable"
+    assert git(repo, "branch", "--list", "gadugi/*") == ""
+    assert "nothing to clean" in cli(repo, path_with, "clean", "--branches").stdout
+
+
+def test_clean_branches_keeps_a_run_that_resume_would_continue(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo()
+    write_prompt(repo, "h.md", "id: h", "# H\nfake-claude: hang")
+    log = tmp_path / "agents.log"
+    proc = start_orchestrator(repo, path_with, "h", "--interrupt-timeout", "0.3s", "--terminate-timeout", "0.3s",
+                              log=log)
+    wait_for(lambda: "h" in started(log))
+    proc.send_signal(2)
+    proc.communicate(timeout=60)
+    kept = cli(repo, path_with, "clean", "--branches")
+    assert kept.returncode == 0, kept.stderr
+    assert "kept branch gadugi/h: run " in kept.stdout and "is not finished (`orchestrator resume" in kept.stdout
+    assert git(repo, "branch", "--list", "gadugi/h").strip() == "gadugi/h"

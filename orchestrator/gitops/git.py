@@ -231,6 +231,14 @@ def create_branch(repo: Path, branch: str, sha: str, *, reflog_message: str) -> 
         raise GitError(f"could not create branch {branch!r}: {err.strip()}")
 
 
+def keep_ref(repo: Path, ref: str, sha: str, *, reflog_message: str) -> None:
+    """Create `ref` (outside refs/heads) at `sha`, so those commits stay reachable; GitError
+    when it exists."""
+    rc, _, err = _git(repo, "update-ref", "-m", reflog_message, ref, sha, "", check=False, retry_locked=True)
+    if rc != 0:
+        raise GitError(f"could not create {ref!r}: {err.strip()}")
+
+
 def set_orig_head(worktree: Path, sha: str) -> None:
     """Point the worktree's ORIG_HEAD at `sha`."""
     _git(worktree, "update-ref", "--no-deref", "ORIG_HEAD", sha, retry_locked=True)

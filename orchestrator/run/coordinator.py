@@ -35,6 +35,7 @@ from orchestrator.observe.run_segments import read_run_timing
 from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
 from orchestrator.plan.inputs import resolve_prompt_paths
 from orchestrator.run.engine import EngineSettings, ExecutionEngine
+from orchestrator.run.lifecycle import ended_cleanly, resumable
 from orchestrator.run.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.run.recovery import Recovery, apply, inspect_tasks
 from orchestrator.run.results import build_result
@@ -78,23 +79,6 @@ class ResumeTarget:
     @property
     def plan(self) -> Plan:
         return Plan.model_validate(self.saved["plan"])
-
-
-def resumable(entries: Mapping[str, ProcessInfo]) -> bool:
-    """Work is left: a task not in a final state, or one an interrupt cancelled."""
-    return any(not e.status.terminal or e.cancelled_by == "interrupt" for e in entries.values())
-
-
-def _ended_cleanly(records: Sequence[Mapping[str, Any]]) -> bool:
-    """The run's last orchestrator got to the end (run_finished after the last start): its
-    registry is final and its report written. A kill after the last task but before that end
-    leaves a run whose tasks are all done and which resume still finishes."""
-    for record in reversed(records):
-        if record.get("event") == "run_finished":
-            return True
-        if record.get("event") in ("run_started", "run_resumed"):
-            return False
-    return False
 
 
 def _self_identity() -> dict[str, Any]:
@@ -233,7 +217,7 @@ class OrchestratorCoordinator:
         records = list(read_journal(run_dir / "events.jsonl"))
         entries = replay(records, run_dir.name)
         finished_at = None
-        if not resumable(entries) and _ended_cleanly(records):
+        if not resumable(entries) and ended_cleanly(records):
             finished_at = str(records[-1].get("ts", "")) if records else "an unknown time"
         return ResumeTarget(run_id=run_dir.name, run_dir=run_dir, saved=saved, entries=entries,
                             finished_at=finished_at)
