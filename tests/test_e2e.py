@@ -208,7 +208,7 @@ def test_dry_run_creates_nothing(six_prompt_repo: Path, path_with: str) -> None:
     before = git(repo, "for-each-ref", "--format=%(refname)")
     proc = run_cli(repo, path_with, "run", "--dry-run", *[f"prompts/{n}.md" for n in "abcdef"])
     assert proc.returncode == 0, proc.stderr
-    assert "a -> c" in proc.stdout and "src/app.py" in proc.stdout
+    assert "  a / c: a and c both touch src/app.py" in proc.stdout and "  b after a: " in proc.stdout
     assert "--output-format stream-json --verbose" in proc.stdout
     assert git(repo, "for-each-ref", "--format=%(refname)") == before
     assert not (repo / ".worktrees").exists() and not (repo / ".gadugi").exists()
