@@ -34,7 +34,7 @@ def write_reports(
     }
     write_json_atomic(run_dir / "report.json", report)
     write_text_atomic(run_dir / "timeline.svg", render_timeline(
-        result.tasks, slots=max(1, result.max_parallel), title=f"Run {result.run_id}", timing=timing))
+        result.tasks, results, slots=max(1, result.max_parallel), title=f"Run {result.run_id}", timing=timing))
     path = run_dir / "report.md"
     write_text_atomic(path, render_markdown(result, plan, results, warnings, merge, timing))
     return path
@@ -65,7 +65,7 @@ def render_markdown(
         lines.append("- The run was interrupted.")
     if result.abort_reason:
         lines.append(f"- Stopped early: {result.abort_reason}")
-    lines += ["", "![Timeline: one row per slot, one bar per task](timeline.svg)"]
+    lines += ["", "![Timeline: one row per task, one bar per attempt, retried attempts hatched](timeline.svg)"]
     lines += ["", "| task | status | duration | commits | files | +/- | cost | branch |", "|---|---|---|---|---|---|---|---|"]
     for row in result.tasks:
         cost = money(row.cost_usd, estimated=row.cost_estimated)
