@@ -166,13 +166,14 @@ def test_cancel_and_timeout_stop_the_agent_on_the_worker(where: str, make_repo, 
                                                          request: pytest.FixtureRequest) -> None:
     repo = make_repo()
     log = tmp_path / "agents.log"
-    files = prompts(repo, {"c": ("", "hang"), "t": ("", "hang")})
+    # c ends only by the cancel, sent when its agent runs; t only by its own deadline, counted from
+    # its start on the worker. No run-wide clock, so a slow worker cannot turn c's cancel into a timeout.
+    files = prompts(repo, {"c": ("", "hang"), "t": ("timeout: 3s", "hang")})
     if where == "in-process":
-        cfg = config(path_with, log, backend="dask-local", run_timeout_seconds=4.0, retries=0)
+        cfg = config(path_with, log, backend="dask-local", retries=0)
     else:
         cluster = request.getfixturevalue("proc_cluster")
-        cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address,
-                     run_timeout_seconds=4.0, retries=0)
+        cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address, retries=0)
     run_dirs: list[Path] = []
 
     def observer(event: EngineEvent) -> None:
