@@ -161,7 +161,9 @@ def start_orchestrator(repo: Path, path_env: str, *args: str, log: Path) -> subp
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for an event; the timeout only keeps a broken test from hanging, so it is generous
+    enough for a machine running the suite on every core."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
