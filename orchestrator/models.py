@@ -6,6 +6,7 @@ added, never renamed, so readers of older files keep working.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -274,6 +275,10 @@ class TaskResult(Model):
     cancelled_by: CancelCause | None = Field(default=None, description="Set when status is cancelled.")
     attempts: list[AttemptRecord] = Field(default_factory=list, description="Earlier attempts, oldest first.")
 
+    def total_cost_usd(self) -> float | None:
+        """Every attempt's cost, this one's included."""
+        return sum_costs([*(a.cost_usd for a in self.attempts), self.outcome.cost_usd])
+
 
 class TaskSummary(Model):
     """One row of the run result, in the shape `--json` prints."""
@@ -314,6 +319,13 @@ class RunSegment(Model):
     pid: int | None = None
     resumed: bool = Field(default=False, description="Started by `orchestrator resume`.")
     killed: bool = Field(default=False, description="It left no run_finished: it was killed or crashed.")
+
+
+def sum_costs(costs: Iterable[float | None]) -> float | None:
+    """Dollars summed the one way every figure is: unknown costs are left out, and no known cost
+    at all is None (not $0), rounded to a millionth."""
+    known = [c for c in costs if c is not None]
+    return round(sum(known), 6) if known else None
 
 
 def money(amount: float | None, *, estimated: bool = False) -> str:

@@ -5,9 +5,13 @@ from pathlib import Path
 import pytest
 from orchestrator.errors import InputError
 from orchestrator.models import TaskSpec
-from orchestrator.plan.prompts import MAX_PROMPT_BYTES, load_prompt, parse_prompt, sanitize_id
+from orchestrator.plan.prompts import MAX_PROMPT_BYTES, parse_prompt, sanitize_id
 
 TRACKED = frozenset({"app.py", "src/app.py", "src/util.py", "src/pkg/mod.py", "README.md", "docs/guide.md"})
+
+
+def load_prompt(path: Path, index: int, tracked: frozenset[str] | set[str]) -> TaskSpec:
+    return parse_prompt(path, index, tracked).spec
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from orchestrator.models import TaskStatus, utcnow
+from orchestrator.models import TaskStatus, sum_costs, utcnow
 from orchestrator.observe.events import STATUS_CHANGES, EngineEvent, Heartbeat, RunFinished, RunStarted
 from orchestrator.state.registry_models import ProcessInfo, seconds_since
 
@@ -49,7 +49,7 @@ def metric_families(
     # A retry puts a task back to queued with attempt + 1 and no started_at: attempt - 1 tries so far.
     attempts.add_metric([run_id], sum(e.attempt if e.started_at else e.attempt - 1 for e in entries))
     cost = CounterMetricFamily("gadugi_cost_usd", "Agent cost in US dollars reported so far, all tasks.", labels=["run_id"])
-    cost.add_metric([run_id], round(sum(e.cost_usd or 0.0 for e in entries), 6))
+    cost.add_metric([run_id], sum_costs(e.cost_usd for e in entries) or 0.0)
     task_cost = GaugeMetricFamily("gadugi_task_cost_usd", "Agent cost in US dollars per task, where reported.",
                                   labels=["run_id", "task_id"])
     elapsed = GaugeMetricFamily("gadugi_task_elapsed_seconds",

@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
-from orchestrator.models import TaskStatus, utcnow
+from orchestrator.models import TaskStatus, sum_costs, utcnow
 from orchestrator.observe.run_segments import parse_ts
 from orchestrator.proctree import is_alive
 from orchestrator.state.journal import read_journal
@@ -186,7 +186,6 @@ def progress(rows: Iterable[TaskRow], slots: int | None) -> Progress:
     counts = {s.value: 0 for s in TaskStatus}
     for r in rows:
         counts[r.status.value] += 1
-    costs = [r.cost_usd for r in rows if r.cost_usd is not None]
     return Progress(
         total=len(rows),
         counts=counts,
@@ -194,7 +193,7 @@ def progress(rows: Iterable[TaskRow], slots: int | None) -> Progress:
         running=counts["running"],
         failed=counts["failed"] + counts["timeout"],
         queued=counts["queued"],
-        cost_usd=round(sum(costs), 6) if costs else None,
+        cost_usd=sum_costs(r.cost_usd for r in rows),
         eta_seconds=estimate_eta(rows, slots),
     )
 

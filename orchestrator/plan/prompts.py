@@ -40,11 +40,6 @@ class LoadedPrompt:
     dependency_sources: dict[str, str] = field(default_factory=dict)
 
 
-def load_prompt(path: Path, index: int, tracked_files: frozenset[str] | set[str]) -> TaskSpec:
-    """Parse `path` (input position `index`); raises InputError naming the file on bad input."""
-    return parse_prompt(path, index, tracked_files).spec
-
-
 def sanitize_id(raw: str) -> str:
     """An id safe in branch and directory names: `[A-Za-z0-9._-]`, readable, never empty."""
     ascii_text = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
@@ -61,7 +56,8 @@ def parse_prompt(
     *,
     tracked_dirs: frozenset[str] | None = None,
 ) -> LoadedPrompt:
-    """Like `load_prompt`, also returning where each dependency was declared.
+    """Parse `path` (input position `index`) into its task and where each dependency was declared;
+    InputError naming the file on bad input.
 
     Pass `tracked_dirs` (`scopes.directories_of(tracked_files)`) when loading many prompts, so it is
     computed once rather than once per file.

@@ -167,7 +167,6 @@ class ExecutionEngine:
         self.interrupted = False
         self._interrupts = 0  # interrupts acted on
         self._signals = 0  # Ctrl-C / SIGTERM received (or KeyboardInterrupt caught)
-        self.peak_parallel = 0
         self.abort_reason: str | None = None
         self._failure_streak: tuple[str, int] = ("", 0)
         self._next_launch_at = 0.0
@@ -278,7 +277,7 @@ class ExecutionEngine:
 
     def spent_usd(self) -> float:
         """Cost so far: finished tasks (all attempts) plus what running attempts reported."""
-        done = sum(_total_cost(s.result) or 0.0 for s in self.tasks.values() if s.result is not None)
+        done = sum(s.result.total_cost_usd() or 0.0 for s in self.tasks.values() if s.result is not None)
         earlier = sum(a.cost_usd or 0.0 for s in self.tasks.values() if s.result is None for a in s.history)
         return done + earlier + sum(self._live_cost.values())
 
@@ -363,7 +362,6 @@ class ExecutionEngine:
             pid, created = self.backend.submit(request)
             self.running.add(tid)
             self._launch_order.append(tid)
-        self.peak_parallel = max(self.peak_parallel, len(self.running))
         if pid is not None:
             self.registry.update(tid, wm_pid=pid, wm_create_time=created)
         self.observer(TaskStarted(task_id=tid, branch=state.planned.branch,
@@ -450,7 +448,7 @@ class ExecutionEngine:
                 exit_code=result.outcome.exit_code,
                 error_message=result.error_message,
                 session_id=result.outcome.session_id,
-                cost_usd=_total_cost(result),
+                cost_usd=result.total_cost_usd(),
                 tokens=result.outcome.tokens.model_dump(),
                 turns=result.outcome.num_turns,
                 phase="done",
@@ -643,13 +641,6 @@ class ExecutionEngine:
                 if pid and created and is_alive(pid, created):
                     self.registry.heartbeat(tid)
         self.registry.sample_resources()
-
-
-def _total_cost(result: TaskResult) -> float | None:
-    costs = [a.cost_usd for a in result.attempts if a.cost_usd is not None]
-    if result.outcome.cost_usd is not None:
-        costs.append(result.outcome.cost_usd)
-    return round(sum(costs), 6) if costs else None
 
 
 def _heartbeat(task_id: str, data: Mapping[str, Any]) -> Heartbeat:

@@ -12,6 +12,7 @@ from orchestrator.models import (
     TaskStatus,
     TaskSummary,
     iso,
+    sum_costs,
     utcnow,
 )
 from orchestrator.observe.run_segments import BusyTime, RunTiming, busy_time, single_process
@@ -44,9 +45,6 @@ VERIFY_LINES = 10  # of a failed verify's output, in the result; the summary sho
 
 
 def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSummary:
-    costs = [a.cost_usd for a in r.attempts if a.cost_usd is not None]
-    if r.outcome.cost_usd is not None:
-        costs.append(r.outcome.cost_usd)
     return TaskSummary(
         task_id=r.task_id,
         title=planned_title,
@@ -61,7 +59,7 @@ def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSumma
         duration_seconds=round(r.duration_seconds + sum(a.duration_seconds for a in r.attempts), 3),
         attempts=r.attempt,
         error_message=r.error_message,
-        cost_usd=round(sum(costs), 6) if costs else None,
+        cost_usd=r.total_cost_usd(),
         # One agent per task, so its final attempt says how every attempt's cost was obtained.
         cost_estimated=r.outcome.cost_estimated,
         tokens=r.outcome.tokens,
@@ -106,8 +104,6 @@ def build_result(
     cancelled = sum(1 for r in rows if r.status == TaskStatus.CANCELLED)
     wall = timing.wall_seconds
     busy = busy_time(rows, timing.gaps)
-    costs = [r.cost_usd for r in rows if r.cost_usd is not None]
-    estimated = [r.cost_usd for r in rows if r.cost_usd is not None and r.cost_estimated]
     return OrchestrationResult(
         run_id=run_id,
         total_tasks=len(plan.tasks),
@@ -121,8 +117,8 @@ def build_result(
         parallel_speedup=round(busy.counted / wall, 2) if wall > 0 and busy.counted > 0 else None,
         max_parallel=engine.max_parallel,
         base_sha=plan.base_sha,
-        total_cost_usd=round(sum(costs), 6) if costs else None,
-        estimated_cost_usd=round(sum(estimated), 6) if estimated else None,
+        total_cost_usd=sum_costs(r.cost_usd for r in rows),
+        estimated_cost_usd=sum_costs(r.cost_usd for r in rows if r.cost_estimated),
         tasks=rows,
         fallback_sequential=in_place,
         interrupted=engine.interrupted,

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.models import SCHEMA_VERSION, CancelCause, Phase, ResourceUsage, TaskStatus, Tokens, iso
+from orchestrator.models import SCHEMA_VERSION, CancelCause, Phase, ResourceUsage, TaskStatus, Tokens, iso, sum_costs
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def registry_stats(run_id: str, entries: Collection[ProcessInfo], stamp: str) ->
     """`registry_stats.json` (a RegistryStatsFile)."""
     counts = {s: 0 for s in TaskStatus}
     durations: list[float] = []
-    cpu = memory = cost = 0.0
+    cpu = memory = 0.0
     for e in entries:
         counts[e.status] += 1
         if e.status is TaskStatus.COMPLETED and e.duration_seconds is not None:
@@ -226,14 +226,13 @@ def registry_stats(run_id: str, entries: Collection[ProcessInfo], stamp: str) ->
         if e.status is TaskStatus.RUNNING and e.resource_usage is not None:
             cpu += e.resource_usage.cpu_percent
             memory += e.resource_usage.memory_mb
-        cost += e.cost_usd or 0.0
     stats: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "timestamp": stamp}
     stats["total_processes"] = len(entries)
     stats.update({f"{s.value}_count": n for s, n in counts.items()})
     stats["average_execution_time"] = sum(durations) / len(durations) if durations else None
     stats["total_cpu_usage"] = round(cpu, 2)
     stats["total_memory_usage"] = round(memory, 2) or None
-    stats["total_cost_usd"] = round(cost, 6)
+    stats["total_cost_usd"] = sum_costs(e.cost_usd for e in entries) or 0.0
     return stats
 
 
