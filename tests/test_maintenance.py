@@ -215,3 +215,13 @@ def test_clean_branches_keeps_a_run_that_resume_would_continue(make_repo, path_w
     assert kept.returncode == 0, kept.stderr
     assert "kept branch gadugi/h: run " in kept.stdout and "is not finished (`orchestrator resume" in kept.stdout
     assert git(repo, "branch", "--list", "gadugi/h").strip() == "gadugi/h"
+
+
+def test_clean_runs_the_teardown_hook_like_the_run_does(make_repo, path_with: str) -> None:
+    repo = make_repo({".gadugi/config.toml": 'teardown = "touch \\"$GADUGI_PROJECT_ROOT/torn-$GADUGI_TASK_ID\\""\n'})
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    assert run_cli(repo, path_with, "run", "a", "--keep-worktrees", "--worktree-pool", "0").returncode == 0
+    assert not (repo / "torn-a").exists(), "kept worktrees get no teardown"
+    clean = cli(repo, path_with, "clean")
+    assert clean.returncode == 0 and "removed" in clean.stdout, clean.stdout
+    assert (repo / "torn-a").exists(), "a worktree removed by clean had its teardown, as in a run"

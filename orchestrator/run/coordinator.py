@@ -47,8 +47,9 @@ from orchestrator.state.runlock import RunLock
 from orchestrator.state.runs import find_run, run_dirs
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import Predecessor, TaskRequest
+from orchestrator.worktrees.disposal import dispose_worktree
 from orchestrator.worktrees.manager import WorktreeManager
-from orchestrator.worktrees.provision import release_port, teardown_worktree
+from orchestrator.worktrees.provision import release_port
 
 PLAN_FILE = "plan.json"
 
@@ -518,11 +519,9 @@ class OrchestratorCoordinator:
             if not remove:
                 release_port(self.project_root, tid)
                 continue
-            teardown_worktree(
-                self.project_root, planned.worktree, task_id=tid, branch=planned.branch, base_sha=plan.base_sha,
-                teardown=self.config.teardown, log_path=ctx.run_dir / "tasks" / tid / "workflow_manager.log",
-            )
-            if not self.worktrees.remove(planned.worktree):
+            if not dispose_worktree(self.worktrees, planned.worktree, task_id=tid, branch=planned.branch,
+                                    base_sha=plan.base_sha, teardown=self.config.teardown,
+                                    log_path=ctx.run_dir / "tasks" / tid / "workflow_manager.log"):
                 self.warnings.append(f"kept worktree {planned.worktree}: it has uncommitted changes")
 
 

@@ -22,6 +22,7 @@ from orchestrator.run.project import Project
 from orchestrator.state.atomic import read_json, write_bytes_atomic
 from orchestrator.state.runlock import RunLock
 from orchestrator.state.runs import RunPaths, run_dirs
+from orchestrator.worktrees.disposal import dispose_worktree
 from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.pool import POOL_LOCK_REASON, WorktreePool
 
@@ -118,18 +119,23 @@ def clean_runs(project: Project, run_id: str | None, *, all_runs: bool, force: b
             if not all_runs:
                 raise InputError(f"run {run.run_id} is still active; wait for it or cancel it first")
             continue
+        run_base = (_json(run.run_dir / "plan.json") or {}).get("plan", {}).get("base_sha")
         for task in _plan_tasks(run):
             path = Path(task["worktree"])
             if not path.exists() or path.resolve() not in registered:
                 continue
-            if git.is_dirty(path):
-                if not force:
-                    outcome.kept.append((str(path), "uncommitted changes (use --force to commit them to the branch and remove)"))
-                    continue
-                git.commit_all(path, f"{task['spec']['id']}: work saved by `orchestrator clean --force`")
-                manager.remove(path, force=False)
+            tid = str(task["spec"]["id"])
+            dirty = git.is_dirty(path)
+            saved = f"{tid}: work saved by `orchestrator clean --force`" if force else None
+            removed = dispose_worktree(manager, path, task_id=tid, branch=str(task.get("branch") or ""),
+                                       base_sha=str(run_base or ""), teardown=project.settings["teardown"],
+                                       log_path=run.run_dir / "tasks" / tid / "workflow_manager.log",
+                                       save_work_as=saved)
+            if not removed:
+                outcome.kept.append((str(path), "uncommitted changes (use --force to commit them to the branch and remove)"))
+            elif dirty:
                 outcome.saved_and_removed.append(str(path))
-            elif manager.remove(path):
+            else:
                 outcome.removed.append(str(path))
     if active is None:
         # Pooled worktrees belong to no task and hold nothing but a clean checkout.
