@@ -160,3 +160,20 @@ def test_plan_says_what_the_engine_will_do(make_repo, monkeypatch: pytest.Monkey
     assert "Never at the same time (either order; the first to be ready goes first):\n  c / d: c and d both touch src/x.py" in out
     data = json.loads(invoke(["plan", "a", "b", "c", "d", "--json"]).output)
     assert {"total_tasks", "parallelizable_tasks", "sequential_tasks", "execution_groups", "groups"} <= set(data)
+
+
+def test_a_misspelled_subcommand_is_not_taken_for_a_prompt(repo_with_prompt: Path) -> None:
+    result = CliRunner().invoke(main, ["staus"])
+    assert result.exit_code == 2 and "no such command 'staus' (did you mean 'status'?)" in result.output
+    # A prompt by that name still runs, as `orchestrator a.md` does.
+    (repo_with_prompt / "prompts" / "plann.md").write_text("# Plann\nDo it.\n")
+    planned = invoke(["plann", "--dry-run"])
+    assert planned.exit_code == 0 and "gadugi/plann" in planned.output
+
+
+def test_an_unknown_dependency_names_the_close_one(repo_with_prompt: Path) -> None:
+    (repo_with_prompt / "prompts" / "b.md").write_text("---\ndepends_on: [aa]\n---\n# B\n")
+    (repo_with_prompt / "prompts" / "parser.md").write_text("# Parser\n")
+    one_line_error(invoke(["plan", "a", "b", "parser"]), "task 'b' depends on unknown task 'aa' (known: a, b, parser)")
+    (repo_with_prompt / "prompts" / "b.md").write_text("---\ndepends_on: [parsr]\n---\n# B\n")
+    one_line_error(invoke(["plan", "a", "b", "parser"]), "unknown task 'parsr' (did you mean 'parser'?)")

@@ -26,7 +26,8 @@ from orchestrator.cli.error_handler import handle_errors
 from orchestrator.cli.options import agent_options, prompt_inputs, run_options
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.config.settings import ResolvedSettings, cli_overrides
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, OrchestratorError, closest
+from orchestrator.gitops import git
 from orchestrator.models import OrchestrationResult
 from orchestrator.observe import live
 from orchestrator.observe.logs import EventLog
@@ -52,8 +53,21 @@ class DefaultRunGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            _refuse_misspelled_command(args[0], list(self.commands))
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+
+def _refuse_misspelled_command(word: str, commands: list[str]) -> None:
+    """`orchestrator staus` is a typo of `status`, not a prompt called staus, unless such a
+    prompt exists: then it runs, as `orchestrator a.md` does."""
+    match = closest(word, commands)
+    if match is None or word.startswith("-"):
+        return
+    try:
+        resolve_prompt_paths([word], cwd=Path.cwd(), project_root=git.toplevel(Path.cwd()))
+    except OrchestratorError:
+        raise click.UsageError(f"no such command {word!r} (did you mean {match!r}?)") from None
 
 
 @click.group(cls=DefaultRunGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import PlanError
+from orchestrator.errors import PlanError, did_you_mean
 from orchestrator.models import SCHEMA_VERSION, Edge, EdgeKind, Plan, TaskSpec
 from orchestrator.plan.graph import ConflictOrienter, check_acyclic, execution_groups, longest_remaining_path
 from orchestrator.plan.inputs import PROMPTS_DIR
@@ -124,7 +124,8 @@ class TaskAnalyzer:
             for raw in getattr(spec, field_name):
                 target = names.resolve(raw)
                 if target is None:
-                    raise PlanError(f"task '{spec.id}' {verb} unknown task '{raw}' (known: {names.known()})")
+                    hint = did_you_mean(raw, names.ids)
+                    raise PlanError(f"task '{spec.id}' {verb} unknown task '{raw}'{hint} (known: {names.known()})")
                 if target == spec.id:
                     warnings.append(f"task '{spec.id}' names itself in {field_name}; ignored")
                 elif target in done:

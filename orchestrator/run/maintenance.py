@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import InputError, StateError
+from orchestrator.errors import InputError, StateError, did_you_mean
 from orchestrator.gitops import git
 from orchestrator.observe.status import orphan_notice, orphaned_runs
 from orchestrator.proctree import is_alive, wait_gone
@@ -55,7 +55,9 @@ def request_cancel(run: RunPaths, task_ids: list[str], *, all_tasks: bool) -> li
     known = {t["spec"]["id"] for t in _plan_tasks(run)}
     unknown = [t for t in task_ids if t not in known]
     if unknown:
-        raise InputError(f"unknown task(s) {', '.join(unknown)} in run {run.run_id} (known: {', '.join(sorted(known))})")
+        hint = did_you_mean(unknown[0], known) if len(unknown) == 1 else ""
+        raise InputError(f"unknown task(s) {', '.join(unknown)} in run {run.run_id}{hint} "
+                         f"(known: {', '.join(sorted(known))})")
     control = run.run_dir / "control"
     control.mkdir(exist_ok=True)
     targets = ["--all"] if all_tasks else task_ids
