@@ -222,6 +222,11 @@ class LiveView:
                 return Text(f"killing {len(data.get('running') or [])} task(s) now", style="bold red")
             elif what in ("breaker", "run_timeout"):
                 return Text(str(data.get("reason")), style="bold red")
+            elif what == "fixup":
+                line = f"fixing {data.get('round')}/{data.get('rounds')}: {data.get('reason')}"
+                if row is not None:
+                    row.last_event = line
+                return Text(f"{task_id}: {line}", style="yellow")
             elif what == "log" and self.verbose:
                 return Text(f"{task_id}: {data.get('message')}", style="dim")
         return None
@@ -366,6 +371,8 @@ class ProgressPrinter:
         elif what == "retry":
             click.echo(f"{stamp} retry  {task_id}: attempt {data['attempt']} failed ({data['failure']}): "
                        f"{data['error']}; again in {format_duration(data['delay'])}")
+        elif what == "fixup":
+            click.echo(f"{stamp} fix    {task_id}: fixing {data['round']}/{data['rounds']}: {data['reason']}")
         elif what == "attached":
             click.echo(f"{stamp} attach {task_id}: still running (pid {data['pid']}, attempt {data['attempt']})")
         elif what in ("waiting", "run_timeout"):

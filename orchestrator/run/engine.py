@@ -345,7 +345,8 @@ class ExecutionEngine:
         # for its WorkflowManager (its attempt lock) instead of starting a second one. A Ctrl-C
         # waits until the spawned process is ours to stop, so none runs unknown to us.
         with stops_deferred():
-            self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt)
+            self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt,
+                                     fix_rounds=0, fixing=None)
             pid, created = self.backend.submit(request)
             self.running.add(tid)
             self._launch_order.append(tid)
@@ -385,6 +386,10 @@ class ExecutionEngine:
             self.observer(tid, "heartbeat", data)
         elif event.name == "log":
             self.observer(tid, "log", data)
+        elif event.name == "fixup":
+            # A durable change, so the journal holds one record per round.
+            self.registry.update(tid, fix_rounds=int(data.get("round") or 0), fixing=str(data.get("reason") or ""))
+            self.observer(tid, "fixup", data)
 
     def _finish(self, state: _TaskState, returncode: int | None) -> None:
         tid = state.planned.spec.id
@@ -444,6 +449,7 @@ class ExecutionEngine:
                 tokens=result.outcome.tokens.model_dump(),
                 turns=result.outcome.num_turns,
                 phase="done",
+                validation=result.validation.model_dump(mode="json") if result.validation is not None else None,
             )
             self.observer(tid, "finished", {"result": result})
             self._check_breaker(result)

@@ -15,7 +15,10 @@ from orchestrator.models import FailureClass, TaskResult, TaskStatus
 # "session_lost": a resume found no session and the fresh start was not possible (another agent).
 TRANSIENT: frozenset[str] = frozenset({"api_error", "rate_limited", "killed", "stalled", "crashed", "no_result", "lost",
                                        "session_lost"})
-PERMANENT: frozenset[str] = frozenset({"auth", "max_turns", "budget", "verify_failed", "agent_error", "setup_failed"})
+# "validation": the work left placeholders, missed outputs or requirements after its fix-up
+# rounds; the same agent on the same task would leave the same.
+PERMANENT: frozenset[str] = frozenset({"auth", "max_turns", "budget", "verify_failed", "agent_error", "setup_failed",
+                                       "validation"})
 
 BACKOFF_BASE = 5.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP = 300.0  # no retry waits longer than this, except until a known rate-limit reset
