@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from conftest import git
 from orchestrator.errors import InputError
 from orchestrator.models import RequirementCheck, ValidationResult, VerifyResult
 from orchestrator.plan.front_matter import check_front_matter
@@ -23,6 +21,8 @@ from orchestrator.task.checkpoint import (
     requirement_claims,
     scan_placeholders,
 )
+
+from conftest import git
 from test_e2e import run_cli, write_prompt
 
 
