@@ -2,12 +2,14 @@
 leaving placeholders, skipping outputs and reporting requirements, fixed only in a fix-up round."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from orchestrator.errors import InputError
 from orchestrator.models import RequirementCheck, ValidationResult, VerifyResult
+from orchestrator.observe.live import LiveView
 from orchestrator.plan.front_matter import check_front_matter
 from orchestrator.plan.prompt_text import requirements_section
 from orchestrator.run.retry import is_transient
@@ -21,6 +23,7 @@ from orchestrator.task.checkpoint import (
     requirement_claims,
     scan_placeholders,
 )
+from rich.console import Console
 
 from conftest import git
 from test_e2e import run_cli, write_prompt
@@ -253,3 +256,43 @@ def test_allowed_placeholders_and_the_switch_turn_the_scan_off(make_repo, path_w
     proc = run_cli(repo, path_with, "run", "prompts/u.md", "--json", "--no-placeholder-check", log=log)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert len(agent_starts(log)) == 2  # no round for either
+
+
+def test_each_round_is_a_progress_line(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo({"README.md": "# demo\n"})
+    write_prompt(repo, "t.md", "id: t", "# Stub\nfake-claude: placeholder write=a.py fix=never")
+    proc = run_cli(repo, path_with, "run", "prompts/t.md", "--plain", log=tmp_path / "agents.log")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    fixing = [line.split(" t: ", 1)[1] for line in proc.stdout.splitlines() if " fix " in line]
+    assert fixing == ["fixing 1/2: 1 placeholder(s)", "fixing 2/2: 1 placeholder(s)"]
+
+
+def test_the_run_budget_bounds_fixup_rounds(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo({"README.md": "# demo\n"})
+    write_prompt(repo, "t.md", "id: t", "# Stub\nfake-claude: placeholder write=a.py")
+    log = tmp_path / "agents.log"
+    # The fake's first run costs about $0.05: the budget is spent by it.
+    proc = run_cli(repo, path_with, "run", "prompts/t.md", "--json", "--run-budget-usd", "0.01", log=log)
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    task = task_of(json.loads(proc.stdout))
+    assert task["validation"]["fix_rounds"] == 0 and task["validation"]["placeholders"] == ["a.py:2: raise NotImplementedError"]
+    assert len(agent_starts(log)) == 1
+
+
+def test_the_live_view_prints_each_round_and_shows_it_on_the_row() -> None:
+
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    view = LiveView(Console(file=out, force_terminal=True, width=140, height=40))
+    try:
+        view("t", "started", {"branch": "gadugi/t", "predecessors": []})
+        view("t", "fixup", {"round": 1, "rounds": 2, "reason": "verify failed"})
+        row = view.view().rows[0]
+    finally:
+        view.close()
+    assert row.last_event == "fixing 1/2: verify failed"
+    assert "t: fixing 1/2: verify failed" in out.getvalue()

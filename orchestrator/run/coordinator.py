@@ -355,7 +355,10 @@ class OrchestratorCoordinator:
             settings=settings,
             backend=backend,
             registry=registry,
-            make_request=lambda p, preds, attempt, previous: self._request(ctx, plan, p, preds, attempt, previous, env),
+            # Called once the engine exists: what is left of the run budget bounds fix-up rounds too.
+            make_request=lambda p, preds, attempt, previous: self._request(
+                ctx, plan, p, preds, attempt, previous, env,
+                budget_left=None if cfg.run_budget_usd is None else cfg.run_budget_usd - engine.spent_usd()),
             remaining_path=longest_remaining_path([t.spec for t in plan.tasks], plan.edges),
             observer=observer,
         )
@@ -453,6 +456,7 @@ class OrchestratorCoordinator:
         attempt: int,
         previous: TaskResult | None,
         env: dict[str, str],
+        budget_left: float | None = None,
     ) -> TaskRequest:
         spec = planned.spec
         task_dir = ctx.run_dir / "tasks" / spec.id
@@ -485,6 +489,7 @@ class OrchestratorCoordinator:
             fresh_command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
                                           prompt_file=fresh_prompt, run_id=ctx.run_id, resume_session=None)
         validation = self._validation(planned, task_dir, env, worktree, agent, ctx.run_id)
+        validation.budget_usd = budget_left
         reuse = previous is not None and (bool(previous.start_sha) or git.branch_exists(self.project_root, planned.branch))
         return TaskRequest(
             run_id=ctx.run_id,

@@ -37,6 +37,9 @@ class Validation(BaseModel):
         default=None, description="Starts the agent afresh on the full prompt and the fix-up message."
     )
     prompt_path: Path | None = Field(default=None, description="Where the fix-up prompt is written for them.")
+    budget_usd: float | None = Field(
+        default=None, description="What was left of the run budget at launch: no round starts once the task spent it."
+    )
 
 
 class Predecessor(BaseModel):

@@ -231,6 +231,9 @@ class WorkflowManager:
             result.validation = validation
             if validation.passed or rounds >= val.fix_rounds or self.stop_reason is not None:
                 return
+            if val.budget_usd is not None and (result.outcome.cost_usd or 0.0) >= val.budget_usd:
+                self.emitter.log(f"no fix-up round: the run budget left at launch (${val.budget_usd:.2f}) is spent")
+                return
             rounds += 1
             why = describe(validation)
             self.emitter.log(f"fixing {rounds}/{val.fix_rounds}: {why}")
