@@ -200,7 +200,8 @@ def test_an_agent_that_never_fixes_fails_with_the_findings_in_the_report(
     assert task["status"] == "failed" and task["attempts"] == 1
     assert task["validation"]["missing_outputs"] == ["api/extra.py: does not exist on the branch"]
     assert task["validation"]["fix_rounds"] == 1
-    assert "validation failed after 1 fix-up round(s)" in task["error_message"]
+    assert task["error_message"] == ("validation failed: missing output: api/extra.py: does not exist on the branch "
+                                     "(after 1 fix-up round(s))")
     assert len(agent_starts(log)) == 2  # the first run and one round; no retry
     report = report_of(repo, result)
     assert "missing output: api/extra.py: does not exist on the branch" in report

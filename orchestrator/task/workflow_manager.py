@@ -474,17 +474,17 @@ class WorkflowManager:
         if not outcome.success:
             return TaskStatus.FAILED, outcome.message or f"agent failed ({outcome.failure})"
         validation = result.validation
-        after = f" after {validation.fix_rounds} fix-up round(s)" if validation and validation.fix_rounds else ""
+        after = f" (after {validation.fix_rounds} fix-up round(s))" if validation and validation.fix_rounds else ""
         findings = validation.findings() if validation is not None else []
         if result.verify is not None and not result.verify.passed:
             # verify alone keeps its own class; with other findings it is one of them.
             result.outcome.failure = "validation" if findings else "verify_failed"
             verify = result.verify
-            return TaskStatus.FAILED, (f"verify failed{after}: `{verify.command}` exited {verify.exit_code}: "
-                                       f"{verify.telling_line()}" + (f"; {'; '.join(findings)}" if findings else ""))
+            return TaskStatus.FAILED, (f"verify failed: `{verify.command}` exited {verify.exit_code}: "
+                                       f"{verify.telling_line()}" + "".join(f"; {f}" for f in findings) + after)
         if findings:
             result.outcome.failure = "validation"
-            return TaskStatus.FAILED, f"validation failed{after}: {'; '.join(findings)}"
+            return TaskStatus.FAILED, f"validation failed: {'; '.join(findings)}{after}"
         return TaskStatus.COMPLETED, ""
 
 
