@@ -185,6 +185,8 @@ def test_a_placeholder_gets_a_fixup_round_in_the_resumed_session_and_completes(
                (repo / ".gadugi" / "runs" / result["run_id"] / "events.jsonl").read_text().splitlines()]
     rounds = [r for r in journal if r.get("changes", {}).get("fix_rounds")]
     assert [r["changes"]["fixing"] for r in rounds] == ["1 placeholder(s)"]
+    entry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())["processes"]["t"]
+    assert entry["fix_rounds"] == 1 and entry["validation"]["fix_rounds"] == 1
 
 
 def test_an_agent_that_never_fixes_fails_with_the_findings_in_the_report(

@@ -248,5 +248,5 @@ def describe(validation: ValidationResult) -> str:
         parts.append(f"{len(validation.missing_outputs)} missing output(s)")
     unmet = len(validation.requirements) - validation.requirements_met
     if unmet:
-        parts.append(f"{unmet} requirement(s) without evidence")
+        parts.append(f"{unmet} requirement(s) not met")
     return ", ".join(parts) or "passed"
