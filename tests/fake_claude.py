@@ -12,7 +12,8 @@ stays up after its success result.
 Sloppy modes, for the validation checkpoint; each does the job right only when its prompt is a
 fix-up message (`## Validation checkpoint`), unless `fix=never`: placeholder (write=PATH: a stub
 that raises NotImplementedError), skip-output (write=PATH output=PATH: only the first is written),
-requirements (ids=R1,R2 evidence=PATH [report=none|malformed]: only R1 is reported done).
+requirements (ids=R1,R2 evidence=PATH [report=none|malformed]: only R1 is reported done);
+`forget-session=1` loses the session, so a fix-up round has to start afresh.
 
 Env: GADUGI_TASK_ID (task id; default the cwd's name), FAKE_CLAUDE_LOG (append start/end records as
 JSON lines), FAKE_CLAUDE_MODE. Sessions are kept under $HOME/.fake-claude/sessions; `--resume` of one
@@ -347,6 +348,8 @@ def sloppy(mode: str, params: dict[str, str], stream: Stream, fixing: bool) -> N
             said += "\n\n```json\n" + json.dumps({"requirements": items}) + "\n```"
     stream.assistant([text(said)], counts=False)
     stream.result(text=said)
+    if params.get("forget-session"):
+        stream.saved_session.unlink(missing_ok=True)  # a fix-up round cannot resume it
     finish(stream, 0)
 
 

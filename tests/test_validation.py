@@ -299,3 +299,19 @@ def test_the_live_view_prints_each_round_and_shows_it_on_the_row() -> None:
         view.close()
     assert row.last_event == "fixing 1/2: verify failed"
     assert "t: fixing 1/2: verify failed" in out.getvalue()
+
+
+def test_a_lost_session_gets_its_fixup_round_afresh_with_the_whole_task(
+        make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo({"README.md": "# demo\n"})
+    write_prompt(repo, "t.md", "id: t", "# Orders service\nfake-claude: placeholder write=svc.py forget-session=1")
+    log = tmp_path / "agents.log"
+    proc = run_cli(repo, path_with, "run", "prompts/t.md", "--json", log=log)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    task = task_of(json.loads(proc.stdout))
+    assert task["status"] == "completed" and task["validation"]["fix_rounds"] == 1
+    assert [(s["mode"], s.get("resumed")) for s in agent_starts(log)] == [
+        ("placeholder", False), ("resume-missing", None), ("placeholder", False)]
+    prompt = next(repo.glob(".gadugi/runs/*/tasks/t/fixup-prompt.md")).read_text()
+    assert prompt.startswith(FIXUP_HEADING) and "svc.py:2: raise NotImplementedError" in prompt
+    assert "# Task t: Orders service" in prompt  # the whole task follows the findings
