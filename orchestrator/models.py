@@ -81,6 +81,14 @@ class TaskSpec(Model):
     timeout_seconds: float | None = None
     max_turns: int | None = None
     verify: str | None = None
+    allow_placeholders: bool = Field(default=False, description="The task may leave placeholders (no scan).")
+    outputs: list[str] = Field(
+        default_factory=list, description="Paths the task must create or change (non-empty) on its branch."
+    )
+    requirements: list[str] = Field(
+        default_factory=list, description="Requirements R1, R2, ... in order: front matter, else the prompt's list."
+    )
+    fix_rounds: int | None = Field(default=None, description="Fix-up rounds for this task; the run's when unset.")
     skip_reason: str | None = Field(
         default=None, description="Set when the prompt is marked done; the task is not run."
     )
@@ -162,6 +170,7 @@ FailureClass = Literal[
     "stalled",
     "lost",
     "session_lost",
+    "validation",
 ]
 
 # Who ended a cancelled task. Only "interrupt" (Ctrl-C or SIGTERM to the orchestrator, or its
@@ -234,6 +243,60 @@ class VerifyResult(Model):
         return lines[-1] if lines else "no output"
 
 
+class RequirementCheck(Model):
+    """One requirement: what the agent claimed about it, and whether the evidence it cited exists."""
+
+    id: str
+    text: str
+    status: Literal["done", "not_done", "not_reported"] = Field(
+        default="not_reported", description="The agent's own claim; not_reported when its final message had none."
+    )
+    evidence: str = Field(default="", description="What the agent cited: `path[:line]` or a test.")
+    evidence_found: bool = Field(default=False, description="The cited path exists on the task's branch.")
+
+    @property
+    def met(self) -> bool:
+        return self.status == "done" and self.evidence_found
+
+
+class ValidationResult(Model):
+    """The validation checkpoint after the agent: each check's findings, after the last fix-up round."""
+
+    placeholders: list[str] = Field(
+        default_factory=list, description="`file:line: text` of placeholders in the lines the task added."
+    )
+    missing_outputs: list[str] = Field(
+        default_factory=list, description="Declared outputs missing, empty or unchanged by the task, with why."
+    )
+    requirements: list[RequirementCheck] = Field(default_factory=list)
+    verify_passed: bool | None = Field(default=None, description="None when the task has no verify command.")
+    fix_rounds: int = Field(default=0, description="Fix-up rounds the agent was given (not retries).")
+    placeholder_check: bool = Field(default=True, description="False when the scan was turned off.")
+
+    @property
+    def requirements_met(self) -> int:
+        return sum(1 for r in self.requirements if r.met)
+
+    @property
+    def passed(self) -> bool:
+        return (not self.placeholders and not self.missing_outputs and self.verify_passed is not False
+                and self.requirements_met == len(self.requirements))
+
+    def findings(self) -> list[str]:
+        """Each problem on one line, as the fix-up message and the report list them."""
+        lines = [f"placeholder: {p}" for p in self.placeholders]
+        lines += [f"missing output: {m}" for m in self.missing_outputs]
+        for r in self.requirements:
+            if r.met:
+                continue
+            if r.status != "done":
+                lines.append(f"requirement {r.id} {r.status.replace('_', ' ')}: {r.text}")
+            else:
+                cited = f"evidence `{r.evidence}` not found" if r.evidence else "no evidence cited"
+                lines.append(f"requirement {r.id} claimed done, {cited}: {r.text}")
+        return lines
+
+
 class AttemptRecord(Model):
     """One finished attempt of a task that was tried again."""
 
@@ -267,6 +330,7 @@ class TaskResult(Model):
     auto_committed: bool = False
     outcome: AgentOutcome = Field(default_factory=AgentOutcome)
     verify: VerifyResult | None = None
+    validation: ValidationResult | None = Field(default=None, description="Set once the checkpoint ran.")
     error_message: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
@@ -304,6 +368,7 @@ class TaskSummary(Model):
     verify_output: list[str] = Field(
         default_factory=list, description="When verify failed: the last lines of its output, where the error is named."
     )
+    validation: ValidationResult | None = None
     started_at: str | None = None
     completed_at: str | None = None
 
@@ -375,6 +440,10 @@ class OrchestrationResult(Model):
         default=None, description="The part of total_cost_usd that is list-price estimates from tokens, not reported."
     )
     tasks: list[TaskSummary] = Field(default_factory=list)
+    requirements_total: int = Field(default=0, description="Requirements declared by all tasks.")
+    requirements_met: int = Field(
+        default=0, description="Of those, claimed done by the agent with the cited evidence found on its branch."
+    )
     fallback_sequential: bool = False
     interrupted: bool = False
     abort_reason: str | None = Field(

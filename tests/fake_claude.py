@@ -9,6 +9,12 @@ overloaded (times=K state=FILE), crash-once (times=K state=FILE [forget-session=
 leak (var=NAME), grandchild (grandchild=FILE). `write=PATH` names the file written; `linger=1` (commit)
 stays up after its success result.
 
+Sloppy modes, for the validation checkpoint; each does the job right only when its prompt is a
+fix-up message (`## Validation checkpoint`), unless `fix=never`: placeholder (write=PATH: a stub
+that raises NotImplementedError), skip-output (write=PATH output=PATH: only the first is written),
+requirements (ids=R1,R2 evidence=PATH [report=none|malformed]: only R1 is reported done);
+`forget-session=1` loses the session, so a fix-up round has to start afresh.
+
 Env: GADUGI_TASK_ID (task id; default the cwd's name), FAKE_CLAUDE_LOG (append start/end records as
 JSON lines), FAKE_CLAUDE_MODE. Sessions are kept under $HOME/.fake-claude/sessions; `--resume` of one
 that is not there fails as the real CLI does ("No conversation found with session ID"). Standard
@@ -297,6 +303,56 @@ def do_commit(stream: Stream, params: dict[str, str]) -> NoReturn:
     finish(stream, 0)
 
 
+FIXUP_MARK = "## Validation checkpoint"
+
+
+def commit_content(stream: Stream, rel: str, content: str) -> None:
+    """Write `rel` (replacing it) and commit it, as tool calls in the stream."""
+    target = Path(os.getcwd()) / rel
+    tool_id, block = tool_use("Write", file_path=str(target), content=content)
+    stream.assistant([block])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    stream.tool_result(tool_id, f"File written: {target}")
+    tool_id, block = tool_use("Bash", command=f"git add {shlex.quote(rel)} && git commit", description="Commit")
+    stream.assistant([block])
+    code, out = git("add", "--", rel)
+    if code == 0:
+        code, out = git("commit", "-q", "-m", f"{stream.task_id}: {rel}")
+    stream.tool_result(tool_id, out or "(no output)", is_error=code != 0)
+
+
+def sloppy(mode: str, params: dict[str, str], stream: Stream, fixing: bool) -> NoReturn:
+    """Work that looks done and is not; done right when told what is wrong (a fix-up round)."""
+    fixes = fixing and params.get("fix") != "never"
+    said = "Fixed what the checkpoint found." if fixing else "Done."
+    if mode == "placeholder":
+        rel = params.get("write") or "service.py"
+        body = "    return 42\n" if fixes else "    raise NotImplementedError\n"
+        commit_content(stream, rel, f"def handler():\n{body}")
+    elif mode == "skip-output":
+        if not fixing:
+            commit_content(stream, params.get("write") or "main.txt", f"{stream.task_id}\n")
+        if fixes:
+            commit_content(stream, params.get("output") or "output.txt", f"{stream.task_id} output\n")
+    else:  # requirements
+        evidence = params.get("evidence") or "evidence.txt"
+        commit_content(stream, evidence, f"{stream.task_id} {'fixed' if fixing else 'first'}\n")
+        ids = [i for i in params.get("ids", "R1").split(",") if i]
+        items = [{"id": rid, "status": "done" if fixes or n == 0 else "not_done",
+                  "evidence": evidence if fixes or n == 0 else ""} for n, rid in enumerate(ids)]
+        report = params.get("report")
+        if report == "malformed":
+            said += "\n\n```json\n{\"requirements\": [oops\n```"
+        elif report != "none":
+            said += "\n\n```json\n" + json.dumps({"requirements": items}) + "\n```"
+    stream.assistant([text(said)], counts=False)
+    stream.result(text=said)
+    if params.get("forget-session"):
+        stream.saved_session.unlink(missing_ok=True)  # a fix-up round cannot resume it
+    finish(stream, 0)
+
+
 def sleep_forever() -> NoReturn:
     while True:
         time.sleep(3600)
@@ -330,6 +386,8 @@ def run_mode(mode: str, params: dict[str, str], stream: Stream) -> NoReturn:
         stream.result(is_error=True, text=said)
         finish(stream, 1)
     stream.init()
+    if mode in ("placeholder", "skip-output", "requirements"):
+        sloppy(mode, params, stream, fixing=FIXUP_MARK in params.get("_new_prompt", ""))
     if mode == "commit":
         do_commit(stream, params)
     if mode == "edit":
@@ -475,6 +533,7 @@ def main() -> None:
                      "errors": [missing]})
         sys.stderr.write(missing + "\n")
         finish(stream, 1)
+    new_prompt = prompt
     if opts.get("resume"):
         prompt = saved.read_text() + "\n" + prompt
     else:
@@ -482,7 +541,8 @@ def main() -> None:
         saved.write_text(prompt)
     stream.saved_session = saved
     mode, params = directive(prompt)
-    log_record(task_id, "start", mode=mode)
+    params["_new_prompt"] = new_prompt
+    log_record(task_id, "start", mode=mode, resumed=bool(opts.get("resume")))
     try:
         run_mode(mode, params, stream)
     except KeyboardInterrupt:

@@ -38,7 +38,7 @@ def test_every_failure_class_is_in_the_table_once() -> None:
     assert sorted(FAILURES) == sorted(get_args(FailureClass))
     assert all(f.wording for f in FAILURES.values())
     # Stopped on purpose or not a failure at all: neither retried nor counted by the breaker.
-    assert set(FAILURES) - TRANSIENT - PERMANENT == {"none", "timeout", "cancelled"}
+    assert set(FAILURES) - TRANSIENT - PERMANENT == {"none", "timeout", "cancelled", "validation"}
 
 
 @given(st.sampled_from(sorted(FAILURES)))

@@ -18,7 +18,10 @@ SUMMARY_WIDTH = 60
 #   stops new launches (the circuit breaker).
 # account_wide: permanent, and true of every task of the account: stops launches at once.
 # stopped: the task was ended on purpose (cancelled, out of time): neither retried nor counted.
-FailureKind = Literal["none", "transient", "permanent", "account_wide", "stopped"]
+# own: the task's own work fell short (its checks failed after its fix-up rounds): the same agent
+#   would leave the same, so it is never retried, and it says nothing of the other tasks, so the
+#   breaker does not count it.
+FailureKind = Literal["none", "transient", "permanent", "account_wide", "stopped", "own"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ FAILURES: Mapping[FailureClass, Failure] = MappingProxyType({
     "max_turns": Failure("permanent", "the agent reached its turn limit"),
     "budget": Failure("permanent", "the agent reached its spending limit"),
     "verify_failed": Failure("permanent", "the verify command failed"),
+    "validation": Failure("own", "its work failed the validation checkpoint after its fix-up rounds"),
     # Flags refused, a command that will not start, an error result: the same agent CLI runs every
     # task, so the same error again means the next task would fail the same way.
     "agent_error": Failure("permanent", "the agent reported an error"),

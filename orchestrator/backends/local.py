@@ -17,7 +17,7 @@ from orchestrator.proctree import create_time_of, is_alive, kill_tree_now
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task import attempt_lock
-from orchestrator.task.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
+from orchestrator.task.wire import AGENT_ARGV_ENV, FIXUP_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 # Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the
 # orchestrator itself runs from a source checkout rather than an installed copy.
@@ -69,8 +69,14 @@ class LocalBackend:
         fresh = self.redactor.argv(request.fresh_agent_command) if request.fresh_agent_command else None
         if fresh != request.fresh_agent_command:
             env[FRESH_ARGV_ENV] = json.dumps(request.fresh_agent_command)
+        val = request.validation
+        fixup = {key: self.redactor.argv(argv) if argv else None
+                 for key, argv in (("resume_command", val.resume_command), ("fresh_command", val.fresh_command))}
+        if fixup != {"resume_command": val.resume_command, "fresh_command": val.fresh_command}:
+            env[FIXUP_ARGV_ENV] = json.dumps({"resume_command": val.resume_command, "fresh_command": val.fresh_command})
         write_json_atomic(request_path, request.model_copy(
-            update={"agent_command": shown, "fresh_agent_command": fresh}).model_dump(mode="json"))
+            update={"agent_command": shown, "fresh_agent_command": fresh,
+                    "validation": val.model_copy(update=fixup)}).model_dump(mode="json"))
         # The attempt's lock goes to the child at fork: from then on it is held exactly while
         # the WorkflowManager lives, whatever happens to us (see attempt_lock).
         lock_fd = attempt_lock.take(attempt_lock.lock_path(request.task_dir, request.attempt))

@@ -33,6 +33,9 @@ class OrchestrationConfig(BaseModel):
     permission_mode: str | None = "acceptEdits"
     allowed_tools: list[str] = Field(default_factory=list)
     verify: str | None = None
+    fix_rounds: int = Field(default=2, ge=0, description="Fix-up rounds when the checks after the agent fail.")
+    placeholder_check: bool = Field(default=True, description="Scan the lines a task added for placeholders.")
+    placeholder_patterns: list[str] = Field(default_factory=list, description="Regexes; built-in ones when empty.")
     interrupt_timeout: float = Field(default=5.0, description="Seconds after SIGINT before SIGTERM.")
     terminate_timeout: float = Field(default=5.0, description="Seconds after SIGTERM before SIGKILL.")
     run_timeout_seconds: float | None = None

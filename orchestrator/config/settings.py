@@ -38,7 +38,7 @@ NOT_SETTINGS = frozenset({
     "GADUGI_RUN_ID", "GADUGI_TASK_ID", "GADUGI_BRANCH", "GADUGI_WORKTREE", "GADUGI_BASE_SHA",
     "GADUGI_ATTEMPT", "GADUGI_PROJECT_ROOT", "GADUGI_EVENT", "GADUGI_STATUS", "GADUGI_ERROR",
     "GADUGI_COST_USD", "GADUGI_DURATION_SECONDS", "GADUGI_ATTENTION", "GADUGI_REASON",
-    "GADUGI_AGENT_ARGV", "GADUGI_FRESH_AGENT_ARGV", "GADUGI_ATTEMPT_LOCK_FD",
+    "GADUGI_AGENT_ARGV", "GADUGI_FRESH_AGENT_ARGV", "GADUGI_FIXUP_ARGV", "GADUGI_ATTEMPT_LOCK_FD",
 })
 
 # Keys an earlier release read under another name: refused with the new name, never ignored.
@@ -99,6 +99,13 @@ SETTINGS: tuple[Setting, ...] = (
     S("max_budget_usd", None, v.MONEY, "per-task budget, passed to the agent where supported", group="agent"),
     S("verify", None, v.COMMAND, "shell command that must pass in the worktree for a task to count as done",
       group="agent"),
+    S("fix_rounds", 2, v.COUNT, "when the checks after the agent fail, resume it this many times with the "
+      "evidence before the task fails (0 = off); front matter `fix_rounds` wins", group="agent"),
+    S("placeholder_check", True, v.SWITCH,
+      "fail work that adds placeholders (TODO, raise NotImplementedError, empty files); front matter "
+      "`allow_placeholders: true` turns it off for a task", group="agent"),
+    S("placeholder_patterns", [], v.LIST, "regex that marks an added line as a placeholder (repeatable; "
+      "replaces the built-in ones)", group="agent", default_text="built-in", metavar="REGEX"),
     S("base", None, v.OPTIONAL_TEXT, "commit, branch or tag every task branches from", field="base_ref",
       group="plan", default_text="HEAD", metavar="REF"),
     # How the run is scheduled.

@@ -566,3 +566,31 @@ def info_exclude_add(repo: Path, patterns: Iterable[str]) -> list[str]:
         with exclude.open("a", encoding="utf-8") as fh:
             fh.write(prefix + "".join(f"{p}\n" for p in missing))
     return missing
+
+
+def added_lines_diff(repo: Path, base: str, head: str) -> str:
+    """`git diff -U0` from `base` to `head`: only the added and removed lines, each hunk's header
+    naming where the added lines start. New files are compared with nothing, so all of them count."""
+    return _git(repo, "diff", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--src-prefix=a/",
+                "--dst-prefix=b/", base, head, "--")[1]
+
+
+def added_files(repo: Path, base: str, head: str) -> list[str]:
+    """Files that exist at `head` and not at `base`."""
+    out = _git(repo, "diff", "--name-only", "--diff-filter=A", "--no-renames", "-z", base, head, "--")[1]
+    return _zsplit(out)
+
+
+def blob_sizes(repo: Path, ref: str, paths: Sequence[str]) -> dict[str, int]:
+    """Size in bytes of each of `paths` that is a file at `ref`; missing paths (and directories,
+    given as `-`) are left out. Paths are taken literally, never as patterns."""
+    if not paths:
+        return {}
+    out = _git(repo, "--literal-pathspecs", "ls-tree", "-r", "-l", "-z", "--full-tree", ref, "--", *paths)[1]
+    sizes: dict[str, int] = {}
+    for record in _zsplit(out):
+        meta, _, path = record.partition("\t")
+        size = meta.split()[-1]
+        if size.isdigit():
+            sizes[path] = int(size)
+    return sizes

@@ -159,6 +159,16 @@ class Stalled(TaskEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class FixupStarted(TaskEvent):
+    """The validation checkpoint failed and the agent gets fix-up round `round` of `rounds`."""
+
+    name: ClassVar[str] = "fixup"
+    round: int
+    rounds: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Retrying(TaskEvent):
     name: ClassVar[str] = "retry"
     attempt: int  # the attempt that failed; the next one is queued
@@ -185,7 +195,7 @@ class TaskCancelled(TaskEvent):
 
 EngineEvent = (
     RunStarted | RunFinished | Waiting | CancelRequested | RunTimedOut | Interrupted | Killing | BreakerTripped
-    | TaskStarted | TaskAttached | PhaseChanged | Heartbeat | TaskLog | Stalled | Retrying | TaskFinished
+    | TaskStarted | TaskAttached | PhaseChanged | Heartbeat | TaskLog | Stalled | FixupStarted | Retrying | TaskFinished
     | TaskCancelled
 )
 Observer = Callable[[EngineEvent], None]

@@ -28,6 +28,7 @@ from orchestrator.observe.events import (
     BreakerTripped,
     CancelRequested,
     EngineEvent,
+    FixupStarted,
     Heartbeat,
     Interrupted,
     Killing,
@@ -244,6 +245,11 @@ class LiveView:
                     return Text(reason, style="bold red")
                 case Stalled(reason=reason):
                     return Text(f"stalled: {task_id}: {reason}", style="yellow")
+                case FixupStarted(round=round_, rounds=rounds, reason=reason):
+                    line = f"fixing {round_}/{rounds}: {reason}"
+                    if row is not None:
+                        row.last_event = line
+                    return Text(f"{task_id}: {line}", style="yellow")
                 case TaskLog(message=message) if self.verbose:
                     return Text(f"{task_id}: {message}", style="dim")
         return None
@@ -391,6 +397,8 @@ class ProgressPrinter:
             case Retrying():
                 click.echo(f"{stamp} retry  {task_id}: attempt {event.attempt} failed ({event.failure}): "
                            f"{event.error}; again in {format_duration(event.delay)}")
+            case FixupStarted(round=round_, rounds=rounds, reason=reason):
+                click.echo(f"{stamp} fix    {task_id}: fixing {round_}/{rounds}: {reason}")
             case TaskAttached(pid=pid, attempt=attempt):
                 click.echo(f"{stamp} attach {task_id}: still running (pid {pid}, attempt {attempt})")
             case Waiting(reason=reason) | RunTimedOut(reason=reason) | BreakerTripped(reason=reason):

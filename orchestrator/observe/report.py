@@ -1,11 +1,12 @@
 """report.json and report.md for a run, written in `finally` so even an interrupted run has one."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrator.config.durations import format_duration
 from orchestrator.gitops.merge import MergeReport
-from orchestrator.models import OrchestrationResult, Plan, TaskResult, cost_line, money
+from orchestrator.models import OrchestrationResult, Plan, TaskResult, ValidationResult, cost_line, money
 from orchestrator.observe.run_segments import RunTiming, busy_time
 from orchestrator.observe.timeline import render_timeline
 from orchestrator.state.atomic import write_json_atomic, write_text_atomic
@@ -59,6 +60,10 @@ def render_markdown(
     ]
     if result.total_cost_usd is not None:
         lines.append(f"- Cost: {cost_line(result)}")
+    coverage = requirement_coverage(results.values())
+    if coverage is not None:
+        lines.append(f"- Requirement coverage: {_coverage(*coverage)} done with evidence found, as the agents "
+                     "claimed them (the evidence is checked, the claim is theirs)")
     if result.fallback_sequential:
         lines.append("- Worktrees could not be created: tasks ran one at a time in the main checkout.")
     if result.interrupted:
@@ -93,6 +98,8 @@ def render_markdown(
             lines.append(f"- Verify `{r.verify.command}`: {verdict} (exit {r.verify.exit_code})")
             if not r.verify.passed:
                 lines += ["", "```", *r.verify.last_lines(REPORT_VERIFY_LINES), "```", ""]
+        if r.validation is not None:
+            lines += _validation_lines(r.validation)
         if r.commits:
             lines.append(f"- Commits: {', '.join(c[:10] for c in r.commits)}")
         if r.changed_files:
@@ -110,6 +117,37 @@ def render_markdown(
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     return "\n".join(lines) + "\n"
+
+
+def requirement_coverage(results: Iterable[TaskResult]) -> tuple[int, int] | None:
+    """(requirements done with evidence found, all requirements) over the tasks; None without any."""
+    checks = [check for r in results if r.validation is not None for check in r.validation.requirements]
+    return (sum(1 for c in checks if c.met), len(checks)) if checks else None
+
+
+def _coverage(met: int, total: int) -> str:
+    return f"{met}/{total} ({100 * met / total:.0f} %)"
+
+
+def _validation_lines(validation: ValidationResult) -> list[str]:
+    lines = []
+    if validation.fix_rounds:
+        lines.append(f"- Fix-up rounds: {validation.fix_rounds}")
+    if not validation.placeholder_check:
+        lines.append("- Placeholder check: off")
+    findings = [f"placeholder: {p}" for p in validation.placeholders]
+    findings += [f"missing output: {m}" for m in validation.missing_outputs]
+    if findings:
+        lines.append(f"- Validation findings ({len(findings)}):")
+        lines += [f"  - {f}" for f in findings]
+    if validation.requirements:
+        lines.append(f"- Requirements: {_coverage(validation.requirements_met, len(validation.requirements))} "
+                     "done with evidence found (the agent's claim, its evidence checked on the branch)")
+        for check in validation.requirements:
+            found = "found" if check.evidence_found else "not found"
+            evidence = f"evidence `{check.evidence}` {found}" if check.evidence else "no evidence"
+            lines.append(f"  - {check.id} {check.status.replace('_', ' ')}, {evidence}: {check.text}")
+    return lines
 
 
 def _wall_time(result: OrchestrationResult, timing: RunTiming | None) -> str:

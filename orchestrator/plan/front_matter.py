@@ -57,6 +57,30 @@ def _positive_int(value: object) -> int | None:
     return value
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("not true or false")
+    return value
+
+
+def _count(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError("not a count")
+    return value
+
+
+def _items(value: object) -> list[str]:
+    """A list of sentences (requirements): unlike names, kept as written, quotes and all."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    if not all(_is_scalar(item) for item in items):
+        raise ValueError("not a list of strings")
+    return [text for item in items if (text := " ".join(str(item).split()))]
+
+
 def _seconds(value: object) -> float | None:
     if value is None:
         return None
@@ -73,6 +97,9 @@ Text = Annotated[str | None, BeforeValidator(_text), Field(description="a string
 Names = Annotated[list[str], BeforeValidator(_names), Field(description="a string or a list of strings")]
 Priority = Annotated[int, BeforeValidator(_priority), Field(description="an integer from 1 (first) to 9")]
 PositiveInt = Annotated[int | None, BeforeValidator(_positive_int), Field(description="a positive integer")]
+Flag = Annotated[bool, BeforeValidator(_flag), Field(description="true or false")]
+Count = Annotated[int | None, BeforeValidator(_count), Field(description="a whole number, 0 or more")]
+Items = Annotated[list[str], BeforeValidator(_items), Field(description="a string or a list of strings")]
 Seconds = Annotated[float | None, BeforeValidator(_seconds),
                     Field(description="a duration longer than zero, like 90s, 30m or 2h")]
 
@@ -93,6 +120,10 @@ class FrontMatter(BaseModel):
     timeout: Seconds = None  # in seconds; a bare number is hours
     max_turns: PositiveInt = None
     verify: Text = None
+    allow_placeholders: Flag = False
+    outputs: Names = Field(default_factory=list)
+    requirements: Items = Field(default_factory=list)
+    fix_rounds: Count = None
     status: Text = None
     # Written by Gadugi's prompt-writer and by ccpm task files: accepted so those prompts run as
     # they are, and not used.

@@ -16,6 +16,8 @@ MAX_TITLE_LENGTH = 60
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$")
 _FILES_HEADING = re.compile(r"^(#{2,6})\s+(?:target\s+)?files\s*:?\s*$", re.IGNORECASE)
+_REQUIREMENTS_HEADING = re.compile(r"^(#{2,6})\s+(?:requirements|acceptance\s+criteria)\s*:?\s*$", re.IGNORECASE)
+_CHECKBOX = re.compile(r"^\s*[-*+]\s+\[[ xX]\]\s+(.*\S)\s*$")
 _HEADING = re.compile(r"^(#{1,6})\s")
 _ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*)$")
 _DEPENDS = re.compile(
@@ -88,6 +90,24 @@ def files_section(body: str) -> list[str]:
             token = (quoted.group(1) if quoted else clean_token(text.split()[0])).strip()
             if token:
                 found.append(token)
+    return found
+
+
+def requirements_section(body: str) -> list[str]:
+    """The `- [ ]` items of `## Requirements` / `## Acceptance criteria` sections, in order. Only
+    checkbox items count: prose bullets under such a heading are explanation, not a checklist."""
+    found: list[str] = []
+    level = 0
+    for _, line in prose_lines(body):
+        heading = _HEADING.match(line)
+        if heading:
+            section = _REQUIREMENTS_HEADING.match(line.strip())
+            depth = len(heading.group(1))
+            level = len(section.group(1)) if section else (0 if depth <= level else level)
+            continue
+        item = _CHECKBOX.match(line) if level else None
+        if item:
+            found.append(" ".join(item.group(1).split()))
     return found
 
 

@@ -89,6 +89,10 @@ def parse_prompt(
         timeout_seconds=front.timeout,
         max_turns=front.max_turns,
         verify=front.verify,
+        allow_placeholders=front.allow_placeholders,
+        outputs=_dedupe(front.outputs),
+        requirements=front.requirements or prompt_text.requirements_section(body),
+        fix_rounds=front.fix_rounds,
         skip_reason=_done_reason(front.status, body, body_start),
     )
     return LoadedPrompt(spec=spec, dependency_sources=sources)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,7 +47,7 @@ from orchestrator.state.registry_models import ProcessInfo, replay
 from orchestrator.state.runlock import RunLock
 from orchestrator.state.runs import find_run, run_dirs
 from orchestrator.state.secrets import Redactor
-from orchestrator.task.wire import Predecessor, TaskRequest
+from orchestrator.task.wire import SESSION_TOKEN, Predecessor, TaskRequest, Validation
 from orchestrator.worktrees.disposal import dispose_worktree
 from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.provision import release_port
@@ -101,6 +102,11 @@ class OrchestratorCoordinator:
         )
         self.redactor = Redactor.from_env(config.environment())
         self.warnings: list[str] = []
+        for pattern in config.placeholder_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise InputError(f"placeholder_patterns: {pattern!r} is not a regular expression: {exc}") from None
 
     # -- planning --------------------------------------------------------------------------------
 
@@ -335,7 +341,10 @@ class OrchestratorCoordinator:
             settings=settings,
             backend=backend,
             registry=registry,
-            make_request=lambda p, preds, attempt, previous: self._request(ctx, plan, p, preds, attempt, previous, env),
+            # Called once the engine exists: what is left of the run budget bounds fix-up rounds too.
+            make_request=lambda p, preds, attempt, previous: self._request(
+                ctx, plan, p, preds, attempt, previous, env,
+                budget_left=None if cfg.run_budget_usd is None else cfg.run_budget_usd - engine.spent_usd()),
             remaining_path=longest_remaining_path([t.spec for t in plan.tasks], plan.edges),
             observer=observer,
         )
@@ -431,6 +440,7 @@ class OrchestratorCoordinator:
         attempt: int,
         previous: TaskResult | None,
         env: dict[str, str],
+        budget_left: float | None = None,
     ) -> TaskRequest:
         spec = planned.spec
         task_dir = ctx.run_dir / "tasks" / spec.id
@@ -462,6 +472,8 @@ class OrchestratorCoordinator:
             fresh_prompt = write_prompt(task_dir / f"prompt-attempt-{attempt}-fresh.md", text)
             fresh_command = agent_command(self.config, spec, env=env, worktree=worktree, branch=planned.branch,
                                           prompt_file=fresh_prompt, run_id=ctx.run_id, resume_session=None)
+        validation = self._validation(planned, task_dir, env, worktree, agent, ctx.run_id)
+        validation.budget_usd = budget_left
         reuse = previous is not None and (bool(previous.start_sha) or git.branch_exists(self.project_root, planned.branch))
         return TaskRequest(
             run_id=ctx.run_id,
@@ -498,6 +510,33 @@ class OrchestratorCoordinator:
             port_range=self.config.port_range,
             worktree_include=self.config.worktree_include,
             pool_size=self._pool_size(ctx),
+            validation=validation,
+        )
+
+    def _validation(self, planned: PlannedTask, task_dir: Path, env: dict[str, str], worktree: Path, agent: str,
+                    run_id: str) -> Validation:
+        """The checkpoint's checks for this task, and the commands a fix-up round starts the agent with."""
+        spec, cfg = planned.spec, self.config
+        rounds = spec.fix_rounds if spec.fix_rounds is not None else cfg.fix_rounds
+        prompt = task_dir / "fixup-prompt.md"
+        resume = None
+        if rounds and supports_resume(agent):
+            resume = agent_command(cfg, spec, env=env, worktree=worktree, branch=planned.branch, prompt_file=prompt,
+                                   run_id=run_id, resume_session=SESSION_TOKEN)
+        fresh = None
+        if rounds:
+            fresh = agent_command(cfg, spec, env=env, worktree=worktree, branch=planned.branch, prompt_file=prompt,
+                                  run_id=run_id, resume_session=None)
+        return Validation(
+            fix_rounds=rounds,
+            placeholder_check=cfg.placeholder_check and not spec.allow_placeholders,
+            placeholder_patterns=list(cfg.placeholder_patterns),
+            prompt_text=spec.prompt_text,
+            outputs=list(spec.outputs),
+            requirements=list(spec.requirements),
+            resume_command=resume,
+            fresh_command=fresh,
+            prompt_path=prompt if rounds else None,
         )
 
     def _pool_size(self, ctx: RunContext) -> int:

@@ -37,6 +37,7 @@ from orchestrator.models import (
 from orchestrator.observe.events import (
     BreakerTripped,
     CancelRequested,
+    FixupStarted,
     Heartbeat,
     Interrupted,
     Killing,
@@ -358,7 +359,8 @@ class ExecutionEngine:
         # for its WorkflowManager (its attempt lock) instead of starting a second one. A Ctrl-C
         # waits until the spawned process is ours to stop, so none runs unknown to us.
         with stops_deferred():
-            self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt)
+            self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt,
+                                     fix_rounds=0, fixing=None)
             pid, created = self.backend.submit(request)
             self.running.add(tid)
             self._launch_order.append(tid)
@@ -392,6 +394,11 @@ class ExecutionEngine:
             self.observer(Stalled(task_id=tid, reason=str(data.get("reason") or "")))
         elif event.name == "log":
             self.observer(TaskLog(task_id=tid, message=str(data.get("message") or "")))
+        elif event.name == "fixup":
+            # A durable change, so the journal holds one record per round.
+            self.registry.update(tid, fix_rounds=int(data.get("round") or 0), fixing=str(data.get("reason") or ""))
+            self.observer(FixupStarted(task_id=tid, round=int(data.get("round") or 0),
+                                       rounds=int(data.get("rounds") or 0), reason=str(data.get("reason") or "")))
 
     def _finish(self, state: _TaskState, returncode: int | None) -> None:
         tid = state.planned.spec.id
@@ -452,6 +459,7 @@ class ExecutionEngine:
                 tokens=result.outcome.tokens.model_dump(),
                 turns=result.outcome.num_turns,
                 phase="done",
+                validation=result.validation.model_dump(mode="json") if result.validation is not None else None,
             )
             self.observer(TaskFinished(task_id=tid, result=result))
             self._check_breaker(result)

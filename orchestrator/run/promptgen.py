@@ -5,6 +5,7 @@ whole original prompt is embedded verbatim and the file is written once, before 
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +53,12 @@ def render_prompt(
     ]
     if verify:
         lines.append(f"- Afterwards this command must succeed in the worktree: `{verify}`")
+    if spec.outputs:
+        lines.append(f"- These files must exist, be non-empty and be changed by you: {', '.join(spec.outputs)}")
+    lines.append("- Leave no placeholders (TODO, `raise NotImplementedError`, empty bodies or files): "
+                 "the lines you add are checked.")
+    if spec.requirements:
+        lines += _requirements(spec.requirements)
     if context and context.strip():
         lines += ["", "## Context shared by every task of this run", "", context.strip()]
     if predecessors:
@@ -74,6 +81,24 @@ def render_prompt(
         "",
     ]
     return "\n".join(lines)
+
+
+def _requirements(requirements: Sequence[str]) -> list[str]:
+    lines = ["", "## Requirements to report on", ""]
+    lines += [f"- R{number}: {text}" for number, text in enumerate(requirements, 1)]
+    example = {"requirements": [{"id": f"R{n}", "status": "done", "evidence": "path[:line] or test"}
+                                for n in range(1, len(requirements) + 1)]}
+    lines += [
+        "",
+        "End your final message with a fenced `json` block that reports each requirement: status `done` or",
+        "`not_done`, and as evidence a path on your branch (`path:line`) or a test (`path::test`). The",
+        "paths are checked; a requirement without the block, or citing a path that does not exist, is not done.",
+        "",
+        "```json",
+        json.dumps(example),
+        "```",
+    ]
+    return lines
 
 
 def render_retry_prompt(

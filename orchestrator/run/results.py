@@ -66,6 +66,7 @@ def summarize(planned_title: str, r: TaskResult, *, in_place: bool) -> TaskSumma
         session_id=r.outcome.session_id,
         verify_passed=r.verify.passed if r.verify else None,
         verify_output=r.verify.last_lines(VERIFY_LINES) if r.verify and not r.verify.passed else [],
+        validation=r.validation,
         started_at=r.started_at,
         completed_at=r.completed_at,
     )
@@ -104,7 +105,10 @@ def build_result(
     cancelled = sum(1 for r in rows if r.status == TaskStatus.CANCELLED)
     wall = timing.wall_seconds
     busy = busy_time(rows, timing.gaps)
+    checks = [c for r in rows if r.validation is not None for c in r.validation.requirements]
     return OrchestrationResult(
+        requirements_total=len(checks),
+        requirements_met=sum(1 for c in checks if c.met),
         run_id=run_id,
         total_tasks=len(plan.tasks),
         successful_tasks=successful,

@@ -13,7 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.models import SCHEMA_VERSION, CancelCause, Phase, ResourceUsage, TaskStatus, Tokens, iso, sum_costs
+from orchestrator.models import (
+    SCHEMA_VERSION,
+    CancelCause,
+    Phase,
+    ResourceUsage,
+    TaskStatus,
+    Tokens,
+    ValidationResult,
+    iso,
+    sum_costs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,9 @@ class ProcessInfo(BaseModel):
     cancelled_by: CancelCause | None = Field(
         default=None, description="Who cancelled it; `interrupt` is the only cause `resume` re-queues."
     )
+    fix_rounds: int = Field(default=0, description="Fix-up rounds the running attempt has started so far.")
+    fixing: str | None = Field(default=None, description='Why the last fix-up round started, e.g. "verify failed".')
+    validation: ValidationResult | None = Field(default=None, description="The checkpoint's findings, once final.")
 
 
 class ProcessRegistryFile(BaseModel):

@@ -16,6 +16,30 @@ from orchestrator.models import AgentOutcome
 AGENT_ARGV_ENV = "GADUGI_AGENT_ARGV"  # the unmasked agent argv, when it holds a secret
 FRESH_ARGV_ENV = "GADUGI_FRESH_AGENT_ARGV"  # the same for fresh_agent_command
 AGENT_CHECKPOINT = "agent_outcome.json"
+FIXUP_ARGV_ENV = "GADUGI_FIXUP_ARGV"  # the unmasked fix-up commands, when they hold a secret
+SESSION_TOKEN = "{session_id}"  # in a fix-up resume command: the agent's session, known only once it ran
+
+
+class Validation(BaseModel):
+    """What the validation checkpoint holds the task to, and how a fix-up round is started."""
+
+    fix_rounds: int = Field(default=0, description="Fix-up rounds when a check fails; 0 = fail at once.")
+    placeholder_check: bool = True
+    placeholder_patterns: list[str] = Field(default_factory=list, description="Regexes; the built-in ones when empty.")
+    prompt_text: str = Field(default="", description="The task's own prompt: what it asks for is not a finding.")
+    outputs: list[str] = Field(default_factory=list)
+    requirements: list[str] = Field(default_factory=list, description="R1, R2, ... in order.")
+    resume_command: list[str] | None = Field(
+        default=None, description=f"Continues the agent's session ({SESSION_TOKEN} stands for it) with the "
+        "fix-up message; None when the agent cannot resume."
+    )
+    fresh_command: list[str] | None = Field(
+        default=None, description="Starts the agent afresh on the full prompt and the fix-up message."
+    )
+    prompt_path: Path | None = Field(default=None, description="Where the fix-up prompt is written for them.")
+    budget_usd: float | None = Field(
+        default=None, description="What was left of the run budget at launch: no round starts once the task spent it."
+    )
 
 
 class Predecessor(BaseModel):
@@ -65,6 +89,7 @@ class TaskRequest(BaseModel):
     port_range: tuple[int, int] | None = None
     worktree_include: str | None = ".worktreeinclude"
     pool_size: int = Field(default=0, description="Recycle pooled worktrees (and return this one) when > 0.")
+    validation: Validation = Field(default_factory=Validation)
 
     @property
     def result_path(self) -> Path:
@@ -79,7 +104,7 @@ class AgentCheckpoint(BaseModel):
     outcome: AgentOutcome
 
 
-EventName = Literal["phase", "agent_started", "heartbeat", "log", "result"]
+EventName = Literal["phase", "agent_started", "heartbeat", "log", "fixup", "result"]
 
 
 class WorkflowEvent(BaseModel):

@@ -23,14 +23,23 @@ import psutil
 from orchestrator.agents import get_agent
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.gitops import git
-from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
+from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, sum_costs, utcnow
 from orchestrator.process import AgentProcess, accept_stops, stop_group
 from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task import attempt_lock
+from orchestrator.task.checkpoint import CheckpointSpec, describe, fixup_message, run_checkpoint
 from orchestrator.task.stall import StallWatch
 from orchestrator.task.verify import run_verify
-from orchestrator.task.wire import AGENT_ARGV_ENV, AGENT_CHECKPOINT, FRESH_ARGV_ENV, AgentCheckpoint, TaskRequest
+from orchestrator.task.wire import (
+    AGENT_ARGV_ENV,
+    AGENT_CHECKPOINT,
+    FIXUP_ARGV_ENV,
+    FRESH_ARGV_ENV,
+    SESSION_TOKEN,
+    AgentCheckpoint,
+    TaskRequest,
+)
 from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.pool import WorktreePool
 from orchestrator.worktrees.provision import WorktreeSetupError, prepare_worktree
@@ -169,17 +178,9 @@ class WorkflowManager:
                 self._checkpoint(result.outcome)
             else:
                 result.outcome = AgentOutcome(failure="cancelled", message="stopped before the agent started")
-            if result.outcome.success and self.stop_reason is None and req.verify:
-                self._phase(Phase.VERIFY)
-                remaining = max(0.1, req.timeout_seconds - (time.monotonic() - t0))
-                result.verify = run_verify(req.verify, req.worktree, self.env, timeout=remaining,
-                                           log_path=req.task_dir / "workflow_manager.log", on_start=self._hook_started)
-                self.hook = None
-            self._phase(Phase.COMMIT)
-            sha = git.commit_all(
-                req.worktree, f"{req.task_id}: work left uncommitted by the agent\n\nGadugi-Task: {req.task_id}"
-            )
-            result.auto_committed = sha is not None
+            self._verify_and_commit(result, t0)
+            if result.outcome.success and self.stop_reason is None:
+                self._validate(result, start_sha, t0)
             self._phase(Phase.REPORT)
             self._describe_work(result, start_sha)
         except OrchestratorError as exc:
@@ -200,6 +201,82 @@ class WorkflowManager:
         result.duration_seconds = round(time.monotonic() - t0, 3)
         self._phase(Phase.DONE)
         return result
+
+    def _verify_and_commit(self, result: TaskResult, t0: float) -> None:
+        req = self.request
+        if result.outcome.success and self.stop_reason is None and req.verify:
+            self._phase(Phase.VERIFY)
+            remaining = max(0.1, req.timeout_seconds - (time.monotonic() - t0))
+            result.verify = run_verify(req.verify, req.worktree, self.env, timeout=remaining,
+                                       log_path=req.task_dir / "workflow_manager.log", on_start=self._hook_started)
+            self.hook = None
+        self._phase(Phase.COMMIT)
+        sha = git.commit_all(
+            req.worktree, f"{req.task_id}: work left uncommitted by the agent\n\nGadugi-Task: {req.task_id}"
+        )
+        result.auto_committed = result.auto_committed or sha is not None
+
+    def _validate(self, result: TaskResult, start_sha: str, t0: float) -> None:
+        """The checkpoint on the committed work; while it fails and rounds are left, the agent is
+        given the evidence and one more turn, and everything is checked again. A stop (timeout,
+        cancel) ends the rounds like it ends the agent."""
+        val = self.request.validation
+        spec = CheckpointSpec(placeholder_check=val.placeholder_check, placeholder_patterns=val.placeholder_patterns,
+                              prompt_text=val.prompt_text, outputs=val.outputs, requirements=val.requirements)
+        rounds = 0
+        while True:
+            self._phase(Phase.VERIFY)
+            validation = run_checkpoint(self.request.worktree, start_sha, spec, final_message=result.outcome.final_message,
+                                        verify=result.verify, fix_rounds=rounds)
+            result.validation = validation
+            if validation.passed or rounds >= val.fix_rounds or self.stop_reason is not None:
+                return
+            if val.budget_usd is not None and (result.outcome.cost_usd or 0.0) >= val.budget_usd:
+                self.emitter.log(f"no fix-up round: the run budget left at launch (${val.budget_usd:.2f}) is spent")
+                return
+            rounds += 1
+            why = describe(validation)
+            self.emitter.log(f"fixing {rounds}/{val.fix_rounds}: {why}")
+            self.emitter.emit("fixup", round=rounds, rounds=val.fix_rounds, reason=why)
+            message = fixup_message(validation, result.verify, round_number=rounds, rounds=val.fix_rounds,
+                                    requirements_block=bool(val.requirements))
+            self._phase(Phase.AGENT)
+            fixed = self._run_fix_round(result.outcome, message, rounds)
+            if fixed is None:
+                self.emitter.log("no way to give the agent another turn: the task fails with its findings")
+                result.validation.fix_rounds = rounds - 1
+                return
+            result.outcome = _summed(result.outcome, fixed)
+            if not fixed.success:
+                result.validation.fix_rounds = rounds
+                return
+            self._checkpoint(result.outcome)
+            result.verify = None
+            self._verify_and_commit(result, t0)
+
+    def _run_fix_round(self, previous: AgentOutcome, message: str, number: int) -> AgentOutcome | None:
+        """Resume the agent's session with the fix-up message, else start it afresh with the whole
+        task and the message; None when neither is possible."""
+        req = self.request
+        val = req.validation
+        prompt_path = val.prompt_path or req.task_dir / "fixup-prompt.md"
+        write_bytes_atomic(req.task_dir / f"fixup-{number}.md", message.encode())
+        lost: AgentOutcome | None = None
+        if val.resume_command and previous.session_id:
+            write_bytes_atomic(prompt_path, message.encode())
+            command = [previous.session_id if arg == SESSION_TOKEN else arg for arg in val.resume_command]
+            outcome = self._run_agent_once(command, prompt_path)
+            if outcome.failure != "session_lost" or not val.fresh_command or self.stop_reason is not None:
+                return outcome
+            self.emitter.log(f"session {previous.session_id} cannot be resumed ({outcome.message}); "
+                             "starting the agent afresh with the full prompt and the findings")
+            lost = outcome
+        if not val.fresh_command:
+            return lost
+        full_prompt = (req.fresh_prompt_path or req.prompt_path).read_text(encoding="utf-8", errors="replace")
+        write_bytes_atomic(prompt_path, f"{message}\n{full_prompt}".encode())
+        outcome = self._run_agent_once(val.fresh_command, prompt_path)
+        return outcome if lost is None else _summed(lost, outcome)
 
     def _checkpoint(self, outcome: AgentOutcome) -> None:
         req = self.request
@@ -277,7 +354,7 @@ class WorkflowManager:
             lost = outcome
             outcome = self._run_agent_once(req.fresh_agent_command, req.fresh_prompt_path)
             if lost.cost_usd:
-                outcome.cost_usd = (outcome.cost_usd or 0.0) + lost.cost_usd
+                outcome.cost_usd = sum_costs([outcome.cost_usd, lost.cost_usd])
         return outcome
 
     def _run_agent_once(self, command: list[str], prompt_path: Path) -> AgentOutcome:
@@ -398,11 +475,30 @@ class WorkflowManager:
         outcome = result.outcome
         if not outcome.success:
             return TaskStatus.FAILED, outcome.message or f"agent failed ({outcome.failure})"
+        validation = result.validation
+        after = f" (after {validation.fix_rounds} fix-up round(s))" if validation and validation.fix_rounds else ""
+        findings = validation.findings() if validation is not None else []
         if result.verify is not None and not result.verify.passed:
-            result.outcome.failure = "verify_failed"
+            # verify alone keeps its own class; with other findings it is one of them.
+            result.outcome.failure = "validation" if findings else "verify_failed"
             verify = result.verify
-            return TaskStatus.FAILED, f"verify failed: `{verify.command}` exited {verify.exit_code}: {verify.telling_line()}"
+            return TaskStatus.FAILED, (f"verify failed: `{verify.command}` exited {verify.exit_code}: "
+                                       f"{verify.telling_line()}" + "".join(f"; {f}" for f in findings) + after)
+        if findings:
+            result.outcome.failure = "validation"
+            return TaskStatus.FAILED, f"validation failed: {'; '.join(findings)}{after}"
         return TaskStatus.COMPLETED, ""
+
+
+def _summed(first: AgentOutcome, then: AgentOutcome) -> AgentOutcome:
+    """The later run's outcome carrying the turns, tokens, cost and events of both."""
+    return then.model_copy(update={
+        "num_turns": first.num_turns + then.num_turns,
+        "tokens": first.tokens + then.tokens,
+        "cost_usd": sum_costs([first.cost_usd, then.cost_usd]),
+        "events": first.events + then.events,
+        "session_id": then.session_id or first.session_id,
+    })
 
 
 def _redact_file(path: Path, redactor: Redactor) -> None:
@@ -460,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         request.agent_command = json.loads(os.environ.pop(AGENT_ARGV_ENV))
     if FRESH_ARGV_ENV in os.environ:
         request.fresh_agent_command = json.loads(os.environ.pop(FRESH_ARGV_ENV))
+    if FIXUP_ARGV_ENV in os.environ:
+        request.validation = request.validation.model_copy(update=json.loads(os.environ.pop(FIXUP_ARGV_ENV)))
     request.task_dir.mkdir(parents=True, exist_ok=True)
     # First thing: who we are, so a resumed orchestrator can find us even if it died before it
     # recorded our pid.

@@ -235,3 +235,33 @@ def test_bypass_as_root_runs_when_sandbox_is_declared(
     assert proc.returncode == 0, proc.stderr + proc.stdout
     branch = json.loads(proc.stdout)["tasks"][0]["branch"]
     assert git(repo, "log", "-1", "--format=%s", branch) == "boxed: change"
+
+
+def test_a_fixup_round_resumes_the_real_session_with_the_evidence_and_it_fixes_the_stub(
+    make_repo, claude_env: dict[str, str], anthropic_server: AnthropicServer
+) -> None:
+    repo = make_repo({"README.md": "# demo\n"})
+    write_prompt(repo, "svc", "# Orders service\nWrite src/service.py.\nscripted-model: svc\n",
+                 front="outputs: [src/service.py]\n")
+    # Turns 0-2: the first session leaves a stub; turns 3-5 are the same conversation resumed.
+    anthropic_server.add_script("svc", [
+        *write_and_commit("src/service.py", "def handler():\n    raise NotImplementedError\n", "svc: stub"),
+        *write_and_commit("src/service.py", "def handler():\n    return 42\n", "svc: implement handler"),
+    ])
+    proc = run_orchestrator(repo, claude_env, "svc", *allowed_tools_args())
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    task = json.loads(proc.stdout)["tasks"][0]
+    assert task["status"] == "completed" and task["attempts"] == 1
+    assert task["validation"]["fix_rounds"] == 1 and task["validation"]["placeholders"] == []
+    assert git(repo, "show", f"{task['branch']}:src/service.py") == "def handler():\n    return 42"
+    assert git(repo, "log", "-1", "--format=%s", task["branch"]) == "svc: implement handler"
+
+    calls = anthropic_server.message_requests()
+    assert sorted(r.turn for r in calls if r.script == "svc") == list(range(6))
+    resumed = next(r for r in calls if r.script == "svc" and r.turn == 3)
+    said = json.dumps(resumed.body["messages"])
+    # The resumed conversation holds the first session's turns and then the checkpoint's evidence.
+    assert "svc: stub" in said
+    assert "Validation checkpoint" in said and "src/service.py:2: raise NotImplementedError" in said
+    result = task_result(repo, json.loads(proc.stdout)["run_id"], "svc")
+    assert result["outcome"]["num_turns"] == 6

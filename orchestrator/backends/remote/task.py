@@ -179,8 +179,17 @@ class _Runner:
             fresh = {"fresh_prompt_path": fresh_prompt,
                      "fresh_agent_command": self._agent_argv(fresh_prompt, req.fresh_agent_command,
                                                              req.fresh_prompt_path)}
+        val = req.validation
+        fixup_prompt = self.task_dir / "fixup-prompt.md"
+        # Fix-up rounds start the agent here too: their commands and prompt file move like the rest.
+        validation = val.model_copy(update={
+            "prompt_path": fixup_prompt if val.prompt_path else None,
+            **{key: self._agent_argv(fixup_prompt, argv, val.prompt_path) if argv and val.prompt_path else None
+               for key, argv in (("resume_command", val.resume_command), ("fresh_command", val.fresh_command))},
+        })
         return req.model_copy(update={
             **fresh,
+            "validation": validation,
             "project_root": self.repo.path,
             "task_dir": self.task_dir,
             "prompt_path": prompt,
