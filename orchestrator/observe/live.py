@@ -82,8 +82,8 @@ class Snapshotter(Protocol):
 TASK_ID_CAP = 40  # longer ids keep both ends around a "…": ids of one plan often differ only at the end
 _TASK_ID_MIN = 12  # the least an id shrinks to when even the status column alone does not fit
 _EVENT_MIN, _EVENT_MAX = 16, 72
-# Each column costs its width plus 3: a space of padding either side and the divider, less one
-# for the table as a whole (box.SIMPLE_HEAD with pad_edge=False, measured in tests/test_live.py).
+# Each column costs its width plus 3 (a space of padding either side and the divider), less one
+# for the table as a whole: box.SIMPLE_HEAD with pad_edge=False. tests/test_live.py checks the fit.
 _COLUMN_GAP = 3
 # When the columns do not fit, the task id stays whole (it is what names the row) and the others
 # give way. The last event shrinks first, down to _EVENT_MIN; then cost and turns go (the report
@@ -156,8 +156,8 @@ _FINISHED_ORDER = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEOUT, 
 
 
 def summary_line(view: RunView, *, wall_seconds: float | None = None) -> Text:
-    """ "5/11 finished (3 completed, 1 failed, 1 cancelled) · 2 running · 4 queued · ..."; the
-    parenthesis names only the outcomes that happened, since a failed task is finished, not done."""
+    """The counts line: "5/11 finished (3 completed, 1 failed, 1 cancelled) · 2 running · ...".
+    A failed task is finished, not done; the parenthesis names only the outcomes that happened."""
     p = view.progress
     line = Text(f"{p.done}/{p.total} finished")
     outcomes = [(s, p.counts.get(s.value, 0)) for s in _FINISHED_ORDER]
