@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -20,7 +23,11 @@ from orchestrator.models import TaskStatus
 from orchestrator.observe.status import TaskRow, estimate_eta, load_run, run_liveness
 from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.registry import ProcessRegistry
+from orchestrator.state.registry_models import RetryWait, replay
 from orchestrator.state.runlock import RunLock
+
+from test_dead_run import wait_for
+from test_e2e import run_cli, write_prompt
 
 
 def registry_with(monitoring: Path, run_id: str, tasks: dict[str, str], runs: Path | None = None) -> ProcessRegistry:
@@ -119,7 +126,7 @@ def test_status_command(make_repo, tmp_path: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(cli(), ["status", "--project-root", str(sub)])
     assert out.exit_code == 0, out.output
-    assert "alpha" in out.output and "beta" in out.output and "1/2 done" in out.output
+    assert "alpha" in out.output and "beta" in out.output and "1/2 finished (1 completed)" in out.output
     data = json.loads(runner.invoke(cli(), ["status", "--json", "--project-root", str(repo)]).output)
     assert data["run_id"] == "run-1" and {r["task_id"] for r in data["rows"]} == {"alpha", "beta"}
     unknown = runner.invoke(cli(), ["status", "run-2", "--project-root", str(repo)])
@@ -138,7 +145,7 @@ def test_status_watch_until_finished(make_repo, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(status_cmd, "_sleep", lambda seconds: next(steps)())
     out = CliRunner().invoke(cli(), ["status", "--watch", "--project-root", str(repo)])
     assert out.exit_code == 0, out.output
-    assert "0/2 done" in out.output and "finished" in out.output and "cancelled" in out.output
+    assert "0/2 finished" in out.output and "finished" in out.output and "cancelled" in out.output
     lines = CliRunner().invoke(cli(), ["status", "--watch", "--json", "--project-root", str(repo)]).output
     assert json.loads(lines.splitlines()[-1])["finished"] is True
 
@@ -308,3 +315,90 @@ def test_status_and_doctor_report_an_orphaned_run(make_repo: Callable[..., Path]
         assert "orphaned run" not in runner.invoke(cli(), ["doctor", "--project-root", str(repo)]).output
     finally:
         lock.release()
+
+
+# -- a task waiting to retry, and names kept whole -------------------------------------------------
+
+
+def test_a_retry_wait_is_read_back_from_the_registry(tmp_path: Path) -> None:
+    mon, runs = tmp_path / "monitoring", tmp_path / "runs"
+    reg = registry_with(mon, "run-1", {"o": "running"}, runs=runs)
+    wait = RetryWait.starting_in(30, retry=2, retries=3, failure="api_error")
+    reg.transition("o", TaskStatus.QUEUED, attempt=2, reason="attempt 1 failed", retry_wait=wait)
+    now = datetime.fromisoformat(wait.retry_at) - timedelta(seconds=4)
+    (row,) = load_run(mon, "run-1", now=now).rows
+    assert row.retry_note == "retry 2/3 in 4s (the model API failed or was overloaded)"
+    # The journal says the run started and never ended, and nobody drives it: only resume retries.
+    (orphaned,) = load_run(mon, "run-1", runs_dir=runs, now=now).rows
+    assert orphaned.retry_note == "retry 2/3 on resume (the model API failed or was overloaded)"
+    assert replay(read_journal(runs / "run-1" / "events.jsonl"), "run-1")["o"].retry_wait == wait
+    late = load_run(mon, "run-1", now=now + timedelta(seconds=10)).rows[0]
+    assert late.retry_note == "retry 2/3 due (the model API failed or was overloaded)"
+    reg.transition("o", TaskStatus.RUNNING)
+    entry = json.loads((mon / "process_registry.json").read_text())["processes"]["o"]
+    assert entry["retry_wait"] is None and load_run(mon, "run-1").rows[0].retry_note is None
+
+
+def piped_status(repo: Path, path_env: str, *args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    """`orchestrator status` with stdout a pipe, as a script or `| less` sees it."""
+    env = dict(os.environ, PATH=path_env, COLUMNS=str(columns))
+    return subprocess.run([sys.executable, "-m", "orchestrator", "status", *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_piped_status_keeps_long_ids_whole_at_80_columns(make_repo: Callable[..., Path], path_with: str) -> None:
+    repo = make_repo()
+    ids = ("parser-frontmatter-validation-errors", "parser-frontmatter-validation-warnings")
+    write_prompt(repo, "ok.md", f"id: {ids[0]}", "# OK\nfake-claude: commit")
+    write_prompt(repo, "bad.md", f"id: {ids[1]}", "# Bad\nfake-claude: wrong-subtype")
+    run = run_cli(repo, path_with, "run", "prompts/ok.md", "prompts/bad.md", "--retries", "0", "--json")
+    assert run.returncode == 1, run.stderr
+    out = piped_status(repo, path_with)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80, out.stdout
+    for task_id in ids:
+        assert any(task_id in line for line in lines), out.stdout
+    assert "2/2 finished (1 completed, 1 failed)" in out.stdout
+
+
+def test_status_shows_a_task_waiting_to_retry(make_repo: Callable[..., Path], path_with: str,
+                                              tmp_path: Path) -> None:
+    repo = make_repo()
+    write_prompt(repo, "o.md", "id: o", f"# O\nfake-claude: overloaded times=9 state={tmp_path / 'o.state'}")
+    env = dict(os.environ, PATH=path_with)
+    # An hour of backoff (jittered): the task sits waiting for its retry while status reads it.
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "o", "--launch-stagger", "0",
+                             "--retries", "3", "--retry-backoff", "3600s", "--retry-backoff-cap", "3600s"],
+                            cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    registry = repo / ".gadugi" / "monitoring" / "process_registry.json"
+
+    def waiting() -> dict | None:  # type: ignore[type-arg]
+        assert proc.poll() is None, "the orchestrator exited"
+        try:
+            wait = json.loads(registry.read_text())["processes"]["o"].get("retry_wait")
+        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            return None
+        # Full jitter may pick a short wait, over before status reads it; the next one will do.
+        if wait and datetime.fromisoformat(wait["retry_at"]) - datetime.now(UTC) > timedelta(minutes=1):
+            return wait  # type: ignore[no-any-return]
+        return None
+
+    try:
+        wait_for(lambda: waiting() is not None, timeout=90)
+        wait = waiting()
+        assert wait is not None and wait["failure"] == "api_error" and wait["retries"] == 3
+        data = json.loads(piped_status(repo, path_with, "--json").stdout)
+        note = data["rows"][0]["retry_note"]
+        assert note.startswith(f"retry {wait['retry']}/3 in ")
+        assert note.endswith(" (the model API failed or was overloaded)")
+        text = piped_status(repo, path_with).stdout
+        line = next(line for line in text.splitlines() if line.startswith(" o "))
+        assert "waiting" in line and f"retry {wait['retry']}/3 in" in line, text
+    finally:
+        proc.send_signal(signal.SIGINT)  # nothing runs: the interrupt ends the run at once
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

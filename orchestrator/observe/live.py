@@ -21,8 +21,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.agents.failures import describe_failure
 from orchestrator.config.durations import format_duration
-from orchestrator.models import TaskStatus
+from orchestrator.models import FailureClass, TaskStatus
 from orchestrator.observe.events import (
     STATUS_CHANGES,
     BreakerTripped,
@@ -51,6 +52,7 @@ from orchestrator.observe.status import (
     RunView,
     TaskRow,
     build_view,
+    describe_retry,
     progress,
     sort_rows,
 )
@@ -78,8 +80,22 @@ class Snapshotter(Protocol):
 # -- rendering (shared with `status`) -------------------------------------------------------------
 
 
-# The six short columns (38) plus padding and gaps (3 per column).
-_FIXED_WIDTH = 38 + 3 * 8
+TASK_ID_CAP = 40  # longer ids keep both ends around a "…": ids of one plan often differ only at the end
+_TASK_ID_MIN = 12  # the least an id shrinks to when even the status column alone does not fit
+_EVENT_MIN, _EVENT_MAX = 16, 72
+# Each column costs its width plus 3 (a space of padding either side and the divider), less one
+# for the table as a whole: box.SIMPLE_HEAD with pad_edge=False. tests/test_live.py checks the fit.
+_COLUMN_GAP = 3
+# When the columns do not fit, the task id stays whole (it is what names the row) and the others
+# give way. The last event shrinks first, down to _EVENT_MIN; then cost and turns go (the report
+# has both) to give it room, since it is what says why a task failed or waits; then the last event
+# itself; then phase, try and elapsed. Status never goes. Only when id and status alone are too
+# wide does the id shrink, keeping both ends.
+_DROP_ORDER = ("cost", "turns", "last event", "phase", "try", "elapsed")
+_COLUMNS: tuple[tuple[str, str, int], ...] = (  # name, justify, width (the task and event widths are fitted)
+    ("task", "left", 0), ("status", "left", 9), ("phase", "left", 6), ("try", "right", 3),
+    ("elapsed", "right", 7), ("last event", "left", 0), ("turns", "right", 5), ("cost", "right", 8),
+)
 
 
 def _cell(text: str | None, width: int) -> str:
@@ -87,23 +103,82 @@ def _cell(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def middle_ellipsis(text: str, width: int) -> str:
+    """`text` in at most `width` characters, its middle replaced by "…" when too long."""
+    if len(text) <= width:
+        return text
+    keep = max(width - 1, 2)
+    head = (keep + 1) // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
+
+
+def fit_columns(width: int, task_width: int, event_width: int) -> dict[str, int]:
+    """The columns shown at `width` and their widths, in table order (see _DROP_ORDER)."""
+    widths = {name: w for name, _, w in _COLUMNS}
+    widths["task"] = task_width
+    wanted_event = min(max(event_width, _EVENT_MIN), _EVENT_MAX)
+
+    def used() -> int:
+        return sum(widths.values()) + _COLUMN_GAP * len(widths) - 1
+
+    def place_event() -> None:  # the last event takes whatever room is left, down to its minimum
+        if "last event" in widths:
+            widths["last event"] = 0
+            widths["last event"] = max(_EVENT_MIN, min(wanted_event, width - used()))
+
+    place_event()
+    for name in _DROP_ORDER:
+        if used() <= width:
+            break
+        del widths[name]
+        place_event()
+    if used() > width:
+        widths["task"] = max(_TASK_ID_MIN, widths["task"] - (used() - width))
+    return widths
+
+
+def _status_cell(row: TaskRow) -> Text:
+    # "running" would be a claim nobody can back: the orchestrator that watched it is gone.
+    if row.orchestrator_gone:
+        return Text("orphaned", style="bold red")
+    if row.retry_note is not None:
+        return Text("waiting", style="yellow")  # queued, but not before its retry time
+    return Text(row.status.value, style=STATUS_STYLE[row.status])
+
+
+def _event_text(row: TaskRow) -> str | None:
+    if row.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
+        return row.error_message
+    return row.retry_note or row.last_event
+
+
+# The statuses a finished task can have, in the order the summary lists them.
+_FINISHED_ORDER = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED)
+
+
 def summary_line(view: RunView, *, wall_seconds: float | None = None) -> Text:
+    """The counts line: "5/11 finished (3 completed, 1 failed, 1 cancelled) · 2 running · ...".
+    A failed task is finished, not done; the parenthesis names only the outcomes that happened."""
     p = view.progress
+    line = Text(f"{p.done}/{p.total} finished")
+    outcomes = [(s, p.counts.get(s.value, 0)) for s in _FINISHED_ORDER]
+    outcomes = [(s, n) for s, n in outcomes if n]
+    if outcomes:
+        line.append(" (")
+        for i, (status, n) in enumerate(outcomes):
+            line.append(", " if i else "")
+            bad = status in (TaskStatus.FAILED, TaskStatus.TIMEOUT)
+            line.append(f"{n} {status.value}", style="bold red" if bad else "")
+        line.append(")")
     # Tasks of a run whose orchestrator is gone may or may not still run: nobody knows.
-    running = f"{p.running} orphaned" if view.orphaned else f"{p.running} running"
-    parts = [f"{p.done}/{p.total} done", running, f"{p.queued} queued"]
-    line = Text(" · ".join(parts))
-    if p.failed:
-        line.append(" · ")
-        line.append(f"{p.failed} failed", style="bold red")
-    if p.counts.get("cancelled"):
-        line.append(f" · {p.counts['cancelled']} cancelled")
+    line.append(f" · {p.running} orphaned" if view.orphaned else f" · {p.running} running")
+    line.append(f" · {p.queued} queued")
     if p.cost_usd is not None:
         line.append(f" · ${p.cost_usd:.4f}")
     if wall_seconds is not None:
         line.append(f" · elapsed {format_duration(wall_seconds)}")
     if view.finished:
-        line.append(" · finished", style="bold")
+        line.append(" · run ended", style="bold")
     elif view.orphaned:
         line.append(" · orchestrator gone", style="bold red")
     elif p.eta_seconds is not None:
@@ -113,34 +188,32 @@ def summary_line(view: RunView, *, wall_seconds: float | None = None) -> Text:
 
 def render_view(view: RunView, *, width: int = 120, max_rows: int | None = None,
                 wall_seconds: float | None = None) -> RenderableType:
-    """The table (running tasks first) and a progress line, fitted to `width` columns by
-    shortening the task id and the last event; rows beyond `max_rows` are counted."""
+    """The table (running tasks first) and a progress line, fitted to `width` columns (task ids
+    whole up to TASK_ID_CAP, the other columns giving way); rows beyond `max_rows` are counted."""
     table = Table(title=f"run {view.run_id}" if view.run_id else None, title_justify="left", expand=False,
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    # rich cannot shrink no_wrap columns, so the two free-text columns get explicit widths.
-    room = max(width - _FIXED_WIDTH, 18)
-    task_w = max(8, min(24, room * 2 // 5, max((len(r.task_id) for r in view.rows), default=8)))
-    event_w = max(10, min(60, room - task_w))
-    for name, justify, w in (("task", "left", task_w), ("status", "left", 9), ("phase", "left", 6),
-                             ("try", "right", 3), ("elapsed", "right", 7), ("last event", "left", event_w),
-                             ("turns", "right", 5), ("cost", "right", 8)):
-        table.add_column(name, justify=justify, no_wrap=True, max_width=w)  # type: ignore[arg-type]
     shown = view.rows if max_rows is None else view.rows[: max(max_rows, 1)]
-    for row in shown:
-        last = row.error_message if row.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) else row.last_event
-        # "running" would be a claim nobody can back: the orchestrator that watched it is gone.
-        status = Text("orphaned", style="bold red") if row.orchestrator_gone else \
-            Text(row.status.value, style=STATUS_STYLE[row.status])
-        table.add_row(
-            _cell(row.task_id, task_w),
-            status,
-            row.phase,
-            str(row.attempt),
-            format_duration(row.elapsed_seconds) if row.elapsed_seconds is not None else "-",
-            _cell(last, event_w),
-            str(row.turns) if row.turns else "-",
-            f"${row.cost_usd:.4f}" if row.cost_usd is not None else "-",
-        )
+    events = [_event_text(row) for row in shown]
+    longest_id = max((len(r.task_id) for r in shown), default=4)
+    widths = fit_columns(width, max(4, min(longest_id, TASK_ID_CAP)),
+                         max((len(e or "") for e in events), default=0))
+    # rich cannot shrink no_wrap columns, so every column gets its width explicitly.
+    for name, justify, _ in _COLUMNS:
+        if name in widths:
+            table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                             min_width=widths[name] if name == "task" else None, max_width=widths[name])
+    for row, event in zip(shown, events, strict=True):
+        cells: dict[str, RenderableType] = {
+            "task": middle_ellipsis(row.task_id, widths["task"]),
+            "status": _status_cell(row),
+            "phase": row.phase,
+            "try": str(row.attempt),
+            "elapsed": format_duration(row.elapsed_seconds) if row.elapsed_seconds is not None else "-",
+            "last event": _cell(event, widths.get("last event", 0)),
+            "turns": str(row.turns) if row.turns else "-",
+            "cost": f"${row.cost_usd:.4f}" if row.cost_usd is not None else "-",
+        }
+        table.add_row(*(cells[name] for name in widths))
     parts: list[RenderableType] = [table]
     hidden = len(view.rows) - len(shown)
     if hidden > 0:
@@ -165,6 +238,8 @@ class _EventRow:
     turns: int = 0
     cost_usd: float | None = None
     error: str | None = None
+    retry_at: float | None = None  # monotonic time its retry may start, while it waits for it
+    retry_failure: FailureClass = "none"
 
 
 class LiveView:
@@ -213,12 +288,13 @@ class LiveView:
             task_id = event.task_id
             row = self._rows.get(task_id)
             match event:
-                case TaskStarted(attempt=attempt):
+                case TaskStarted(attempt=attempt):  # a new row: a retry's wait ends here
                     self._rows[task_id] = _EventRow(started=now, attempt=attempt)
                 case Retrying(attempt=attempt, error=error) if row is not None:
                     # `attempt` is the one that failed; the next is queued.
                     row.status, row.attempt = TaskStatus.QUEUED, attempt + 1
                     row.phase, row.error = "queued", None
+                    row.retry_at, row.retry_failure = now + event.delay, event.failure
                     return Text(f"retry: {task_id} attempt {row.attempt} after: {error or ''}", style="yellow")
                 case PhaseChanged(phase=phase) if row is not None:
                     row.phase = phase
@@ -273,7 +349,8 @@ class LiveView:
             rows = sort_rows(
                 TaskRow(task_id=tid, status=r.status, phase=r.phase, attempt=r.attempt,
                         elapsed_seconds=r.elapsed if r.elapsed is not None else now - r.started,
-                        last_event=r.error if r.error else r.last_event, turns=r.turns, cost_usd=r.cost_usd)
+                        last_event=r.error if r.error else r.last_event, turns=r.turns, cost_usd=r.cost_usd,
+                        retry_note=None if r.retry_at is None else describe_retry(r.retry_at - now, r.retry_failure))
                 for tid, r in self._rows.items()
             )
         return RunView(run_id=self.run_id, finished=False, rows=rows, progress=progress(rows, slots), slots=slots)
@@ -395,8 +472,9 @@ class ProgressPrinter:
                 click.echo(f"{stamp} interrupted: stopping {len(running)} running task(s); "
                            "press Ctrl-C again to kill them at once", err=True)
             case Retrying():
-                click.echo(f"{stamp} retry  {task_id}: attempt {event.attempt} failed ({event.failure}): "
-                           f"{event.error}; again in {format_duration(event.delay)}")
+                click.echo(f"{stamp} retry  {task_id}: attempt {event.attempt} failed "
+                           f"({describe_failure(event.failure)}): {event.error}; "
+                           f"again in {format_duration(event.delay)}")
             case FixupStarted(round=round_, rounds=rounds, reason=reason):
                 click.echo(f"{stamp} fix    {task_id}: fixing {round_}/{rounds}: {reason}")
             case TaskAttached(pid=pid, attempt=attempt):

@@ -11,6 +11,7 @@ driving it, and one nobody drives is reported as orphaned, with the command that
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -19,14 +20,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from orchestrator.agents.failures import describe_failure
+from orchestrator.config.durations import format_duration
 from orchestrator.errors import InputError, StateError
 from orchestrator.gitops import git
-from orchestrator.models import TaskStatus, sum_costs, utcnow
+from orchestrator.models import FailureClass, TaskStatus, sum_costs, utcnow
 from orchestrator.observe.run_segments import parse_ts
 from orchestrator.proctree import is_alive
 from orchestrator.state.journal import read_journal
 from orchestrator.state.registry import REGISTRY_FILE
-from orchestrator.state.registry_models import ProcessInfo, replay, seconds_since
+from orchestrator.state.registry_models import ProcessInfo, RetryWait, replay, seconds_since
 from orchestrator.state.runlock import RunLock
 
 _ORDER = {TaskStatus.RUNNING: 0, TaskStatus.QUEUED: 1}  # then every terminal state, in input order
@@ -56,6 +59,8 @@ class TaskRow:
     orchestrator_gone: bool = False
     """Shown as running, but nobody watches it any more: its elapsed time stops where the
     orchestrator was last seen, since whether the agent still works is unknown."""
+    retry_note: str | None = None
+    """For a queued task waiting out a retry backoff: "retry 2/3 in 4s (why)"."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,32 @@ def row_from_entry(entry: ProcessInfo, now: datetime, *, gone_at: datetime | Non
         started_at=entry.started_at,
         completed_at=entry.completed_at,
         orchestrator_gone=gone_at is not None and entry.status is TaskStatus.RUNNING,
+        retry_note=retry_note(entry.retry_wait, now, gone=gone_at is not None)
+        if entry.status is TaskStatus.QUEUED else None,
     )
+
+
+def retry_note(wait: RetryWait | None, now: datetime, *, gone: bool = False) -> str | None:
+    """"retry 2/3 in 4s (the model API failed or was overloaded)", or None when not waiting.
+    With the orchestrator gone nothing starts the retry until `resume` does."""
+    if wait is None:
+        return None
+    left = None if gone else ((parse_ts(wait.retry_at) or now) - now).total_seconds()
+    return describe_retry(left, wait.failure, count=f"{wait.retry}/{wait.retries}")
+
+
+def describe_retry(left: float | None, failure: FailureClass, *, count: str = "") -> str:
+    """The retry wording shared by every view; `left`: seconds until it may start (None: only
+    on resume). Past its time a retry is "due": it waits for a slot."""
+    if left is None:
+        when = "on resume"
+    elif left <= 0:
+        when = "due"
+    else:
+        # Whole seconds, rounded up: a countdown that says "0s" while still waiting would mislead.
+        seconds = math.ceil(left)
+        when = f"in {seconds}s" if seconds < 60 else f"in {format_duration(seconds)}"
+    return " ".join(part for part in ("retry", count, when) if part) + f" ({describe_failure(failure)})"
 
 
 def sort_rows(rows: Iterable[TaskRow]) -> list[TaskRow]:

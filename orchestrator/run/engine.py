@@ -59,6 +59,7 @@ from orchestrator.run.admission import shortage
 from orchestrator.run.results import load_task_result
 from orchestrator.run.retry import BACKOFF_BASE, BACKOFF_CAP, retry_delay
 from orchestrator.state.registry import ProcessRegistry
+from orchestrator.state.registry_models import RetryWait
 from orchestrator.task.wire import Predecessor, TaskRequest
 
 # Seconds between housekeeping passes (control files, timers, Ctrl-C) while waiting on events.
@@ -435,6 +436,8 @@ class ExecutionEngine:
             tid, TaskStatus.QUEUED, attempt=result.attempt + 1,
             reason=f"attempt {result.attempt} failed ({result.outcome.failure}): {result.error_message}; "
                    f"retrying in {format_duration(delay)}",
+            retry_wait=RetryWait.starting_in(delay, retry=len(state.history), retries=self.settings.retries,
+                                             failure=result.outcome.failure),
         )
         heapq.heappush(self._delayed, (time.monotonic() + delay, tid))
         self.observer(Retrying(task_id=tid, attempt=result.attempt, delay=delay, error=result.error_message,

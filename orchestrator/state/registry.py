@@ -235,7 +235,8 @@ class ProcessRegistry:
                 return False
             now = utcnow()
             stamp = iso(now)
-            changes: dict[str, Any] = {"status": target, "last_heartbeat": stamp}
+            # A retry wait describes only the queued spell it was set with: any later move ends it.
+            changes: dict[str, Any] = {"status": target, "last_heartbeat": stamp, "retry_wait": None}
             if target is TaskStatus.RUNNING:
                 changes["started_at"] = stamp
             elif target is TaskStatus.QUEUED:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.models import (
     SCHEMA_VERSION,
     CancelCause,
+    FailureClass,
     Phase,
     ResourceUsage,
     TaskStatus,
@@ -23,9 +24,26 @@ from orchestrator.models import (
     ValidationResult,
     iso,
     sum_costs,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
+
+
+class RetryWait(BaseModel):
+    """A queued task waiting out the backoff before its next attempt: enough for another process
+    (`orchestrator status`, an editor) to say "retry 2/3 in 4s (why)" from the file alone."""
+
+    model_config = ConfigDict(extra="allow")
+
+    retry_at: str = Field(description="When the next attempt may start (ISO-8601); it may wait longer for a slot.")
+    retry: int = Field(description="Which retry this is, from 1; attempts that an interrupt cut short do not count.")
+    retries: int = Field(description="Retries the run allows a task (`--retries`).")
+    failure: FailureClass = Field(description="Failure class of the attempt that failed.")
+
+    @classmethod
+    def starting_in(cls, seconds: float, *, retry: int, retries: int, failure: FailureClass) -> RetryWait:
+        return cls(retry_at=iso(utcnow() + timedelta(seconds=seconds)), retry=retry, retries=retries, failure=failure)
 
 
 class ProcessInfo(BaseModel):
@@ -75,6 +93,9 @@ class ProcessInfo(BaseModel):
     fix_rounds: int = Field(default=0, description="Fix-up rounds the running attempt has started so far.")
     fixing: str | None = Field(default=None, description='Why the last fix-up round started, e.g. "verify failed".')
     validation: ValidationResult | None = Field(default=None, description="The checkpoint's findings, once final.")
+    retry_wait: RetryWait | None = Field(
+        default=None, description="Set while a queued task waits to retry; cleared by its next transition."
+    )
 
 
 class ProcessRegistryFile(BaseModel):
