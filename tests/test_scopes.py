@@ -355,3 +355,9 @@ def test_directories_meet_their_parents_three_levels_up() -> None:
 
 def test_a_file_claimed_twice_by_one_task_is_one_claim() -> None:
     assert find_overlaps({"a": ["x.py", "x.py", "*.py"]}, ["x.py"]) == {}
+
+
+def test_pairs_are_ordered_by_both_tasks_not_by_when_they_were_found() -> None:
+    # (c, d) is found first (a shared file), (a, d) later (a file inside a's directory).
+    result = find_overlaps({"a": ["src/"], "b": [], "c": ["x.py"], "d": ["x.py", "src/m.py"]}, [])
+    assert list(result) == [("a", "d"), ("c", "d")]
