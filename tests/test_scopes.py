@@ -245,6 +245,7 @@ def test_glob_classes_depth_and_literals(pattern: str, path: str, matches: bool)
         ("\\abs\\path", None),
         ("a/b/..", None),
         ("   ", None),
+        ("Xdir/X", ("Xdir/X", False)),  # only quotes and backticks are stripped
     ],
 )
 def test_normalize_path_backslashes_quotes_and_depth(raw: str, expected: tuple[str, bool] | None) -> None:
@@ -264,6 +265,7 @@ def test_recursive_globs_three_levels_deep_are_directories() -> None:
     assert parse_scope("a/b/c/**/*") == Scope("dir", "a/b/c")
     assert parse_scope("**/*") == Scope("dir", "")
     assert parse_scope("a/*/c/**") == Scope("glob", "a/*/c/**")
+    assert parse_scope("src/*/**") == Scope("glob", "src/*/**")
     assert parse_scope("a/b/**/*.py") == Scope("glob", "a/b/**/*.py")
     assert parse_scope("a\\b\\") == Scope("dir", "a/b")
     assert parse_scope("a/b/c") == Scope("file", "a/b/c")
