@@ -1,108 +1,22 @@
 """Schedule quality: the real ExecutionEngine on a virtual clock, against lower bounds.
 
 Graphs come from real prompt files through the real TaskAnalyzer (dependencies, and conflicts from
-shared file scopes, oriented by the analyzer). A fake Backend "runs" each task for its known
-duration on a virtual clock that the engine's `time` module is swapped for, so hundreds of
-multi-hour schedules take seconds and are exact: the makespan differs from the lower bound only by
-the policy (and the engine's launch stagger, which is simulated too).
+shared file scopes, oriented by the analyzer). The fake Backend of benchmarks/virtual.py "runs"
+each task for its known duration on a virtual clock, so hundreds of multi-hour schedules take
+seconds and are exact: the makespan differs from the lower bound only by the policy (and the
+engine's launch stagger, which is simulated too).
 """
 from __future__ import annotations
 
 import heapq
-import inspect
-import queue
 import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from benchmarks.common import git
 
 N_FILES = 30
-
-
-class VirtualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-
-
-class VirtualQueue:
-    """The engine's event queue: `get` jumps the clock to the next completion (or the timeout)."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.pending: list[tuple[float, int, Any]] = []
-        self.seq = 0
-
-    def put(self, item: Any, at: float | None = None) -> None:
-        self.seq += 1
-        heapq.heappush(self.pending, (self.clock.now if at is None else at, self.seq, item))
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        limit = self.clock.now + (timeout or 0.0)
-        if self.pending and self.pending[0][0] <= limit:
-            at, _, item = heapq.heappop(self.pending)
-            self.clock.now = max(self.clock.now, at)
-            return item
-        self.clock.now = limit
-        raise queue.Empty
-
-    def get_nowait(self) -> Any:
-        return self.get(timeout=0.0)
-
-    def empty(self) -> bool:
-        return not self.pending
-
-
-class VirtualBackend:
-    def __init__(self, clock: VirtualClock, durations: dict[str, float]) -> None:
-        from orchestrator.backends.base import BackendEvent
-        from orchestrator.models import TaskResult, TaskStatus
-
-        self._event, self._result, self._status = BackendEvent, TaskResult, TaskStatus
-        self.clock = clock
-        self.durations = durations
-        self.events = VirtualQueue(clock)
-        self.spans: dict[str, tuple[float, float]] = {}
-        self._running: set[str] = set()
-
-    def submit(self, request: Any) -> tuple[int | None, float | None]:
-        tid = request.task_id
-        end = self.clock.now + self.durations[tid]
-        self.spans[tid] = (self.clock.now, end)
-        request.task_dir.mkdir(parents=True, exist_ok=True)
-        result = self._result(task_id=tid, status=self._status.COMPLETED, attempt=request.attempt,
-                              branch=request.branch, worktree=str(request.worktree), base_sha=request.base_sha,
-                              head_sha="1" * 40)
-        request.result_path.write_text(result.model_dump_json())
-        self._running.add(tid)
-        self.events.put(self._event("exit", tid, request.attempt, "exit", {"returncode": 0}), at=end)
-        return None, None
-
-    def attach(self, request: Any, pid: int, create_time: float) -> None:
-        raise NotImplementedError("no resume in the simulation")
-
-    def cancel(self, task_id: str, *, timeout: bool = False) -> None:
-        pass
-
-    def kill(self, task_id: str) -> None:
-        pass
-
-    def running(self) -> list[str]:
-        return sorted(self._running)
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -166,22 +80,6 @@ def _list_schedule(durations: list[float], slots: int) -> float:
     return max(loads)
 
 
-def _make_engine(plan: Any, slots: int, backend: VirtualBackend, registry: Any, make_request: Any,
-                 remaining: dict[str, int]) -> Any:
-    from orchestrator.run import engine as engine_mod
-
-    # Any: the engine's constructor is being reshaped while this is written; both shapes are driven.
-    engine_cls: Any = engine_mod.ExecutionEngine
-    params = inspect.signature(engine_cls).parameters
-    if "settings" in params:
-        settings = engine_mod.EngineSettings(max_parallel=slots, retries=0, min_free_memory=0, min_free_disk=0)
-        return engine_cls(plan, settings=settings, backend=backend, registry=registry,
-                                          make_request=make_request, remaining_path=remaining,
-                                          rng=random.Random(0))
-    return engine_cls(plan, max_parallel=slots, backend=backend, registry=registry,
-                                      make_request=make_request, remaining_path=remaining)
-
-
 def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
     from orchestrator.models import EdgeKind, Plan, PlannedTask
     from orchestrator.plan.analyzer import (
@@ -189,9 +87,9 @@ def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
         execution_groups,
         longest_remaining_path,
     )
-    from orchestrator.run import engine as engine_mod
-    from orchestrator.state.registry import ProcessRegistry
-    from orchestrator.task.wire import TaskRequest
+    from orchestrator.run.engine import EngineSettings
+
+    from benchmarks.virtual import START, Simulation, VirtualBackend, VirtualClock
 
     repo = workdir / "repo"
     paths, durations = _write_graph(repo, spec)
@@ -203,35 +101,11 @@ def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
     run_dir = workdir / "runs" / f"g{spec.seed}-{spec.slots}"
     if run_dir.exists():
         raise RuntimeError(f"{run_dir} reused")
-    clock = VirtualClock()
-    backend = VirtualBackend(clock, durations)
-    registry = ProcessRegistry(run_dir / "monitoring", f"sim-{spec.seed}", fsync=False)
-    with registry.batch():
-        for p in planned:
-            registry.register(p.spec.id, task_name=p.spec.title, command=["true"], working_directory=str(p.worktree),
-                              prompt_file=str(p.spec.prompt_file), branch=p.branch, base_sha=plan.base_sha,
-                              worktree=str(p.worktree), priority=p.spec.priority)
-
-    def make_request(p: Any, preds: Any, attempt: int, *rest: Any) -> Any:
-        return TaskRequest(run_id="sim", task_id=p.spec.id, attempt=attempt, project_root=repo,
-                           task_dir=run_dir / "tasks" / p.spec.id, prompt_path=p.spec.prompt_file, branch=p.branch,
-                           worktree=p.worktree, base_sha=plan.base_sha, predecessors=preds,
-                           agent_command=["true"], timeout_seconds=7200)
-
+    sim = Simulation(plan, VirtualBackend(VirtualClock(), durations), run_dir)
     remaining = longest_remaining_path([t.spec for t in planned], plan.edges)
-    saved = engine_mod.time, getattr(engine_mod, "LIVENESS_INTERVAL", None)
-    engine_mod.time = clock  # type: ignore[assignment]
-    if saved[1] is not None:
-        engine_mod.LIVENESS_INTERVAL = 1e12  # liveness checks real pids; it never affects the order
-    try:
-        start = clock.now
-        engine = _make_engine(plan, spec.slots, backend, registry, make_request, remaining)
-        results = engine.run()
-        makespan = max(end for _, end in backend.spans.values()) - start
-    finally:
-        engine_mod.time = saved[0]
-        if saved[1] is not None:
-            engine_mod.LIVENESS_INTERVAL = saved[1]
+    settings = EngineSettings(max_parallel=spec.slots, retries=0)  # the launch stagger is simulated too
+    _, results = sim.run(settings, remaining_path=remaining)
+    makespan = max(end for _, end in sim.backend.spans.values()) - START
     assert len(results) == len(planned) and all(r.status.value == "completed" for r in results.values())
     ids = [p.spec.id for p in planned]
     dep = [(e.before, e.after) for e in plan.edges if e.kind == EdgeKind.DEPENDENCY]

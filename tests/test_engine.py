@@ -1,74 +1,31 @@
-"""The scheduler itself, with a backend whose tasks take known times (request -> handle -> outcome)."""
+"""The scheduler itself, on a virtual clock: order, slots, retries, the breaker, the budget,
+cancelling, the run timeout, Ctrl-C and adoption on resume, each with exact times."""
 from __future__ import annotations
 
-import queue
-import threading
+import os
+import random
+import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from benchmarks.virtual import START, Attempt, Script, Simulation, VirtualBackend, VirtualClock
 from orchestrator.agents.failures import PERMANENT
-from orchestrator.backends.base import BackendEvent
 from orchestrator.models import Edge, EdgeKind, FailureClass, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
-from orchestrator.observe.events import BreakerTripped, EngineEvent, TaskCancelled, TaskFinished, TaskStarted
-from orchestrator.run.engine import EngineSettings, ExecutionEngine
-from orchestrator.state.atomic import write_json_atomic
-from orchestrator.state.registry import ProcessRegistry
-from orchestrator.task.wire import Predecessor, TaskRequest
+from orchestrator.run.engine import Attached, EngineSettings, ExecutionEngine, Requeued
 
 from test_e2e import peak_concurrency
 
-
-class TimedBackend:
-    """Each task 'runs' for its configured seconds on a timer thread, then leaves a result."""
-
-    def __init__(self, durations: dict[str, float], failures: dict[str, FailureClass] | None = None) -> None:
-        self.durations = durations
-        self.failures = failures or {}  # tasks that fail so instead of completing
-        self.events: queue.Queue[BackendEvent] = queue.Queue()
-        self.spans: dict[str, list[float]] = {}
-        self.requests: dict[str, TaskRequest] = {}
-        self._running: set[str] = set()
-
-    def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
-        tid = request.task_id
-        self.requests[tid] = request
-        self.spans[tid] = [time.monotonic()]
-        self._running.add(tid)
-        threading.Timer(self.durations[tid], self._finish, args=(request,)).start()
-        return None, None
-
-    def _finish(self, request: TaskRequest) -> None:
-        tid = request.task_id
-        self.spans[tid].append(time.monotonic())
-        result = TaskResult(task_id=tid, status=TaskStatus.COMPLETED, attempt=request.attempt, head_sha=f"sha-{tid}")
-        result.outcome.success = True
-        if tid in self.failures:
-            result.status, result.error_message = TaskStatus.FAILED, f"{tid} failed"
-            result.outcome.success, result.outcome.failure = False, self.failures[tid]
-        write_json_atomic(request.result_path, result.model_dump(mode="json"))
-        self._running.discard(tid)
-        self.events.put(BackendEvent("exit", tid, request.attempt, "exit", {"returncode": 0}))
-
-    def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
-        raise AssertionError("not used")
-
-    def cancel(self, task_id: str, *, timeout: bool = False) -> None:
-        pass
-
-    def kill(self, task_id: str) -> None:
-        pass
-
-    def running(self) -> list[str]:
-        return sorted(self._running)
-
-    def close(self) -> None:
-        pass
+DEP, CONFLICT = EdgeKind.DEPENDENCY, EdgeKind.CONFLICT
 
 
-def make_plan(tmp_path: Path, ids: list[str], edges: list[tuple[str, str, EdgeKind]]) -> Plan:
+def make_plan(tmp_path: Path, ids: Sequence[str], edges: Sequence[tuple[str, str, EdgeKind]] = (),
+              priorities: dict[str, int] | None = None) -> Plan:
     tasks = [
-        PlannedTask(spec=TaskSpec(id=t, title=t, prompt_file=tmp_path / f"{t}.md", prompt_text=t, index=i),
+        PlannedTask(spec=TaskSpec(id=t, title=t, prompt_file=tmp_path / f"{t}.md", prompt_text=t, index=i,
+                                  priority=(priorities or {}).get(t, 5)),
                     branch=f"gadugi/{t}", worktree=tmp_path / "wt" / t, agent_command=["agent"])
         for i, t in enumerate(ids)
     ]
@@ -76,89 +33,327 @@ def make_plan(tmp_path: Path, ids: list[str], edges: list[tuple[str, str, EdgeKi
                 base_sha="base")
 
 
-def run_engine(tmp_path: Path, plan: Plan, durations: dict[str, float], slots: int) -> TimedBackend:
-    backend, results, _ = run_failing(tmp_path, plan, durations, slots)
-    assert {r.status for r in results.values()} == {TaskStatus.COMPLETED}
-    return backend
+def simulation(tmp_path: Path, scripts: dict[str, Script], edges: Sequence[tuple[str, str, EdgeKind]] = (),
+               priorities: dict[str, int] | None = None) -> Simulation:
+    plan = make_plan(tmp_path, list(scripts), edges, priorities)
+    return Simulation(plan, VirtualBackend(VirtualClock(), scripts), tmp_path / "run")
 
 
-def run_failing(tmp_path: Path, plan: Plan, durations: dict[str, float], slots: int,
-                failures: dict[str, FailureClass] | None = None,
-                ) -> tuple[TimedBackend, dict[str, TaskResult], list[EngineEvent]]:
-    """Run the plan without retries; returns the backend, the results and what observers saw."""
-    backend = TimedBackend(durations, failures)
-    registry = ProcessRegistry(tmp_path / "mon", "run-t", fsync=False)
-    for p in plan.tasks:
-        registry.register(p.spec.id, task_name=p.spec.title, command=["agent"], working_directory="/w",
-                          prompt_file="/p", branch=p.branch, base_sha="base", worktree="/w", priority=5)
-
-    def make_request(planned: PlannedTask, preds: list[Predecessor], attempt: int, previous: object) -> TaskRequest:
-        return TaskRequest(run_id="run-t", task_id=planned.spec.id, attempt=attempt, project_root=tmp_path,
-                           task_dir=tmp_path / "tasks" / planned.spec.id, prompt_path=tmp_path / "p.md",
-                           branch=planned.branch, worktree=planned.worktree, base_sha="base", predecessors=preds,
-                           agent_command=["agent"], timeout_seconds=60)
-
-    seen: list[EngineEvent] = []
-    engine = ExecutionEngine(plan, settings=EngineSettings(max_parallel=slots, launch_stagger=0, retries=0),
-                             backend=backend, registry=registry, make_request=make_request, observer=seen.append)
-    results = engine.run()
-    return backend, results, seen
+def settings(**overrides: Any) -> EngineSettings:
+    return EngineSettings(**{"max_parallel": 2, "launch_stagger": 0, "retries": 0, **overrides})
 
 
-def overlap(a: list[float], b: list[float]) -> bool:
+def run(tmp_path: Path, scripts: dict[str, Script], edges: Sequence[tuple[str, str, EdgeKind]] = (),
+        **overrides: Any) -> tuple[ExecutionEngine, dict[str, TaskResult], Simulation]:
+    sim = simulation(tmp_path, scripts, edges)
+    engine, results = sim.run(settings(**overrides))
+    return engine, results, sim
+
+
+def statuses(results: dict[str, TaskResult]) -> dict[str, str]:
+    return {tid: r.status.value for tid, r in results.items()}
+
+
+def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+# -- order and slots -------------------------------------------------------------------------------
 
 
 def test_conflict_partner_runs_first_when_the_preferred_one_is_not_ready(tmp_path: Path) -> None:
     # a must wait for x; c conflicts with a (planned a -> c). A fixed order would leave a slot idle
     # until x and a are done; mutual exclusion lets c run beside x, then a stacks on c's work.
-    plan = make_plan(tmp_path, ["x", "a", "c"], [("x", "a", EdgeKind.DEPENDENCY), ("a", "c", EdgeKind.CONFLICT)])
-    backend = run_engine(tmp_path, plan, {"x": 0.4, "a": 0.1, "c": 0.1}, slots=2)
-    spans = backend.spans
-    assert spans["c"][0] < spans["x"][1], "c did not wait for a partner that was not ready"
-    assert not overlap(spans["a"], spans["c"]), "conflicting tasks never run together"
-    assert spans["a"][0] >= spans["x"][1]
-    assert [p.task_id for p in backend.requests["a"].predecessors] == ["x", "c"]
+    sim = simulation(tmp_path, {"x": 40, "a": 10, "c": 10}, [("x", "a", DEP), ("a", "c", CONFLICT)])
+    _, results = sim.run(settings())
+    spans = sim.backend.spans
+    assert spans == {"x": (START, START + 40), "c": (START, START + 10), "a": (START + 40, START + 50)}
+    assert [p.task_id for p in sim.backend.requests["a"].predecessors] == ["x", "c"]
+    assert statuses(results) == dict.fromkeys("xac", "completed")
 
 
 def test_planned_order_holds_when_both_are_ready_and_slots_are_never_exceeded(tmp_path: Path) -> None:
     ids = [f"t{i}" for i in range(10)]
-    edges = [("t0", "t1", EdgeKind.CONFLICT), ("t2", "t3", EdgeKind.DEPENDENCY), ("t3", "t4", EdgeKind.DEPENDENCY)]
-    backend = run_engine(tmp_path, make_plan(tmp_path, ids, edges), {t: 0.05 + 0.02 * i for i, t in enumerate(ids)},
-                         slots=3)
-    spans = backend.spans
-    assert spans["t1"][0] >= spans["t0"][1] and [p.task_id for p in backend.requests["t1"].predecessors] == ["t0"]
+    edges = [("t0", "t1", CONFLICT), ("t2", "t3", DEP), ("t3", "t4", DEP)]
+    engine, _, sim = run(tmp_path, {t: 5 + 2 * i for i, t in enumerate(ids)}, edges, max_parallel=3)
+    spans = sim.backend.spans
+    assert spans["t1"][0] >= spans["t0"][1] and [p.task_id for p in sim.backend.requests["t1"].predecessors] == ["t0"]
     assert spans["t4"][0] >= spans["t3"][1] >= spans["t2"][1]
-    assert peak_concurrency(spans) <= 3
+    assert peak_concurrency(spans) == 3
+
+
+def test_priority_then_longest_remaining_path_then_input_order(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {"plain": 10, "urgent": 10, "chain": 10, "tail": 10, "last": 10}
+    sim = simulation(tmp_path, scripts, [("chain", "tail", DEP)], priorities={"urgent": 1})
+    sim.run(settings(max_parallel=1), remaining_path={"chain": 2, "tail": 1})
+    assert [x.task_id for x in sim.backend.launches] == ["urgent", "chain", "plain", "tail", "last"]
+
+
+def test_launches_are_paced_by_the_stagger(tmp_path: Path) -> None:
+    _, _, sim = run(tmp_path, dict.fromkeys("abc", 100.0), max_parallel=3, launch_stagger=2.0)
+    starts = [x.start - START for x in sim.backend.launches]
+    # Jittered spacing of 0.5x..1.5x the stagger, drawn from the engine's random source.
+    jitter = random.Random(0)
+    expected = [0.0, 2.0 * jitter.uniform(0.5, 1.5)]
+    expected.append(expected[1] + 2.0 * jitter.uniform(0.5, 1.5))
+    assert starts == pytest.approx(expected)
+
+
+def test_a_failed_dependency_cancels_its_chain_and_a_conflict_partner_still_runs(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {"a": Attempt(5, failure="agent_error"), "b": 5, "c": 5, "d": 5, "e": 5}
+    edges = [("a", "b", DEP), ("b", "c", DEP), ("a", "d", CONFLICT)]
+    _, results, sim = run(tmp_path, scripts, edges)
+    assert statuses(results) == {"a": "failed", "b": "cancelled", "c": "cancelled", "d": "completed",
+                                 "e": "completed"}
+    assert results["b"].error_message == "dependency 'a' failed" and results["b"].cancelled_by == "dependency"
+    assert results["c"].error_message == "dependency 'b' cancelled" and results["c"].cancelled_by == "dependency"
+    assert {x.task_id for x in sim.backend.launches} == {"a", "d", "e"}
+    assert sim.registry.get("c").status == TaskStatus.CANCELLED  # type: ignore[union-attr]
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+
+def test_transient_failures_retry_after_the_recorded_backoff(tmp_path: Path) -> None:
+    crash = Attempt(10, failure="crashed", cost_usd=0.5)
+    _, results, sim = run(tmp_path, {"t": [crash, crash, Attempt(10, cost_usd=0.25)]}, retries=2, backoff_base=8)
+    launches = sim.backend.started("t")
+    assert [x.attempt for x in launches] == [1, 2, 3]
+    result = results["t"]
+    assert result.status == TaskStatus.COMPLETED and result.attempt == 3
+    assert [a.failure for a in result.attempts] == ["crashed", "crashed"]
+    delays = [a.retry_delay_seconds or 0.0 for a in result.attempts]
+    # Full jitter under a ceiling that doubles: base 8, then 16.
+    assert 0 <= delays[0] <= 8 and 0 <= delays[1] <= 16
+    for before, after, delay in zip(launches, launches[1:], delays, strict=False):
+        # Exact but for the engine's shortest wait (10 ms).
+        assert before.end is not None and after.start == pytest.approx(before.end + delay, abs=0.011)
+    entry = sim.registry.get("t")
+    assert entry is not None and entry.status == TaskStatus.COMPLETED and entry.attempt == 3
+    assert entry.cost_usd == 1.25  # every attempt's cost counts
+
+
+def test_retries_run_out(tmp_path: Path) -> None:
+    _, results, sim = run(tmp_path, {"t": Attempt(1, failure="api_error", message="529 overloaded")}, retries=1,
+                          backoff_base=1)
+    assert len(sim.backend.started("t")) == 2
+    result = results["t"]
+    assert result.status == TaskStatus.FAILED and result.attempt == 2 and len(result.attempts) == 1
+    assert result.error_message == "529 overloaded"
+
+
+@pytest.mark.parametrize("failure", ["max_turns", "verify_failed", "agent_error"])
+def test_permanent_failures_run_once(tmp_path: Path, failure: str) -> None:
+    _, results, sim = run(tmp_path, {"t": Attempt(1, failure=failure)}, retries=3)
+    assert len(sim.backend.started("t")) == 1
+    assert results["t"].status == TaskStatus.FAILED and results["t"].attempts == []
+
+
+def test_a_workflow_manager_gone_without_a_result_is_lost_and_retried(tmp_path: Path) -> None:
+    _, results, sim = run(tmp_path, {"t": [Attempt(3, leaves_result=False), Attempt(3)]}, retries=1)
+    assert [x.attempt for x in sim.backend.started("t")] == [1, 2]
+    assert results["t"].status == TaskStatus.COMPLETED
+    (lost,) = results["t"].attempts
+    assert lost.failure == "lost" and "without a result" in (lost.error_message or "")
+
+
+def test_a_rate_limit_waits_for_its_reset(tmp_path: Path) -> None:
+    resets = time.time() + 600  # the retry policy compares resets with the wall clock
+    limited = Attempt(1, failure="rate_limited", resets_at=resets)
+    _, results, sim = run(tmp_path, {"t": [limited, Attempt(1)]}, retries=1, backoff_base=2)
+    first, second = sim.backend.started("t")
+    assert first.end is not None and 598 <= second.start - first.end <= 603
+    assert results["t"].status == TaskStatus.COMPLETED
+
+
+def test_retries_of_a_task_do_not_hold_its_slot(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {"flaky": [Attempt(1, failure="api_error"), Attempt(1)], "b": 1, "c": 1}
+    _, _, sim = run(tmp_path, scripts, max_parallel=1, retries=1, backoff_base=1000)
+    assert [x.task_id for x in sim.backend.launches] == ["flaky", "b", "c", "flaky"]
+
+
+# -- the circuit breaker and the budget ------------------------------------------------------------
+
+
+def test_the_same_permanent_failure_three_times_stops_new_launches(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {t: Attempt(1, failure="max_turns", message="turn limit") for t in "abcd"}
+    scripts["e"] = 1
+    engine, results, sim = run(tmp_path, scripts, max_parallel=1, retries=2)
+    assert [x.task_id for x in sim.backend.launches] == ["a", "b", "c"]
+    assert engine.abort_reason == "stopped launching after 3 task(s) failed the same way: turn limit"
+    assert statuses(results) == {"a": "failed", "b": "failed", "c": "failed", "d": "cancelled", "e": "cancelled"}
+    assert {results[t].cancelled_by for t in "de"} == {"breaker"}
+
+
+def test_a_different_outcome_between_failures_resets_the_breaker(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {
+        "a": Attempt(1, failure="max_turns"), "b": Attempt(1, failure="max_turns"), "ok": 1,
+        "c": Attempt(1, failure="max_turns"), "d": Attempt(1, failure="verify_failed"),
+        "e": Attempt(1, failure="max_turns"), "f": 1,
+    }
+    engine, results, _ = run(tmp_path, scripts, max_parallel=1)
+    assert engine.abort_reason is None
+    assert statuses(results)["f"] == "completed"
+
+
+def test_not_logged_in_stops_the_run_at_the_first_failure(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {t: Attempt(1, failure="auth", message="not logged in") for t in "abc"}
+    engine, results, sim = run(tmp_path, scripts, max_parallel=1, breaker_threshold=3)
+    assert [x.task_id for x in sim.backend.launches] == ["a"]
+    assert engine.abort_reason == "stopped launching after 1 task(s) failed the same way: not logged in"
+    assert statuses(results) == {"a": "failed", "b": "cancelled", "c": "cancelled"}
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.12])  # reaching the budget exactly spends it too
+def test_the_run_budget_counts_finished_attempts(tmp_path: Path, budget: float) -> None:
+    scripts: dict[str, Script] = {t: Attempt(10, cost_usd=0.06) for t in ("b1", "b2", "b3", "b4")}
+    engine, results, sim = run(tmp_path, scripts, max_parallel=1, run_budget_usd=budget)
+    assert [x.task_id for x in sim.backend.launches] == ["b1", "b2"]
+    assert engine.abort_reason == f"run budget of ${budget:.2f} spent ($0.12); no new task starts"
+    assert [results[t].cancelled_by for t in ("b3", "b4")] == ["budget", "budget"]
+    assert engine.spent_usd() == pytest.approx(0.12)
+
+
+def test_the_run_budget_counts_what_running_attempts_report(tmp_path: Path) -> None:
+    # The long task reports $0.20 halfway (t=50); the short ones behind it must stop launching then.
+    scripts: dict[str, Script] = {"long": Attempt(100, cost_usd=0.2, live_cost_usd=0.2)}
+    scripts |= {f"s{i}": Attempt(10) for i in range(1, 9)}
+    _, results, sim = run(tmp_path, scripts, max_parallel=2, run_budget_usd=0.1)
+    assert [x.task_id for x in sim.backend.launches] == ["long", "s1", "s2", "s3", "s4", "s5"]
+    assert statuses(results)["long"] == "completed" and statuses(results)["s5"] == "completed"
+    assert {results[f"s{i}"].cancelled_by for i in range(6, 9)} == {"budget"}
+
+
+# -- cancel, run timeout, Ctrl-C -------------------------------------------------------------------
+
+
+def test_cancel_requests_stop_a_running_task_and_dequeue_a_queued_one(tmp_path: Path) -> None:
+    control = tmp_path / "control"
+    control.mkdir()
+    scripts: dict[str, Script] = {"a": Attempt(hang=True), "after-a": 1, "q": 5, "other": 50}
+    sim = simulation(tmp_path, scripts, [("a", "after-a", DEP), ("other", "q", DEP)])
+    sim.backend.at(START + 30, lambda: [(control / f"cancel-{t}").write_text("") for t in ("a", "q", "nope")])
+    _, results = sim.run(settings(control_dir=control))
+    assert sim.backend.cancels == [("a", False)]
+    assert sim.backend.spans["a"] == (START, START + 30)
+    assert statuses(results) == {"a": "cancelled", "after-a": "cancelled", "q": "cancelled", "other": "completed"}
+    assert results["a"].cancelled_by == "user" and results["q"].cancelled_by == "user"
+    assert results["after-a"].cancelled_by == "dependency"
+    assert [x.task_id for x in sim.backend.launches] == ["a", "other"]
+    assert not list(control.iterdir()), "each request is acted on once, then removed"
+
+
+def test_cancel_all(tmp_path: Path) -> None:
+    control = tmp_path / "control"
+    control.mkdir()
+    sim = simulation(tmp_path, {"a": Attempt(hang=True), "b": Attempt(hang=True), "c": 1})
+    sim.backend.at(START + 5, lambda: (control / "cancel---all").write_text(""))
+    engine, results = sim.run(settings(control_dir=control))
+    assert statuses(results) == dict.fromkeys("abc", "cancelled")
+    assert sorted(sim.backend.cancels) == [("a", False), ("b", False)]
+    assert engine.abort_reason is None
+
+
+def test_run_timeout_times_out_running_tasks_and_cancels_the_rest(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {"slow": Attempt(hang=True), "next": 1, "quick": 10, "later": 10}
+    engine, results, sim = run(tmp_path, scripts, [("slow", "next", DEP), ("quick", "later", DEP)],
+                               run_timeout=60, max_parallel=3)
+    assert engine.abort_reason == "run timeout of 1m00s reached"
+    assert statuses(results) == {"slow": "timeout", "next": "cancelled", "quick": "completed", "later": "completed"}
+    assert results["next"].cancelled_by == "run_timeout"
+    assert sim.backend.cancels == [("slow", True)]
+    end = sim.backend.spans["slow"][1]
+    assert START + 60 <= end <= START + 60.25  # within a tick of the deadline
+
+
+def test_run_timeout_while_launches_wait_for_disk_says_so(tmp_path: Path) -> None:
+    engine, results, sim = run(tmp_path, {"a": 1}, run_timeout=30, min_free_disk=10**18, disk_path=tmp_path)
+    assert sim.backend.launches == []
+    assert engine.abort_reason is not None and engine.abort_reason.startswith("run timeout of 30.0s reached "
+                                                                              "(launches were waiting: free disk")
+    assert results["a"].status == TaskStatus.CANCELLED and results["a"].cancelled_by == "run_timeout"
+
+
+def interrupt() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_running_tasks_newest_first_and_cancels_the_queue(tmp_path: Path) -> None:
+    sim = simulation(tmp_path, {"a": Attempt(hang=True), "b": Attempt(hang=True), "c": Attempt(hang=True), "d": 1})
+    sim.backend.at(START + 20, interrupt)
+    engine, results = sim.run(settings(max_parallel=3))
+    assert engine.interrupted and engine.abort_reason is None
+    assert sim.backend.cancels == [("c", False), ("b", False), ("a", False)]
+    assert statuses(results) == dict.fromkeys("abcd", "cancelled")
+    assert {r.cancelled_by for r in results.values()} == {"interrupt"}
+    assert [x.task_id for x in sim.backend.launches] == ["a", "b", "c"]
+
+
+def test_a_second_ctrl_c_kills(tmp_path: Path) -> None:
+    sim = simulation(tmp_path, {"stubborn": Attempt(hang=True)})
+    sim.backend.cancel = lambda task_id, timeout=False: None  # type: ignore[method-assign]  # ignores the stop
+    sim.backend.at(START + 5, interrupt)
+    sim.backend.at(START + 10, interrupt)
+    _, results = sim.run(settings())
+    (launch,) = sim.backend.launches
+    assert (launch.how, launch.end) == ("kill", START + 10)
+    assert results["stubborn"].status == TaskStatus.CANCELLED and results["stubborn"].cancelled_by == "interrupt"
+
+
+# -- resume: adoption ------------------------------------------------------------------------------
+
+
+def test_resume_adopts_finished_and_running_tasks_and_starts_only_the_rest(tmp_path: Path) -> None:
+    scripts: dict[str, Script] = {"done": 1, "live": 40, "after-done": 10, "after-live": 10, "fresh": 10}
+    edges = [("done", "after-done", DEP), ("live", "after-live", DEP)]
+    sim = simulation(tmp_path, scripts, edges)
+    plan = {p.spec.id: p for p in sim.plan.tasks}
+    finished = TaskResult(task_id="done", status=TaskStatus.COMPLETED, attempt=1, head_sha="sha-done")
+    live_request = sim.request(plan["live"], [], 2)
+    sim.registry.transition("live", TaskStatus.RUNNING, attempt=2)
+    _, results = sim.run(settings(max_parallel=3), finished={"done": finished},
+                         attached={"live": Attached(live_request, wm_pid=1234, wm_create_time=1.0)})
+    assert statuses(results) == dict.fromkeys(scripts, "completed")
+    starts = {x.task_id: (x.start - START, x.attempt, x.attached) for x in sim.backend.launches}
+    assert starts == {"live": (0, 2, True), "after-done": (0, 1, False), "fresh": (0, 1, False),
+                      "after-live": (40, 1, False)}
+    assert [p.task_id for p in sim.backend.requests["after-done"].predecessors] == ["done"]
+    assert results["done"] is finished
+
+
+def test_resume_judges_attempts_that_ended_unwatched_and_continues_requeued_ones(tmp_path: Path) -> None:
+    sim = simulation(tmp_path, {"ended-ok": 1, "ended-crashed": 5, "requeued": 5, "blocked": 5},
+                     [("ended-ok", "blocked", DEP)])
+    plan = {p.spec.id: p for p in sim.plan.tasks}
+    ok = TaskResult(task_id="ended-ok", status=TaskStatus.COMPLETED, attempt=1, head_sha="sha-ok")
+    crashed = TaskResult(task_id="ended-crashed", status=TaskStatus.FAILED, attempt=1)
+    crashed.outcome.failure = "crashed"
+    for tid in ("ended-ok", "ended-crashed"):
+        sim.registry.transition(tid, TaskStatus.RUNNING, attempt=1)
+    ended = {"ended-ok": (sim.request(plan["ended-ok"], [], 1), ok),
+             "ended-crashed": (sim.request(plan["ended-crashed"], [], 1), crashed)}
+    _, results = sim.run(settings(max_parallel=3, retries=1, backoff_base=4), ended=ended,
+                         requeued={"requeued": Requeued(attempts_used=2)})
+    assert statuses(results) == dict.fromkeys(["ended-ok", "ended-crashed", "requeued", "blocked"], "completed")
+    launched = {x.task_id: x.attempt for x in sim.backend.launches}
+    assert launched == {"ended-crashed": 2, "requeued": 3, "blocked": 1}
+    assert [a.failure for a in results["ended-crashed"].attempts] == ["crashed"]
+    assert sim.backend.started("blocked")[0].start == START
 
 
 @pytest.mark.parametrize("failure", sorted(PERMANENT - {"auth"}))
-def test_the_same_permanent_failure_three_times_stops_launches(tmp_path: Path, failure: FailureClass) -> None:
-    ids = [f"t{i}" for i in range(5)]
-    _, results, seen = run_failing(tmp_path, make_plan(tmp_path, ids, []), dict.fromkeys(ids, 0.01), slots=1,
-                                   failures=dict.fromkeys(ids, failure))
-    assert [results[t].status for t in ids] == [TaskStatus.FAILED] * 3 + [TaskStatus.CANCELLED] * 2
-    assert {results[t].cancelled_by for t in ("t3", "t4")} == {"breaker"}
-    tripped = [e for e in seen if isinstance(e, BreakerTripped)]
-    assert len(tripped) == 1 and tripped[0].task_id == "t2" and "t2 failed" in tripped[0].reason
-    assert [e.task_id for e in seen if isinstance(e, TaskStarted)] == ["t0", "t1", "t2"]
-    assert {e.task_id for e in seen if isinstance(e, TaskCancelled)} == {"t3", "t4"}
+def test_each_permanent_failure_repeated_stops_new_launches(tmp_path: Path, failure: FailureClass) -> None:
+    """Every permanent class counts (agent_error and setup_failed too: every task runs the same CLI
+    and the same setup, so they repeat)."""
+    scripts: dict[str, Script] = {t: Attempt(1, failure=failure, message="the same") for t in "abcd"}
+    engine, results, sim = run(tmp_path, scripts, max_parallel=1, retries=2)
+    assert [x.task_id for x in sim.backend.launches] == ["a", "b", "c"]
+    assert results["d"].cancelled_by == "breaker"
 
 
-def test_not_logged_in_stops_launches_at_once(tmp_path: Path) -> None:
-    ids = ["a", "b", "c"]
-    _, results, seen = run_failing(tmp_path, make_plan(tmp_path, ids, []), dict.fromkeys(ids, 0.01), slots=1,
-                                   failures={"a": "auth"})
-    assert [results[t].status for t in ids] == [TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.CANCELLED]
-    assert [type(e).__name__ for e in seen if e.task_id == "a"] == ["TaskStarted", "TaskFinished", "BreakerTripped"]
-
-
-def test_transient_failures_and_a_success_between_do_not_stop_launches(tmp_path: Path) -> None:
-    ids = [f"t{i}" for i in range(6)]
-    failures: dict[str, FailureClass] = {"t0": "crashed", "t1": "crashed", "t2": "crashed",
-                                         "t3": "agent_error", "t4": "agent_error"}
-    _, results, seen = run_failing(tmp_path, make_plan(tmp_path, ids, []), dict.fromkeys(ids, 0.01), slots=1,
-                                   failures=failures)
-    assert [results[t].status for t in ids] == [TaskStatus.FAILED] * 5 + [TaskStatus.COMPLETED]
-    assert not [e for e in seen if isinstance(e, BreakerTripped)]
-    assert [e.task_id for e in seen if isinstance(e, TaskFinished)] == ids
+def test_validation_failures_never_stop_launches(tmp_path: Path) -> None:
+    """One task's work falling short says nothing of the others'."""
+    scripts: dict[str, Script] = {t: Attempt(1, failure="validation") for t in "abcd"}
+    engine, results, sim = run(tmp_path, scripts, max_parallel=1, retries=2)
+    assert engine.abort_reason is None and [x.task_id for x in sim.backend.launches] == list("abcd")
+    assert set(statuses(results).values()) == {"failed"}

@@ -72,7 +72,9 @@ def test_crash_then_retry_continues_the_session(make_repo, path_with: str, tmp_p
     run_dir = next((repo / ".gadugi" / "runs").iterdir())
     report = json.loads((run_dir / "report.json").read_text())
     history = report["task_results"]["o"]["attempts"]
+    # An overloaded API (529) is transient; running out of retries is tests/test_engine.py's.
     assert [h["failure"] for h in history] == ["api_error", "api_error"]
+    assert all("529" in h["error_message"] for h in history)
     # The retry resumed the same claude session instead of starting over.
     request = json.loads((run_dir / "tasks" / "o" / "request.json").read_text())
     assert "--resume" in request["agent_command"] and request["attempt"] == 3
@@ -94,15 +96,6 @@ def test_permanent_failures_are_not_retried(make_repo, path_with: str, tmp_path:
     tasks = tasks_of(proc.stdout)
     assert tasks["m"]["attempts"] == 1 and tasks["v"]["attempts"] == 1
     assert len(intervals(log)) == 2
-
-
-def test_retries_exhausted(make_repo, path_with: str, tmp_path: Path) -> None:
-    repo = make_repo()
-    write_prompt(repo, "o.md", "id: o", f"# O\nfake-claude: overloaded times=9 state={tmp_path / 'o.state'}")
-    proc = run_cli(repo, path_with, "run", "o", "--json", "--retries", "1", *FAST)
-    assert proc.returncode == 1
-    task = tasks_of(proc.stdout)["o"]
-    assert task["status"] == "failed" and task["attempts"] == 2 and "529" in task["error_message"]
 
 
 def test_stall_is_killed_but_quiet_busy_agent_is_not(make_repo, path_with: str, tmp_path: Path) -> None:

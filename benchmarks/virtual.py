@@ -1,0 +1,279 @@
+"""The real ExecutionEngine on a virtual clock, with a fake Backend whose tasks take known times.
+
+The engine's `time` module is swapped for a VirtualClock and its event queue is a VirtualQueue:
+waiting on the queue jumps the clock to the next due event (or to the end of the wait), so a
+schedule of hours runs in milliseconds and every start and end time is exact. The schedule
+benchmark and the engine's unit tests both drive the engine through this one module.
+
+Each task follows a script of attempts (how long, how it ends, what it costs); the backend writes
+the result a WorkflowManager would write and delivers the `exit` event at the attempt's end time.
+Cancelling ends an attempt at once with a cancelled (or timed-out) result; killing ends it with
+none, as a SIGKILLed WorkflowManager leaves none.
+"""
+from __future__ import annotations
+
+import heapq
+import queue
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.backends.base import BackendEvent
+from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, TaskStatus
+from orchestrator.run import engine as engine_mod
+from orchestrator.run.engine import EngineSettings, ExecutionEngine
+from orchestrator.state.registry import ProcessRegistry
+from orchestrator.task.wire import Predecessor, TaskRequest
+
+START = 1000.0  # virtual time at which every simulation starts
+
+
+class VirtualClock:
+    """Stands in for the `time` module: only `sleep` and the event queue move it."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+class VirtualQueue:
+    """The engine's event queue: `get` jumps the clock to the next due event (or the timeout).
+
+    Entries are callbacks run when they fall due; one that returns None (an attempt that already
+    ended another way) is dropped."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.pending: list[tuple[float, int, Callable[[], BackendEvent | None]]] = []
+        self.seq = 0
+
+    def put(self, item: BackendEvent) -> None:
+        self.at(self.clock.now, lambda: item)
+
+    def at(self, when: float, make: Callable[[], BackendEvent | None]) -> None:
+        self.seq += 1
+        heapq.heappush(self.pending, (when, self.seq, make))
+
+    def get(self, block: bool = True, timeout: float | None = None) -> BackendEvent:
+        limit = self.clock.now + (timeout or 0.0)
+        while self.pending and self.pending[0][0] <= limit:
+            when, _, make = heapq.heappop(self.pending)
+            self.clock.now = max(self.clock.now, when)
+            event = make()
+            if event is not None:
+                return event
+        self.clock.now = max(self.clock.now, limit)
+        raise queue.Empty
+
+    def get_nowait(self) -> BackendEvent:
+        return self.get(timeout=0.0)
+
+    def empty(self) -> bool:
+        return not self.pending
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt of a task does: runs `seconds`, then completes or fails with `failure`."""
+
+    seconds: float = 1.0
+    failure: str | None = None  # a FailureClass; None: the attempt completes
+    cost_usd: float | None = None  # in the final result
+    live_cost_usd: float | None = None  # reported by a heartbeat halfway through
+    hang: bool = False  # never ends by itself: only a cancel or a kill ends it
+    resets_at: float | None = None  # a rate limit's reset, in unix time
+    message: str = ""
+    leaves_result: bool = True  # False: the WorkflowManager dies without writing one
+
+
+Script = float | Attempt | Sequence[Attempt]
+
+
+@dataclass
+class Launch:
+    """One attempt the backend ran: when it started and (once it did) ended, and how."""
+
+    task_id: str
+    attempt: int
+    start: float
+    end: float | None = None
+    how: str = ""  # "exit", "cancel", "timeout" or "kill"
+    attached: bool = False
+
+
+@dataclass
+class _Live:
+    request: TaskRequest
+    launch: Launch
+    plan: Attempt
+
+
+class VirtualBackend:
+    """A Backend (request -> handle -> events) whose attempts follow scripts on a virtual clock.
+
+    `scripts` maps a task to its duration, one Attempt, or one Attempt per attempt number (the
+    last repeats). Attempts not yet ended when the engine returns are still in `running()`."""
+
+    def __init__(self, clock: VirtualClock, scripts: Mapping[str, Script]) -> None:
+        self.clock = clock
+        self.scripts = scripts
+        self.events = VirtualQueue(clock)
+        self.launches: list[Launch] = []
+        self.requests: dict[str, TaskRequest] = {}  # each task's latest
+        self.cancels: list[tuple[str, bool]] = []  # (task, as a timeout) in the order asked
+        self._live: dict[str, _Live] = {}
+
+    @property
+    def spans(self) -> dict[str, tuple[float, float]]:
+        """Each task's last finished attempt: (start, end)."""
+        return {x.task_id: (x.start, x.end) for x in self.launches if x.end is not None}
+
+    def started(self, task_id: str) -> list[Launch]:
+        return [x for x in self.launches if x.task_id == task_id]
+
+    def attempt_plan(self, task_id: str, attempt: int) -> Attempt:
+        script = self.scripts[task_id]
+        if isinstance(script, (int, float)):
+            return Attempt(seconds=float(script))
+        if isinstance(script, Attempt):
+            return script
+        return script[min(attempt, len(script)) - 1]
+
+    def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
+        self._begin(request, attached=False)
+        return None, None
+
+    def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
+        self._begin(request, attached=True)
+
+    def _begin(self, request: TaskRequest, *, attached: bool) -> None:
+        tid, plan = request.task_id, self.attempt_plan(request.task_id, request.attempt)
+        self.requests[tid] = request
+        launch = Launch(tid, request.attempt, self.clock.now, attached=attached)
+        self.launches.append(launch)
+        live = _Live(request, launch, plan)
+        self._live[tid] = live
+        if plan.live_cost_usd is not None:
+            heartbeat = BackendEvent("event", tid, request.attempt, "heartbeat", {"cost_usd": plan.live_cost_usd})
+            self.events.at(self.clock.now + plan.seconds / 2, lambda: heartbeat if self._live.get(tid) is live else None)
+        if not plan.hang:
+            self.events.at(self.clock.now + plan.seconds, lambda: self._end(live, "exit"))
+
+    def _end(self, live: _Live, how: str) -> BackendEvent | None:
+        tid = live.request.task_id
+        if self._live.get(tid) is not live:
+            return None  # already ended (cancelled or killed before its time was up)
+        del self._live[tid]
+        live.launch.end, live.launch.how = self.clock.now, how
+        if how != "kill" and (live.plan.leaves_result or how != "exit"):
+            _write_result(live.request, live.plan, live.launch, how)
+        return BackendEvent("exit", tid, live.request.attempt, "exit", {"returncode": -9 if how == "kill" else 0})
+
+    def at(self, when: float, action: Callable[[], object]) -> None:
+        """Do `action` (write a control file, send a signal...) at virtual time `when`."""
+
+        def run() -> None:
+            action()
+
+        self.events.at(when, run)
+
+    def _stop(self, task_id: str, how: str) -> None:
+        live = self._live.get(task_id)
+        if live is not None:
+            self.events.at(self.clock.now, lambda: self._end(live, how))
+
+    def cancel(self, task_id: str, *, timeout: bool = False) -> None:
+        self.cancels.append((task_id, timeout))
+        self._stop(task_id, "timeout" if timeout else "cancel")
+
+    def kill(self, task_id: str) -> None:
+        self._stop(task_id, "kill")
+
+    def running(self) -> list[str]:
+        return sorted(self._live)
+
+    def close(self) -> None:
+        pass
+
+
+def _write_result(request: TaskRequest, plan: Attempt, launch: Launch, how: str) -> None:
+    # As the WorkflowManager classifies an attempt it was asked to stop.
+    stopped = {"cancel": (TaskStatus.CANCELLED, "cancelled"), "timeout": (TaskStatus.TIMEOUT, "timeout")}
+    status, failure = stopped.get(how) or (
+        (TaskStatus.COMPLETED, "none") if plan.failure is None else (TaskStatus.FAILED, plan.failure))
+    completed = status == TaskStatus.COMPLETED
+    outcome = AgentOutcome(success=completed, failure=failure,  # type: ignore[arg-type]
+                           message=plan.message, cost_usd=plan.cost_usd, rate_limit_resets_at=plan.resets_at)
+    result = TaskResult(task_id=request.task_id, status=status, attempt=request.attempt, branch=request.branch,
+                        worktree=str(request.worktree), base_sha=request.base_sha,
+                        head_sha=f"sha-{request.task_id}-{request.attempt}" if completed else "",
+                        error_message=None if completed else plan.message or f"{how}: {failure}",
+                        duration_seconds=(launch.end or launch.start) - launch.start, outcome=outcome)
+    request.task_dir.mkdir(parents=True, exist_ok=True)
+    request.result_path.write_text(result.model_dump_json())
+
+
+@contextmanager
+def virtual_time(clock: VirtualClock) -> Iterator[None]:
+    """The engine module reads this clock while inside; liveness checks (real pids) are off."""
+    saved = engine_mod.time, engine_mod.LIVENESS_INTERVAL
+    engine_mod.time = clock  # type: ignore[assignment]
+    engine_mod.LIVENESS_INTERVAL = 1e12
+    try:
+        yield
+    finally:
+        engine_mod.time, engine_mod.LIVENESS_INTERVAL = saved
+
+
+@dataclass
+class Simulation:
+    """One plan on one VirtualBackend: build it, then `run` the real engine (any number of times)."""
+
+    plan: Plan
+    backend: VirtualBackend
+    run_dir: Path
+    registry: ProcessRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = ProcessRegistry(self.run_dir / "monitoring", "sim", fsync=False)
+        with self.registry.batch():
+            for p in self.plan.tasks:
+                self.registry.register(p.spec.id, task_name=p.spec.title, command=["agent"],
+                                       working_directory=str(p.worktree), prompt_file=str(p.spec.prompt_file),
+                                       branch=p.branch, base_sha=self.plan.base_sha, worktree=str(p.worktree),
+                                       priority=p.spec.priority)
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self.backend.clock
+
+    def request(self, planned: PlannedTask, preds: list[Predecessor], attempt: int, previous: object = None) -> TaskRequest:
+        """The engine's `make_request`: just what the fake backend needs."""
+        return TaskRequest(run_id="sim", task_id=planned.spec.id, title=planned.spec.title, attempt=attempt,
+                           project_root=self.run_dir, task_dir=self.run_dir / "tasks" / planned.spec.id,
+                           prompt_path=planned.spec.prompt_file, branch=planned.branch, worktree=planned.worktree,
+                           base_sha=self.plan.base_sha, predecessors=preds, agent_command=["agent"],
+                           timeout_seconds=7200)
+
+    def engine(self, settings: EngineSettings, *, remaining_path: Mapping[str, int] | None = None) -> ExecutionEngine:
+        """An engine whose deadline is on the virtual clock (build and run it inside `virtual_time`)."""
+        return ExecutionEngine(self.plan, settings=settings, backend=self.backend, registry=self.registry,
+                               make_request=self.request, remaining_path=remaining_path, rng=random.Random(0))
+
+    def run(self, settings: EngineSettings, *, remaining_path: Mapping[str, int] | None = None,
+            **resume: Any) -> tuple[ExecutionEngine, dict[str, TaskResult]]:
+        """Run the plan to the end on the virtual clock; `resume` goes to `ExecutionEngine.run`."""
+        with virtual_time(self.clock):
+            engine = self.engine(settings, remaining_path=remaining_path)
+            return engine, engine.run(**resume)
