@@ -46,6 +46,7 @@ VALUE_FLAGS = {
     "-r",
     "--session-id",
     "--append-system-prompt",
+    "--settings",
 }
 VARIADIC_FLAGS = {"--allowedTools", "--allowed-tools", "--disallowedTools", "--disallowed-tools"}
 BOOL_FLAGS = {"-p", "--print", "--verbose", "--dangerously-skip-permissions", "--no-session-persistence"}

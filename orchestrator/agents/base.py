@@ -84,6 +84,8 @@ class Agent(ABC):
     prompt_on_stdin: ClassVar[bool]
     # Whether launches must be spaced out (Claude Code races on its own settings files).
     staggered_launch: ClassVar[bool] = False
+    # What the CLI writes under HOME (its sessions, caches): writable inside the sandbox.
+    home_state: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -33,6 +33,9 @@ class OrchestrationConfig(BaseModel):
     permission_mode: str | None = "acceptEdits"
     allowed_tools: list[str] = Field(default_factory=list)
     verify: str | None = None
+    sandbox: Literal["auto", "on", "off"] = Field(default="auto", description="auto = when the platform has it.")
+    sandbox_write: list[str] = Field(default_factory=list, description="Extra paths a sandboxed agent may write.")
+    allowed_domains: list[str] = Field(default_factory=list, description="Domains Claude's sandbox lets through.")
     interrupt_timeout: float = Field(default=5.0, description="Seconds after SIGINT before SIGTERM.")
     terminate_timeout: float = Field(default=5.0, description="Seconds after SIGTERM before SIGKILL.")
     run_timeout_seconds: float | None = None

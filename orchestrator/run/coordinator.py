@@ -15,6 +15,7 @@ import psutil
 
 from orchestrator.agents import get_agent
 from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
+from orchestrator.agents.sandbox import choose_policy
 from orchestrator.backends.factory import make_backend
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import InputError, OrchestratorError, StateError
@@ -160,10 +161,17 @@ class OrchestratorCoordinator:
             )
         env = self.config.environment()
         planned = []
+        policies: dict[str, str] = {}
         for spec in analysis.tasks:
             branch, path = names[spec.id]
             command = agent_command(self.config, spec, env=env, worktree=path, branch=branch, prompt_file=None)
-            planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command)))
+            agent = "generic" if self.config.agent_cmd else (spec.agent or self.config.agent)
+            if agent not in policies:
+                policies[agent], note = choose_policy(self.config.sandbox, agent, env)
+                if note and note not in self.warnings:
+                    self.warnings.append(note)
+            planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command),
+                                       sandbox=policies[agent]))
         plan = Plan(tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
         return plan, analysis
 
@@ -310,6 +318,7 @@ class OrchestratorCoordinator:
                     base_sha=plan.base_sha,
                     worktree=where,
                     priority=planned.spec.priority,
+                    sandbox=planned.sandbox,
                 )
 
     def _execute(
@@ -514,6 +523,9 @@ class OrchestratorCoordinator:
             port_range=self.config.port_range,
             worktree_include=self.config.worktree_include,
             pool_size=self._pool_size(ctx),
+            sandbox=planned.sandbox,
+            sandbox_write=list(self.config.sandbox_write),
+            allowed_domains=list(self.config.allowed_domains),
         )
 
     def _pool_size(self, ctx: RunContext) -> int:

@@ -65,6 +65,9 @@ class TaskRequest(BaseModel):
     port_range: tuple[int, int] | None = None
     worktree_include: str | None = ".worktreeinclude"
     pool_size: int = Field(default=0, description="Recycle pooled worktrees (and return this one) when > 0.")
+    sandbox: str = Field(default="none", description="The boundary the agent runs in (agents.sandbox).")
+    sandbox_write: list[str] = Field(default_factory=list, description="Extra paths the sandboxed agent may write.")
+    allowed_domains: list[str] = Field(default_factory=list, description="Domains Claude's sandbox lets through.")
 
     @property
     def result_path(self) -> Path:

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from orchestrator.agents import get_agent
+from orchestrator.agents.sandbox import confine
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.gitops import git
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, utcnow
@@ -284,6 +285,10 @@ class WorkflowManager:
         req = self.request
         agent = get_agent(req.agent)
         parser = agent.parser(model=req.model)
+        # Wrapped only now: the worktree's git paths exist once setup has made the worktree.
+        command = confine(command, req.sandbox, worktree=req.worktree, branch=req.branch, project_root=req.project_root,
+                          env=self.env, extra_writable=req.sandbox_write, allowed_domains=req.allowed_domains,
+                          home_state=agent.home_state)
         proc = AgentProcess(
             command,
             cwd=req.worktree,

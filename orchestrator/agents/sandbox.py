@@ -1,0 +1,171 @@
+"""The boundary an agent runs inside: which one a task gets, and the command line that enforces it.
+
+Two kinds, one promise: the agent may run any command in its worktree (tests, builds, installs
+into the worktree), and the operating system keeps every write inside that worktree plus what
+committing on its own branch touches. Claude Code gets it through its own sandbox settings (its
+Bash tool then runs commands unasked); every other agent runs inside bubblewrap built here.
+
+Facts checked with Claude Code 2.1.329 against the scripted API server, as root, in a fresh HOME:
+
+- With `--settings '{"sandbox": {"enabled": true, "autoAllowBashIfSandboxed": true}}'` a print-mode
+  agent under acceptEdits runs `python3 -c ... > out.txt && git add ... && git commit ...`
+  unasked; without it the same command "requires approval". Settings given by flag apply in a
+  folder the CLI was never told to trust.
+- Writes outside the working directory fail with "Read-only file system" (main checkout, another
+  worktree, $HOME). For a linked worktree the CLI itself leaves the repository's git directory
+  writable, except the other worktrees' admin directories, so committing works inside the
+  sandbox; we deny the parts of it that reach beyond the task (below).
+- `filesystem.denyWrite` takes effect inside that allowance; `allowUnsandboxedCommands: false`
+  stops the CLI from retrying a refused command outside the sandbox.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from orchestrator.cmd import CommandError, run_cmd, which
+from orchestrator.errors import InputError
+from orchestrator.gitops import git
+
+SANDBOX_MODES = ("auto", "on", "off")
+BUBBLEWRAP = "bubblewrap"  # our own boundary, for any agent
+CLAUDE_SANDBOX = "claude-sandbox"  # Claude Code's sandbox settings (bubblewrap + socat underneath)
+NO_SANDBOX = "none"
+INSTALL_HINT = "apt-get install bubblewrap socat"
+PRIVATE_TMP = "/tmp"
+
+# Parts of the shared git directory an agent must never write: git runs hooks and reads config
+# outside any sandbox (the orchestrator commits leftovers in the worktree), and HEAD and index are
+# the main checkout's.
+_GIT_DENIED = ("config", "hooks", "info", "HEAD", "index")
+
+
+def _tools_for(policy: str) -> tuple[str, ...]:
+    # Claude Code's own sandbox also needs socat to proxy the network; ours leaves it as it is.
+    return ("bwrap", "socat") if policy == CLAUDE_SANDBOX else ("bwrap",)
+
+
+def missing_tools(policy: str, env: Mapping[str, str]) -> list[str]:
+    """What the platform lacks for `policy`: programs not on PATH, or a bwrap that cannot start
+    (no user namespaces in this container, for instance)."""
+    path = env.get("PATH", "")
+    missing = [tool for tool in _tools_for(policy) if which(tool, path=path) is None]
+    if missing:
+        return missing
+    bwrap = which("bwrap", path=path) or "bwrap"
+    try:
+        run_cmd([bwrap, *_BASE_ARGS, "--", "true"], env=env, timeout=30)
+    except CommandError as exc:
+        return [f"a working bwrap ({exc})"]
+    return []
+
+
+def choose_policy(mode: str, agent: str, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """The policy for tasks run by `agent` ("generic" for --agent-cmd), and a note to say once
+    when `auto` found no sandbox. `on` without one is an InputError, before anything is created."""
+    if mode not in SANDBOX_MODES:
+        raise InputError(f"--sandbox: {mode!r} is not one of {', '.join(SANDBOX_MODES)}")
+    if mode == "off":
+        return NO_SANDBOX, None
+    wanted = CLAUDE_SANDBOX if agent == "claude" else BUBBLEWRAP
+    missing = missing_tools(wanted, env)
+    if not missing:
+        return wanted, None
+    if mode == "on":
+        raise InputError(f"--sandbox on: {' and '.join(missing)} not available; install them ({INSTALL_HINT}) "
+                         "or use --sandbox auto|off")
+    return NO_SANDBOX, (
+        f"no sandbox ({' and '.join(missing)} not available): agents run with the permission policy "
+        f"only, which keeps them from running project commands; for the sandbox: {INSTALL_HINT}"
+    )
+
+
+def describe_policy(policy: str) -> str:
+    """One line for the plan and the report."""
+    if policy == CLAUDE_SANDBOX:
+        return "Claude Code sandbox: any command, writes only in the worktree and its branch's git data"
+    if policy == BUBBLEWRAP:
+        return "bubblewrap: any command, writes only in the worktree and its branch's git data, private /tmp"
+    return "no sandbox: permission mode and allowed tools only"
+
+
+def writable_paths(worktree: Path, branch: str, extra: Sequence[str], home: str | None,
+                   home_state: Sequence[str]) -> list[Path]:
+    """What the agent may write besides nothing: its worktree, the git data committing on its own
+    branch touches (its worktree's admin dir, the object store, the directory of its branch's ref
+    and reflog), its CLI's state under HOME and the user's extra paths. Only existing paths."""
+    common = git.git_common_dir(worktree)
+    ref_dir = str(Path(branch).parent) if "/" in branch else ""
+    paths = [worktree, git.git_dir(worktree), common / "objects",
+             common / "refs" / "heads" / ref_dir, common / "logs" / "refs" / "heads" / ref_dir]
+    if home:
+        paths += [Path(home) / name for name in home_state]
+    paths += [Path(p).expanduser() for p in extra]
+    seen: list[Path] = []
+    for path in paths:
+        resolved = path.resolve()
+        if resolved.exists() and resolved not in seen:
+            seen.append(resolved)
+    return seen
+
+
+# The whole filesystem read-only, fresh /dev and /proc (a pid namespace, so unprivileged bwrap
+# may mount it), a private /tmp. No --new-session and no --die-with-parent: the agent stays in
+# the process group the orchestrator stops, and outlives a dying task process as before.
+_BASE_ARGS = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
+              "--tmpfs", PRIVATE_TMP)
+
+
+def _under_tmp(path: Path) -> bool:
+    return path.is_relative_to(PRIVATE_TMP) and path != Path(PRIVATE_TMP)
+
+
+def bwrap_command(argv: Sequence[str], *, bwrap: str, cwd: Path, writable: Sequence[Path],
+                  visible: Sequence[Path]) -> list[str]:
+    """argv run inside bubblewrap: `writable` bound read-write, everything else read-only.
+    `visible` are paths the private /tmp would hide (a repository or HOME under /tmp): bound back
+    read-only, so the agent sees them but cannot change them."""
+    args = [bwrap, *_BASE_ARGS]
+    candidates = [*visible, *(Path(a) for a in argv if os.path.isabs(a))]
+    shown = sorted({p.resolve() for p in candidates if p.exists() and _under_tmp(p.resolve())}, key=lambda p: len(p.parts))
+    for path in shown:
+        args += ["--ro-bind", str(path), str(path)]
+    for path in writable:
+        args += ["--bind", str(path), str(path)]
+    return [*args, "--chdir", str(cwd), "--", *argv]
+
+
+def claude_settings(worktree: Path, extra: Sequence[str], allowed_domains: Sequence[str]) -> str:
+    """`--settings` JSON turning on Claude Code's sandbox for this worktree: unasked commands,
+    never unconfined, the shared git parts outside the task's reach denied."""
+    common = git.git_common_dir(worktree)
+    sandbox: dict[str, object] = {
+        "enabled": True,
+        "autoAllowBashIfSandboxed": True,
+        "failIfUnavailable": True,
+        "allowUnsandboxedCommands": False,
+        "filesystem": {
+            "allowWrite": [str(Path(p).expanduser()) for p in extra],
+            "denyWrite": [str(common / name) for name in _GIT_DENIED],
+        },
+    }
+    if allowed_domains:
+        sandbox["network"] = {"allowedDomains": list(allowed_domains)}
+    return json.dumps({"sandbox": sandbox})
+
+
+def confine(argv: Sequence[str], policy: str, *, worktree: Path, branch: str, project_root: Path,
+            env: Mapping[str, str], extra_writable: Sequence[str] = (), allowed_domains: Sequence[str] = (),
+            home_state: Sequence[str] = ()) -> list[str]:
+    """The agent's argv under `policy`, for a worktree that exists (its git paths are read now)."""
+    if policy == CLAUDE_SANDBOX:
+        return [*argv, "--settings", claude_settings(worktree, extra_writable, allowed_domains)]
+    if policy == BUBBLEWRAP:
+        home = env.get("HOME")
+        bwrap = which("bwrap", path=env.get("PATH", "")) or "bwrap"
+        visible = [project_root, *([Path(home)] if home else [])]
+        return bwrap_command(argv, bwrap=bwrap, cwd=worktree, visible=visible,
+                             writable=writable_paths(worktree, branch, extra_writable, home, home_state))
+    return list(argv)
