@@ -29,6 +29,7 @@ until [ -e "$other/.git" ]; do sleep 0.05; done
 for target in "$main/leak-$task.txt" "$other/leak-$task.txt" "$HOME/leak-$task.txt"; do
   if (echo leak > "$target") 2>>blocked.txt; then echo "WROTE $target" >> blocked.txt; fi
 done
+git update-ref refs/heads/main HEAD 2>> blocked.txt || true
 git add blocked.txt && git commit -q -m "$task: what was blocked"
 """
 
@@ -51,6 +52,7 @@ def test_agent_writes_and_commits_in_its_worktree_and_nowhere_else(make_repo, tm
         write_prompt(repo, tid)
     git(repo, "add", "prompts")
     git(repo, "commit", "-q", "-m", "prompts")
+    main_sha = git(repo, "rev-parse", "main")
     script = tmp_path / "agent.sh"
     script.write_text(AGENT)
     script.chmod(0o755)
@@ -68,8 +70,9 @@ def test_agent_writes_and_commits_in_its_worktree_and_nowhere_else(make_repo, tm
                                                                               f"{tid}: built with python"]
         blocked = git(repo, "show", f"{branch}:blocked.txt")
         assert "WROTE" not in blocked
-        assert blocked.count("Read-only file system") == 3, blocked
+        assert blocked.count("Read-only file system") == 4, blocked  # the main branch's ref too
     assert [*repo.rglob("leak-*"), *home.glob("leak-*")] == []
+    assert git(repo, "rev-parse", "main") == main_sha
     assert git(repo, "status", "--porcelain") == ""
     registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
     assert {registry["processes"][t]["sandbox"] for t in ("a", "b")} == {BUBBLEWRAP}

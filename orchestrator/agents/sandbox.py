@@ -13,8 +13,9 @@ Facts checked with Claude Code 2.1.329 against the scripted API server, as root,
   folder the CLI was never told to trust.
 - Writes outside the working directory fail with "Read-only file system" (main checkout, another
   worktree, $HOME). For a linked worktree the CLI itself leaves the repository's git directory
-  writable, except the other worktrees' admin directories, so committing works inside the
-  sandbox; we deny the parts of it that reach beyond the task (below).
+  writable, except its hooks and the other worktrees' admin directories, so committing works
+  inside the sandbox, but so does `git update-ref refs/heads/main`; we deny the parts of it that
+  reach beyond the task (`_git_denied`).
 - `filesystem.denyWrite` takes effect inside that allowance; `allowUnsandboxedCommands: false`
   stops the CLI from retrying a refused command outside the sandbox.
 """
@@ -137,7 +138,18 @@ def bwrap_command(argv: Sequence[str], *, bwrap: str, cwd: Path, writable: Seque
     return [*args, "--chdir", str(cwd), "--", *argv]
 
 
-def claude_settings(worktree: Path, extra: Sequence[str], allowed_domains: Sequence[str]) -> str:
+def _git_denied(common: Path, branch: str) -> list[Path]:
+    """The parts of the shared git directory the CLI would leave writable that the task must not
+    write: the fixed ones above, and every other branch's ref outside its branch's own directory
+    (the main checkout's branch among them), tags, remotes and packed refs. Existing paths only."""
+    own = branch.split("/", 1)[0]
+    heads = common / "refs" / "heads"
+    others = [p for p in heads.iterdir() if p.name not in (own, f"{own}.lock")] if heads.is_dir() else []
+    fixed = [common / name for name in (*_GIT_DENIED, "packed-refs", "refs/tags", "refs/remotes")]
+    return [p for p in [*fixed, *sorted(others)] if p.exists()]
+
+
+def claude_settings(worktree: Path, branch: str, extra: Sequence[str], allowed_domains: Sequence[str]) -> str:
     """`--settings` JSON turning on Claude Code's sandbox for this worktree: unasked commands,
     never unconfined, the shared git parts outside the task's reach denied."""
     common = git.git_common_dir(worktree)
@@ -148,7 +160,7 @@ def claude_settings(worktree: Path, extra: Sequence[str], allowed_domains: Seque
         "allowUnsandboxedCommands": False,
         "filesystem": {
             "allowWrite": [str(Path(p).expanduser()) for p in extra],
-            "denyWrite": [str(common / name) for name in _GIT_DENIED],
+            "denyWrite": [str(p) for p in _git_denied(common, branch)],
         },
     }
     if allowed_domains:
@@ -161,7 +173,7 @@ def confine(argv: Sequence[str], policy: str, *, worktree: Path, branch: str, pr
             home_state: Sequence[str] = ()) -> list[str]:
     """The agent's argv under `policy`, for a worktree that exists (its git paths are read now)."""
     if policy == CLAUDE_SANDBOX:
-        return [*argv, "--settings", claude_settings(worktree, extra_writable, allowed_domains)]
+        return [*argv, "--settings", claude_settings(worktree, branch, extra_writable, allowed_domains)]
     if policy == BUBBLEWRAP:
         home = env.get("HOME")
         bwrap = which("bwrap", path=env.get("PATH", "")) or "bwrap"

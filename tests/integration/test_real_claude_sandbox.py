@@ -32,6 +32,9 @@ def build_and_escape(task: str, main: Path, other: Path, home: Path) -> str:
         f"python3 -c 'import sys; print(\"built by\", sys.argv[1])' {task} > built.txt && "
         f"git add built.txt && git commit -q -m '{task}: built with python' && "
         f"until [ -e {shlex.quote(str(other / '.git'))} ]; do sleep 0.05; done; {tries} "
+        f"git update-ref refs/heads/main HEAD 2>> refused.txt || true; "
+        f"touch {shlex.quote(str(main / '.git' / 'hooks' / 'pre-commit'))} 2>> refused.txt || true; "
+        f"git add refused.txt && "
         f"git add blocked.txt && git commit -q -m '{task}: what was blocked'"
     )
 
@@ -49,6 +52,7 @@ def test_two_agents_build_and_commit_inside_and_write_nothing_outside(
                                           Answer("Built and committed.")])
     git(repo, "add", "prompts")
     git(repo, "commit", "-q", "-m", "prompts")
+    main_sha = git(repo, "rev-parse", "main")
     # A default run: no --allowed-tools beyond the built-in git ones, no --sandbox flag.
     proc = run_orchestrator(repo, claude_env, *ids, "--max-parallel", "2", "--keep-worktrees", timeout=240)
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -62,7 +66,12 @@ def test_two_agents_build_and_commit_inside_and_write_nothing_outside(
                                                                               f"{tid}: built with python"]
         blocked = git(repo, "show", f"{branch}:blocked.txt")
         assert blocked.count("Read-only file system") == 3, blocked
+        # The shared git directory's parts beyond the task: the main branch, hooks git would run.
+        refused = git(repo, "show", f"{branch}:refused.txt").splitlines()
+        assert len(refused) == 2 and "main" in refused[0] and "Read-only file system" in refused[1], refused
     assert [*repo.rglob("leak-*"), *home.rglob("leak-*")] == []
+    assert git(repo, "rev-parse", "main") == main_sha
+    assert not (repo / ".git" / "hooks" / "pre-commit").exists()
     assert git(repo, "status", "--porcelain") == ""
     registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
     assert {registry["processes"][t]["sandbox"] for t in ids} == {CLAUDE_SANDBOX}
