@@ -47,7 +47,9 @@ def measure(reps: int) -> dict[str, list[float]]:
         agent = ["true"]
 
         def confined(policy: str) -> list[str]:
-            return confine(agent, policy, worktree=worktree, branch="gadugi/t", project_root=repo, env=env)
+            agent_name = "claude" if policy == CLAUDE_SANDBOX else "generic"
+            return confine(agent, policy, agent=agent_name, worktree=worktree, branch="gadugi/t", project_root=repo,
+                           env=env)
 
         return {
             "plain start": _timed(reps, lambda: _start(agent, worktree)),

@@ -25,7 +25,9 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from orchestrator.agents.claude_project import merge_settings, project_settings
 from orchestrator.cmd import CommandError, run_cmd, which
 from orchestrator.errors import InputError
 from orchestrator.gitops import git
@@ -149,9 +151,10 @@ def _git_denied(common: Path, branch: str) -> list[Path]:
     return [p for p in [*fixed, *sorted(others)] if p.exists()]
 
 
-def claude_settings(worktree: Path, branch: str, extra: Sequence[str], allowed_domains: Sequence[str]) -> str:
-    """`--settings` JSON turning on Claude Code's sandbox for this worktree: unasked commands,
-    never unconfined, the shared git parts outside the task's reach denied."""
+def claude_sandbox_settings(worktree: Path, branch: str, extra: Sequence[str],
+                            allowed_domains: Sequence[str]) -> dict[str, Any]:
+    """Claude Code settings turning on its sandbox for this worktree: unasked commands, never
+    unconfined, the shared git parts outside the task's reach denied."""
     common = git.git_common_dir(worktree)
     sandbox: dict[str, object] = {
         "enabled": True,
@@ -165,15 +168,21 @@ def claude_settings(worktree: Path, branch: str, extra: Sequence[str], allowed_d
     }
     if allowed_domains:
         sandbox["network"] = {"allowedDomains": list(allowed_domains)}
-    return json.dumps({"sandbox": sandbox})
+    return {"sandbox": sandbox}
 
 
-def confine(argv: Sequence[str], policy: str, *, worktree: Path, branch: str, project_root: Path,
+def confine(argv: Sequence[str], policy: str, *, agent: str, worktree: Path, branch: str, project_root: Path,
             env: Mapping[str, str], extra_writable: Sequence[str] = (), allowed_domains: Sequence[str] = (),
-            home_state: Sequence[str] = ()) -> list[str]:
-    """The agent's argv under `policy`, for a worktree that exists (its git paths are read now)."""
-    if policy == CLAUDE_SANDBOX:
-        return [*argv, "--settings", claude_settings(worktree, branch, extra_writable, allowed_domains)]
+            home_state: Sequence[str] = (), trust_project: bool = False) -> list[str]:
+    """The agent's argv under `policy`, for a worktree that exists (its git paths are read now).
+    Claude Code gets its sandbox, and with `trust_project` the project's own settings, as one
+    `--settings` value."""
+    if agent == "claude":
+        settings = project_settings(worktree) if trust_project else {}
+        if policy == CLAUDE_SANDBOX:
+            settings = merge_settings(settings, claude_sandbox_settings(worktree, branch, extra_writable,
+                                                                        allowed_domains))
+        return [*argv, "--settings", json.dumps(settings)] if settings else list(argv)
     if policy == BUBBLEWRAP:
         home = env.get("HOME")
         bwrap = which("bwrap", path=env.get("PATH", "")) or "bwrap"

@@ -15,6 +15,7 @@ import psutil
 
 from orchestrator.agents import get_agent
 from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
+from orchestrator.agents.claude_project import untrusted_note
 from orchestrator.agents.sandbox import choose_policy
 from orchestrator.backends.factory import make_backend
 from orchestrator.config.model import OrchestrationConfig
@@ -172,6 +173,9 @@ class OrchestratorCoordinator:
                     self.warnings.append(note)
             planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command),
                                        sandbox=policies[agent]))
+        note = untrusted_note(self.project_root, env.get("HOME"), self.config.trust_project) if "claude" in policies else None
+        if note:
+            self.warnings.append(note)
         plan = Plan(tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
         return plan, analysis
 
@@ -526,6 +530,7 @@ class OrchestratorCoordinator:
             sandbox=planned.sandbox,
             sandbox_write=list(self.config.sandbox_write),
             allowed_domains=list(self.config.allowed_domains),
+            trust_project=self.config.trust_project,
         )
 
     def _pool_size(self, ctx: RunContext) -> int:

@@ -286,9 +286,10 @@ class WorkflowManager:
         agent = get_agent(req.agent)
         parser = agent.parser(model=req.model)
         # Wrapped only now: the worktree's git paths exist once setup has made the worktree.
-        command = confine(command, req.sandbox, worktree=req.worktree, branch=req.branch, project_root=req.project_root,
-                          env=self.env, extra_writable=req.sandbox_write, allowed_domains=req.allowed_domains,
-                          home_state=agent.home_state)
+        command = confine(command, req.sandbox, agent=req.agent, worktree=req.worktree, branch=req.branch,
+                          project_root=req.project_root, env=self.env, extra_writable=req.sandbox_write,
+                          allowed_domains=req.allowed_domains, home_state=agent.home_state,
+                          trust_project=req.trust_project)
         proc = AgentProcess(
             command,
             cwd=req.worktree,
