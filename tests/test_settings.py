@@ -65,7 +65,8 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "breaker_threshold": ("5", 5), "max_budget_usd": ("$2.50", 2.5), "run_budget_usd": ("10", 10.0),
         "context": ("ctx.md", "ctx.md"), "backend": ("dask-local", "dask-local"),
         "worktree_pool": ("0", 0),
-        "trust_project": ("true", True), "sandbox": ("off", "off"), "sandbox_write": ("~/.cache/pip", ["~/.cache/pip"]),
+        "trust_project": ("true", True), "mcp": ("none", "none"), "sandbox": ("off", "off"),
+        "sandbox_write": ("~/.cache/pip", ["~/.cache/pip"]),
         "allowed_domains": ("pypi.org,files.pythonhosted.org", ["pypi.org", "files.pythonhosted.org"]),
         "scheduler": ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
     }

@@ -63,6 +63,7 @@ class Invocation:
     allowed_tools: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     resume_session: str | None = None
+    mcp: str = "inherit"  # MCP servers: inherit, none, or a config file (Claude Code)
     max_budget_usd: float | None = None
     # For a user-supplied command (`--agent-cmd`): the template, and what its placeholders name
     # besides the prompt file and the worktree.

@@ -104,6 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("trust_project", False, v.SWITCH,
       "apply the project's .claude/settings.json in every worktree although Claude Code was never told to trust it",
       group="agent"),
+    S("mcp", "inherit", v.TEXT, "MCP servers each Claude agent starts: inherit (the user's), none, or only those in FILE",
+      group="agent", metavar="inherit|none|FILE"),
     S("context", None, v.PATH, "file included in every task's prompt", group="agent",
       default_text="prompts/_context.md", metavar="FILE"),
     S("max_budget_usd", None, v.MONEY, "per-task budget, passed to the agent where supported", group="agent"),

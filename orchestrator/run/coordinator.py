@@ -16,6 +16,7 @@ import psutil
 from orchestrator.agents import get_agent
 from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
 from orchestrator.agents.claude_project import untrusted_note
+from orchestrator.agents.claude_shared import mcp_note, mcp_server_count, shared_login_note
 from orchestrator.agents.sandbox import choose_policy
 from orchestrator.backends.factory import make_backend
 from orchestrator.config.model import OrchestrationConfig
@@ -173,11 +174,20 @@ class OrchestratorCoordinator:
                     self.warnings.append(note)
             planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command),
                                        sandbox=policies[agent]))
-        note = untrusted_note(self.project_root, env.get("HOME"), self.config.trust_project) if "claude" in policies else None
-        if note:
-            self.warnings.append(note)
+        if "claude" in policies:
+            self.warnings.extend(self._claude_notes(planned, env))
         plan = Plan(tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
         return plan, analysis
+
+    def _claude_notes(self, planned: Sequence[PlannedTask], env: Mapping[str, str]) -> list[str]:
+        """What the Claude agents of this plan share with the user's setup, said once each."""
+        claude_tasks = sum(1 for t in planned if not self.config.agent_cmd and (t.spec.agent or self.config.agent) == "claude")
+        parallel = min(self.config.max_parallel, claude_tasks)
+        home = env.get("HOME")
+        notes = [untrusted_note(self.project_root, home, self.config.trust_project),
+                 mcp_note(mcp_server_count(self.config.mcp, self.project_root, home), parallel),
+                 shared_login_note(parallel, env)]
+        return [note for note in notes if note]
 
     # -- running ---------------------------------------------------------------------------------
 

@@ -1,12 +1,15 @@
 """`orchestrator doctor [--force]`: orphaned runs and worktrees, dirty worktrees, leftover locks and processes."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.run.maintenance import doctor
+from orchestrator.config.model import parse_max_parallel
+from orchestrator.config.settings import resolve_settings
+from orchestrator.run.maintenance import claude_advice, doctor
 
 
 @click.command("doctor")
@@ -15,10 +18,16 @@ from orchestrator.run.maintenance import doctor
 @handle_errors
 def command(force: bool, project_root: str) -> int:
     """List what runs left behind; change nothing unless --force."""
-    findings = doctor(Path(project_root), force=force)
+    root = Path(project_root)
+    findings = doctor(root, force=force)
     for finding in findings:
         mark = "fixed" if finding.fixed else "found"
         click.echo(f"{mark}: {finding.kind}: {finding.detail}")
+    # Advice for the next run, from the options it would get; it does not change the exit code.
+    settings = resolve_settings(root, {}, os.environ)
+    parallel = 1 if settings["agent"] != "claude" or settings["agent_cmd"] else parse_max_parallel(str(settings["max_parallel"]))
+    for note in claude_advice(root, os.environ, parallel=parallel, mcp=settings["mcp"]):
+        click.echo(f"warning: {note}")
     if not findings:
         click.echo("all clear")
     return 1 if any(not f.fixed for f in findings) else 0
