@@ -49,7 +49,7 @@ def measure(reps: int) -> dict[str, list[float]]:
         def confined(policy: str) -> list[str]:
             agent_name = "claude" if policy == CLAUDE_SANDBOX else "generic"
             return confine(agent, policy, agent=agent_name, worktree=worktree, branch="gadugi/t", project_root=repo,
-                           env=env)
+                           env=env).argv
 
         return {
             "plain start": _timed(reps, lambda: _start(agent, worktree)),

@@ -18,12 +18,23 @@ Facts checked with Claude Code 2.1.329 against the scripted API server, as root,
   reach beyond the task (`_git_denied`).
 - `filesystem.denyWrite` takes effect inside that allowance; `allowUnsandboxedCommands: false`
   stops the CLI from retrying a refused command outside the sandbox.
+- Inside its sandbox the CLI masks absent dotfiles of the working directory (`.bashrc`, `.mcp.json`,
+  `.claude/settings.json`, ... : `_CLAUDE_MASKED`) with character devices, and `git add -A` then
+  fails ("can only add regular files"). The agent's git is told to ignore them (`sandbox_env`);
+  nothing of them is left on disk after the agent exits but an empty `.claude/`.
+- Concurrent sessions share `$TMPDIR/claude-<uid>/`, and one session's sandbox setup fails now and
+  then on another's temporary settings file vanishing under it ("bwrap: Can't get type of source
+  /tmp/claude-0/claude-settings-....json"). Each agent gets its own short TMPDIR (the CLI honours
+  it; a long one would break its proxy's socket paths), removed when the agent ends.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +54,14 @@ PRIVATE_TMP = "/tmp"
 # outside any sandbox (the orchestrator commits leftovers in the worktree), and HEAD and index are
 # the main checkout's.
 _GIT_DENIED = ("config", "hooks", "info", "HEAD", "index")
+_CLAUDE_MASKED = (
+    ".bash_profile", ".bashrc", ".gitconfig", ".gitmodules", ".idea", ".mcp.json", ".profile", ".ripgreprc",
+    ".vscode", ".zprofile", ".zshrc", ".claude/settings.json", ".claude/settings.local.json", ".claude/hooks",
+    ".claude/workflows", ".claude/routines", ".claude/loop.md", ".claude/commands", ".claude/skills",
+    ".claude/agents", ".claude/output-styles", ".claude/launch.json", ".claude/scheduled_tasks.json",
+    ".claude/.cc-writes",
+)
+EXCLUDE_FILE = "gadugi-sandbox-exclude"  # in the worktree's own admin dir
 
 
 def _tools_for(policy: str) -> tuple[str, ...]:
@@ -171,22 +190,51 @@ def claude_sandbox_settings(worktree: Path, branch: str, extra: Sequence[str],
     return {"sandbox": sandbox}
 
 
+def sandbox_env(worktree: Path, env: Mapping[str, str], temp_dir: Path) -> dict[str, str]:
+    """Variables for an agent in Claude Code's sandbox: its own TMPDIR, and git told to ignore the
+    masked dotfiles through one more `GIT_CONFIG_*` entry (the user's own entries stay), so
+    `git add -A` works."""
+    exclude = git.git_dir(worktree) / EXCLUDE_FILE
+    exclude.write_text("".join(f"/{name}\n" for name in _CLAUDE_MASKED), encoding="utf-8")
+    index = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
+    return {"TMPDIR": str(temp_dir), "GIT_CONFIG_COUNT": str(index + 1),
+            f"GIT_CONFIG_KEY_{index}": "core.excludesFile", f"GIT_CONFIG_VALUE_{index}": str(exclude)}
+
+
+@dataclass(frozen=True)
+class Confined:
+    """How to start the agent inside its boundary: the argv, variables to add to its env, and a
+    private temp dir to remove once it has ended."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    temp_dir: Path | None = None
+
+    def cleanup(self) -> None:
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
 def confine(argv: Sequence[str], policy: str, *, agent: str, worktree: Path, branch: str, project_root: Path,
             env: Mapping[str, str], extra_writable: Sequence[str] = (), allowed_domains: Sequence[str] = (),
-            home_state: Sequence[str] = (), trust_project: bool = False) -> list[str]:
-    """The agent's argv under `policy`, for a worktree that exists (its git paths are read now).
-    Claude Code gets its sandbox, and with `trust_project` the project's own settings, as one
-    `--settings` value."""
+            home_state: Sequence[str] = (), trust_project: bool = False) -> Confined:
+    """The agent's command under `policy`, for a worktree that exists (its git paths are read
+    now). Claude Code gets its sandbox, and with `trust_project` the project's own settings, as
+    one `--settings` value."""
     if agent == "claude":
         settings = project_settings(worktree) if trust_project else {}
+        extra_env: dict[str, str] = {}
+        temp_dir = None
         if policy == CLAUDE_SANDBOX:
             settings = merge_settings(settings, claude_sandbox_settings(worktree, branch, extra_writable,
                                                                         allowed_domains))
-        return [*argv, "--settings", json.dumps(settings)] if settings else list(argv)
+            temp_dir = Path(tempfile.mkdtemp(prefix="gadugi-"))
+            extra_env = sandbox_env(worktree, env, temp_dir)
+        return Confined([*argv, "--settings", json.dumps(settings)] if settings else list(argv), extra_env, temp_dir)
     if policy == BUBBLEWRAP:
         home = env.get("HOME")
         bwrap = which("bwrap", path=env.get("PATH", "")) or "bwrap"
         visible = [project_root, *([Path(home)] if home else [])]
-        return bwrap_command(argv, bwrap=bwrap, cwd=worktree, visible=visible,
-                             writable=writable_paths(worktree, branch, extra_writable, home, home_state))
-    return list(argv)
+        return Confined(bwrap_command(argv, bwrap=bwrap, cwd=worktree, visible=visible,
+                                      writable=writable_paths(worktree, branch, extra_writable, home, home_state)))
+    return Confined(list(argv))
