@@ -48,8 +48,10 @@ def measure(reps: int) -> dict[str, list[float]]:
 
         def confined(policy: str) -> list[str]:
             agent_name = "claude" if policy == CLAUDE_SANDBOX else "generic"
-            return confine(agent, policy, agent=agent_name, worktree=worktree, branch="gadugi/t", project_root=repo,
-                           env=env).argv
+            result = confine(agent, policy, agent=agent_name, worktree=worktree, branch="gadugi/t", project_root=repo,
+                             env=env)
+            result.cleanup()  # the private TMPDIR a Claude agent would get: part of the cost
+            return result.argv
 
         return {
             "plain start": _timed(reps, lambda: _start(agent, worktree)),
