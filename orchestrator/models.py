@@ -115,6 +115,7 @@ class PlannedTask(Model):
     branch: str
     worktree: Path
     agent_command: list[str]
+    sandbox: str = Field(default="none", description="The boundary its agent runs in: bubblewrap, claude-sandbox, none.")
 
 
 class Plan(Model):

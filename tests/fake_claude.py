@@ -52,9 +52,11 @@ VALUE_FLAGS = {
     "-r",
     "--session-id",
     "--append-system-prompt",
+    "--settings",
+    "--mcp-config",
 }
 VARIADIC_FLAGS = {"--allowedTools", "--allowed-tools", "--disallowedTools", "--disallowed-tools"}
-BOOL_FLAGS = {"-p", "--print", "--verbose", "--dangerously-skip-permissions", "--no-session-persistence"}
+BOOL_FLAGS = {"-p", "--print", "--verbose", "--strict-mcp-config", "--dangerously-skip-permissions", "--no-session-persistence"}
 PERMISSION_MODES = {"acceptEdits", "bypassPermissions", "default", "dontAsk", "plan"}
 # Sonnet prices per million tokens: input, output, cache write, cache read.
 PRICES = (3.0, 15.0, 3.75, 0.30)

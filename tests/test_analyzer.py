@@ -291,7 +291,9 @@ def test_plan_json(tmp_path: Path) -> None:
     assert (first["timeout_seconds"], first["max_turns"], first["verify"], first["model"], first["agent"]) == (
         1800, 5, "true", "m", "x")
     assert set(first) == {"id", "title", "prompt_file", "priority", "depends_on", "files", "conflicts_with", "branch",
-                          "worktree", "agent_command", "timeout_seconds", "max_turns", "verify", "model", "agent"}
+                          "worktree", "agent_command", "timeout_seconds", "max_turns", "verify", "model", "agent",
+                          "sandbox"}
+    assert first["sandbox"] == "none"
     assert data["skipped"][0]["id"] == "d" and "line" in data["skipped"][0]["skip_reason"]
     assert (data["base_ref"], data["base_sha"]) == ("main", "abc123")
     assert not any("estimated" in key for key in data)

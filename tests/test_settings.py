@@ -67,6 +67,9 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "worktree_pool": ("0", 0),
         "fix_rounds": ("0", 0), "placeholder_check": ("false", False),
         "placeholder_patterns": ("HACK", ["HACK"]),
+        "trust_project": ("true", True), "mcp": ("none", "none"), "sandbox": ("off", "off"),
+        "sandbox_write": ("~/.cache/pip", ["~/.cache/pip"]),
+        "allowed_domains": ("pypi.org,files.pythonhosted.org", ["pypi.org", "files.pythonhosted.org"]),
         "scheduler": ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
     }
     text, expected = samples[setting.key]

@@ -39,6 +39,7 @@ def agent_command(
         allowed_tools=tuple(config.allowed_tools),
         extra_args=tuple(config.agent_args),
         resume_session=resume_session,
+        mcp=config.mcp,
         max_budget_usd=config.max_budget_usd,
         template=config.agent_cmd,
         task_id=spec.id,

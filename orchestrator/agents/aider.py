@@ -189,6 +189,7 @@ class AiderAgent(Agent):
     install_hint = "install aider with `pipx install aider-chat`"
     # Aider prints no session id, so a retry has nothing to hand back and starts over.
     resumes_sessions = False
+    home_state = (".aider",)
     prompt_on_stdin = False
 
     def command(self, run: Invocation) -> list[str]:

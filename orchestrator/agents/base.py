@@ -67,6 +67,7 @@ class Invocation:
     allowed_tools: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     resume_session: str | None = None
+    mcp: str = "inherit"  # MCP servers: inherit, none, or a config file (Claude Code)
     max_budget_usd: float | None = None
     # For a user-supplied command (`--agent-cmd`): the template, and what its placeholders name
     # besides the prompt file and the worktree.
@@ -88,6 +89,8 @@ class Agent(ABC):
     prompt_on_stdin: ClassVar[bool]
     # Whether launches must be spaced out (Claude Code races on its own settings files).
     staggered_launch: ClassVar[bool] = False
+    # What the CLI writes under HOME (its sessions, caches): writable inside the sandbox.
+    home_state: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

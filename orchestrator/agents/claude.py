@@ -17,12 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.agents.base import Agent, Invocation
+from orchestrator.agents.claude_shared import LOGIN_FIX, mcp_args
 from orchestrator.agents.common import build_outcome, decode_event
 from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS, check_permission_policy
 from orchestrator.models import AgentOutcome, FailureClass, Tokens
 from orchestrator.process import describe_exit
 
-AUTH_FIX = "not logged in: run `claude` once and /login, or set ANTHROPIC_API_KEY"
+AUTH_FIX = (
+    "not logged in: run `claude` once and /login, or set ANTHROPIC_API_KEY (mid-run, with several agents on "
+    f"one subscription login, their token refreshes likely logged each other out: {LOGIN_FIX})"
+)
 ROOT_FIX = (
     "Claude Code refuses --dangerously-skip-permissions/bypassPermissions as root: run as a "
     "non-root user, or set IS_SANDBOX=1 inside a disposable sandbox"
@@ -385,7 +389,8 @@ class ClaudeAgent(Agent):
             executable=self.name, model=run.model, max_turns=run.max_turns, permission_mode=run.permission_mode,
             # Added to, never replaced: allowing `Bash(pytest:*)` must not take away committing.
             allowed_tools=tuple(dict.fromkeys((*DEFAULT_ALLOWED_TOOLS, *run.allowed_tools))),
-            extra_args=run.extra_args, resume_session=run.resume_session, max_budget_usd=run.max_budget_usd,
+            extra_args=(*mcp_args(run.mcp), *run.extra_args), resume_session=run.resume_session,
+            max_budget_usd=run.max_budget_usd,
         )
 
     def parser(self, model: str | None = None) -> ClaudeStreamParser:

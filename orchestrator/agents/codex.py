@@ -206,6 +206,7 @@ class CodexAgent(Agent):
     name = "codex"
     install_hint = "install Codex with `npm install -g @openai/codex`, then `codex login` (or set OPENAI_API_KEY)"
     resumes_sessions = True
+    home_state = (".codex",)
     prompt_on_stdin = True
 
     def command(self, run: Invocation) -> list[str]:

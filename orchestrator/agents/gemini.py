@@ -226,6 +226,7 @@ class GeminiAgent(Agent):
     name = "gemini"
     install_hint = "install Gemini CLI with `npm install -g @google/gemini-cli`, then set GEMINI_API_KEY"
     resumes_sessions = True
+    home_state = (".gemini",)
     prompt_on_stdin = True
 
     def command(self, run: Invocation) -> list[str]:

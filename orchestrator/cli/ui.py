@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import click
 
+from orchestrator.agents.sandbox import describe_policy
 from orchestrator.config.durations import format_duration
 from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus, TaskSummary, cost_line, money
 from orchestrator.plan.analyzer import longest_remaining_path, plan_json
@@ -40,6 +41,7 @@ def print_plan(plan: Plan, warnings: Sequence[str], *, as_json: bool, stdin_note
             click.echo(f"    verify:   {spec.verify}")
         suffix = " < prompt.md" if stdin_note and "{prompt_file}" not in " ".join(planned.agent_command) else ""
         click.echo(f"    command:  {shlex.join(planned.agent_command)}{suffix}")
+        click.echo(f"    sandbox:  {describe_policy(planned.sandbox)}")
     _print_schedule(plan)
     for skipped in plan.skipped:
         click.echo(f"\nSkipped {skipped.id}: {skipped.skip_reason}")

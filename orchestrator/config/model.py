@@ -36,6 +36,11 @@ class OrchestrationConfig(BaseModel):
     fix_rounds: int = Field(default=2, ge=0, description="Fix-up rounds when the checks after the agent fail.")
     placeholder_check: bool = Field(default=True, description="Scan the lines a task added for placeholders.")
     placeholder_patterns: list[str] = Field(default_factory=list, description="Regexes; built-in ones when empty.")
+    sandbox: Literal["auto", "on", "off"] = Field(default="auto", description="auto = when the platform has it.")
+    sandbox_write: list[str] = Field(default_factory=list, description="Extra paths a sandboxed agent may write.")
+    allowed_domains: list[str] = Field(default_factory=list, description="Domains Claude's sandbox lets through.")
+    mcp: str = Field(default="inherit", description="inherit, none, or an MCP config file for Claude agents.")
+    trust_project: bool = Field(default=False, description="Apply .claude/settings.json in worktrees, trusted or not.")
     interrupt_timeout: float = Field(default=5.0, description="Seconds after SIGINT before SIGTERM.")
     terminate_timeout: float = Field(default=5.0, description="Seconds after SIGTERM before SIGKILL.")
     run_timeout_seconds: float | None = None

@@ -118,6 +118,11 @@ def git_common_dir(repo: Path) -> Path:
     return Path(out.strip())
 
 
+def git_dir(worktree: Path) -> Path:
+    """The worktree's own admin directory (`.git/worktrees/<id>` for a linked worktree)."""
+    return Path(_git(worktree, "rev-parse", "--absolute-git-dir")[1].strip())
+
+
 def rev_parse(repo: Path, ref: str) -> str | None:
     """The commit SHA `ref` names, or None when it names no commit."""
     rc, out, _ = _git(

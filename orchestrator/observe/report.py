@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from orchestrator.agents.sandbox import describe_policy
 from orchestrator.config.durations import format_duration
 from orchestrator.gitops.merge import MergeReport
 from orchestrator.models import OrchestrationResult, Plan, TaskResult, ValidationResult, cost_line, money
@@ -86,6 +87,9 @@ def render_markdown(
             continue
         lines += ["", f"## {row.task_id}: {row.title}", ""]
         lines.append(f"- Status: {row.status.value} after {row.attempts} attempt(s) in {format_duration(row.duration_seconds)}")
+        planned = next((t for t in plan.tasks if t.spec.id == row.task_id), None)
+        if planned is not None:
+            lines.append(f"- Sandbox: {describe_policy(planned.sandbox)}")
         if row.error_message:
             lines.append(f"- Error: {row.error_message}")
         for earlier in r.attempts:

@@ -78,6 +78,7 @@ class PlanTask(BaseModel):
     verify: str | None
     model: str | None
     agent: str | None
+    sandbox: str = Field(default="none", description="The boundary its agent runs in: bubblewrap, claude-sandbox, none.")
 
 
 class PlanSkipped(BaseModel):

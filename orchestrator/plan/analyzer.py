@@ -202,6 +202,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "verify": t.spec.verify,
                 "model": t.spec.model,
                 "agent": t.spec.agent,
+                "sandbox": t.sandbox,
             }
             for t in plan.tasks
         ],

@@ -16,6 +16,9 @@ import psutil
 
 from orchestrator.agents import get_agent
 from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
+from orchestrator.agents.claude_project import untrusted_note
+from orchestrator.agents.claude_shared import mcp_note, mcp_server_count, shared_login_note
+from orchestrator.agents.sandbox import choose_policy
 from orchestrator.backends.factory import make_backend
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import InputError, OrchestratorError, StateError
@@ -152,12 +155,31 @@ class OrchestratorCoordinator:
             )
         env = self.config.environment()
         planned = []
+        policies: dict[str, str] = {}
         for spec in analysis.tasks:
             branch, path = names[spec.id]
             command = agent_command(self.config, spec, env=env, worktree=path, branch=branch, prompt_file=None)
-            planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command)))
+            agent = "generic" if self.config.agent_cmd else (spec.agent or self.config.agent)
+            if agent not in policies:
+                policies[agent], note = choose_policy(self.config.sandbox, agent, env)
+                if note and note not in self.warnings:
+                    self.warnings.append(note)
+            planned.append(PlannedTask(spec=spec, branch=branch, worktree=path, agent_command=self.redactor.argv(command),
+                                       sandbox=policies[agent]))
+        if "claude" in policies:
+            self.warnings.extend(self._claude_notes(planned, env))
         plan = Plan(tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
         return plan, analysis
+
+    def _claude_notes(self, planned: Sequence[PlannedTask], env: Mapping[str, str]) -> list[str]:
+        """What the Claude agents of this plan share with the user's setup, said once each."""
+        claude_tasks = sum(1 for t in planned if not self.config.agent_cmd and (t.spec.agent or self.config.agent) == "claude")
+        parallel = min(self.config.max_parallel, claude_tasks)
+        home = env.get("HOME")
+        notes = [untrusted_note(self.project_root, home, self.config.trust_project),
+                 mcp_note(mcp_server_count(self.config.mcp, self.project_root, home), parallel),
+                 shared_login_note(parallel, env)]
+        return [note for note in notes if note]
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -302,6 +324,7 @@ class OrchestratorCoordinator:
                     base_sha=plan.base_sha,
                     worktree=where,
                     priority=planned.spec.priority,
+                    sandbox=planned.sandbox,
                 )
 
     def _execute(
@@ -511,6 +534,10 @@ class OrchestratorCoordinator:
             worktree_include=self.config.worktree_include,
             pool_size=self._pool_size(ctx),
             validation=validation,
+            sandbox=planned.sandbox,
+            sandbox_write=list(self.config.sandbox_write),
+            allowed_domains=list(self.config.allowed_domains),
+            trust_project=self.config.trust_project,
         )
 
     def _validation(self, planned: PlannedTask, task_dir: Path, env: dict[str, str], worktree: Path, agent: str,

@@ -10,10 +10,12 @@ import contextlib
 import json
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.agents.claude_shared import mcp_note, mcp_server_count, shared_login_note
 from orchestrator.errors import InputError, StateError, did_you_mean
 from orchestrator.gitops import git
 from orchestrator.observe.status import orphan_notice, orphaned_runs
@@ -154,6 +156,14 @@ class Finding:
     kind: str
     detail: str
     fixed: bool = False
+
+
+def claude_advice(project_root: Path, env: Mapping[str, str], *, parallel: int, mcp: str) -> list[str]:
+    """What `parallel` Claude agents would share with the user's setup that is worth changing:
+    many MCP server processes, one subscription login refreshed by all."""
+    servers = mcp_server_count(mcp, project_root, env.get("HOME"))
+    notes = [mcp_note(servers, parallel, only_many=True), shared_login_note(parallel, env)]
+    return [note for note in notes if note]
 
 
 def _manager(project: Project) -> WorktreeManager:

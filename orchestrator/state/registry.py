@@ -173,6 +173,7 @@ class ProcessRegistry:
         worktree: Path | str,
         priority: int,
         attempt: int = 1,
+        sandbox: str = "",
     ) -> None:
         """Add a task as queued; a task id already registered in this run is a StateError."""
         with self._locked():
@@ -194,6 +195,7 @@ class ProcessRegistry:
                 base_sha=base_sha,
                 worktree=str(worktree),
                 agent_command=list(command),
+                sandbox=sandbox,
                 priority=priority,
             )
             self._journal("register", task_id=task_id, attempt=attempt, changes=entry.model_dump(mode="json"))

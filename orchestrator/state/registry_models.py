@@ -82,6 +82,7 @@ class ProcessInfo(BaseModel):
     wm_pid: int | None = Field(default=None, description="The WorkflowManager subprocess.")
     wm_create_time: float | None = None
     agent_command: list[str] = Field(default_factory=list)
+    sandbox: str = Field(default="", description="The boundary its agent runs in: bubblewrap, claude-sandbox, none.")
     last_event_at: str | None = None
     last_event: str | None = Field(default=None, description='Short text, e.g. "tool_use: Edit".')
     turns: int = 0

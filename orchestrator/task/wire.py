@@ -90,6 +90,10 @@ class TaskRequest(BaseModel):
     worktree_include: str | None = ".worktreeinclude"
     pool_size: int = Field(default=0, description="Recycle pooled worktrees (and return this one) when > 0.")
     validation: Validation = Field(default_factory=Validation)
+    sandbox: str = Field(default="none", description="The boundary the agent runs in (agents.sandbox).")
+    sandbox_write: list[str] = Field(default_factory=list, description="Extra paths the sandboxed agent may write.")
+    allowed_domains: list[str] = Field(default_factory=list, description="Domains Claude's sandbox lets through.")
+    trust_project: bool = Field(default=False, description="Pass the project's Claude Code settings on as flag settings.")
 
     @property
     def result_path(self) -> Path:

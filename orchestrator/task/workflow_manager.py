@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from orchestrator.agents import get_agent
+from orchestrator.agents.sandbox import confine
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.gitops import git
 from orchestrator.models import AgentOutcome, Phase, TaskResult, TaskStatus, iso, sum_costs, utcnow
@@ -361,10 +362,16 @@ class WorkflowManager:
         req = self.request
         agent = get_agent(req.agent)
         parser = agent.parser(model=req.model)
+        # Wrapped only now: the worktree's git paths exist once setup has made the worktree.
+        confined = confine(command, req.sandbox, agent=req.agent, worktree=req.worktree, branch=req.branch,
+                           project_root=req.project_root, env=self.env, extra_writable=req.sandbox_write,
+                           allowed_domains=req.allowed_domains, home_state=agent.home_state,
+                           trust_project=req.trust_project)
+        command = confined.argv
         proc = AgentProcess(
             command,
             cwd=req.worktree,
-            env=self.env,
+            env={**self.env, **confined.env},
             # An agent that reads its prompt from a file named on its command line gets no stdin,
             # so it can never block reading one.
             stdin_path=prompt_path if agent.prompt_on_stdin else None,
@@ -375,6 +382,7 @@ class WorkflowManager:
         try:
             proc.start()
         except OSError as exc:
+            confined.cleanup()
             return AgentOutcome(failure="agent_error", message=f"could not start agent: {exc}")
         with self._stop_lock:
             self.process = proc
@@ -406,6 +414,7 @@ class WorkflowManager:
                 watchdog.set()
         # Whatever the agent left running in its group (a dev server, a watcher) goes with it.
         proc.stop("agent finished", interrupt_timeout=0.5, terminate_timeout=0.5, log=self.emitter.log)
+        confined.cleanup()
         self._heartbeat(parser, "agent exited")
         _redact_file(req.task_dir / "agent.stderr.log", self.emitter.redactor)
         outcome = parser.outcome(exit_code, stderr=_tail(req.task_dir / "agent.stderr.log"))

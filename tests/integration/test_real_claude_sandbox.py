@@ -1,0 +1,77 @@
+"""The real Claude Code CLI inside its own sandbox, as a default run sets it up: each agent runs
+Python and commits in its worktree unasked, and its writes to the main checkout, the other task's
+worktree and HOME fail."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+from orchestrator.agents.sandbox import CLAUDE_SANDBOX, missing_tools
+
+from conftest import git
+
+from .anthropic_server import Answer, AnthropicServer, ToolCall
+from .test_real_claude import run_orchestrator, write_prompt
+
+NO_SANDBOX = missing_tools(CLAUDE_SANDBOX, os.environ)
+pytestmark = pytest.mark.skipif(bool(NO_SANDBOX), reason=f"Claude Code's sandbox needs bubblewrap and socat "
+                                f"({', '.join(NO_SANDBOX)} unavailable): apt-get install bubblewrap socat")
+
+
+def build_and_escape(task: str, main: Path, other: Path, home: Path) -> str:
+    """One Bash command: build with Python and commit, wait for the other task's worktree, then
+    try the three writes that must fail, recording what each said, and commit that record."""
+    tries = " ".join(
+        f"touch {shlex.quote(str(target / f'leak-{task}.txt'))} 2>> blocked.txt || true;"
+        for target in (main, other, home)
+    )
+    return (
+        f"python3 -c 'import sys; print(\"built by\", sys.argv[1])' {task} > built.txt && "
+        f"git add built.txt && git commit -q -m '{task}: built with python' && "
+        f"until [ -e {shlex.quote(str(other / '.git'))} ]; do sleep 0.05; done; {tries} "
+        f"git update-ref refs/heads/main HEAD 2>> refused.txt || true; "
+        f"touch {shlex.quote(str(main / '.git' / 'hooks' / 'pre-commit'))} 2>> refused.txt || true; "
+        f"git add refused.txt && "
+        f"git add blocked.txt && git commit -q -m '{task}: what was blocked'"
+    )
+
+
+def test_two_agents_build_and_commit_inside_and_write_nothing_outside(
+    make_repo, claude_env: dict[str, str], anthropic_server: AnthropicServer
+) -> None:
+    repo = make_repo({"README.md": "# demo\n"})
+    home = Path(claude_env["HOME"])
+    ids = ("alpha", "beta")
+    for tid, other in zip(ids, reversed(ids), strict=True):
+        write_prompt(repo, tid, f"# Task {tid}\nBuild and commit.\nscripted-model: {tid}\n", front=f"files: [{tid}.txt]\n")
+        command = build_and_escape(tid, repo, repo / ".worktrees" / other, home)
+        anthropic_server.add_script(tid, [ToolCall("Bash", {"command": command, "description": "Build and commit"}),
+                                          Answer("Built and committed.")])
+    git(repo, "add", "prompts")
+    git(repo, "commit", "-q", "-m", "prompts")
+    main_sha = git(repo, "rev-parse", "main")
+    # A default run: no --allowed-tools beyond the built-in git ones, no --sandbox flag.
+    proc = run_orchestrator(repo, claude_env, *ids, "--max-parallel", "2", "--keep-worktrees", timeout=240)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = json.loads(proc.stdout)
+    tasks = {t["task_id"]: t for t in result["tasks"]}
+    for tid in ids:
+        branch = tasks[tid]["branch"]
+        assert git(repo, "show", f"{branch}:built.txt") == f"built by {tid}"
+        # Both commits are the agent's own, made by git inside the sandbox.
+        assert git(repo, "log", "--format=%s", branch).splitlines()[:2] == [f"{tid}: what was blocked",
+                                                                              f"{tid}: built with python"]
+        blocked = git(repo, "show", f"{branch}:blocked.txt")
+        assert blocked.count("Read-only file system") == 3, blocked
+        # The shared git directory's parts beyond the task: the main branch, hooks git would run.
+        refused = git(repo, "show", f"{branch}:refused.txt").splitlines()
+        assert len(refused) == 2 and "main" in refused[0] and "Read-only file system" in refused[1], refused
+    assert [*repo.rglob("leak-*"), *home.rglob("leak-*")] == []
+    assert git(repo, "rev-parse", "main") == main_sha
+    assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+    assert git(repo, "status", "--porcelain") == ""
+    registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
+    assert {registry["processes"][t]["sandbox"] for t in ids} == {CLAUDE_SANDBOX}
