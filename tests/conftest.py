@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -127,3 +128,17 @@ def path_with(fake_claude_bin: Path) -> str:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+# A wait is for an event (a file, a line, a process gone); this bound only keeps a broken test
+# from hanging, so it is generous enough for a machine running the suite on every core.
+HANG_GUARD = 180.0
+POLL = 0.02
+
+
+def wait_until(predicate: Callable[[], object], what: str = "condition", timeout: float = HANG_GUARD) -> None:
+    """Return once `predicate()` is true; fail naming `what` if it never becomes so."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached"
+        time.sleep(POLL)

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import git
+from conftest import git, wait_until
 from test_e2e import write_prompt
 from test_reliability import assert_gone
 
@@ -138,9 +138,7 @@ def test_worker_killed_mid_task_is_lost_then_retried(proc_cluster: Any, make_rep
     out: dict[str, OrchestrationResult] = {}
     runner = threading.Thread(target=lambda: out.update(r=OrchestratorCoordinator(cfg, repo).orchestrate(files)))
     runner.start()
-    deadline = time.monotonic() + 30
-    while not any(r["task"] == "slow" for r in records(log)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: any(r["task"] == "slow" for r in records(log)), "the slow agent's start record")
     first = next(r for r in records(log) if r["task"] == "slow")
     agent = psutil.Process(first["pid"])
     worker_pid = agent.parent().parent().pid  # agent <- WorkflowManager <- Dask worker process

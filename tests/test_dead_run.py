@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import datetime
@@ -19,17 +18,13 @@ from typing import Any
 import psutil
 import pytest
 
+from conftest import wait_until
 from test_e2e import run_cli, write_prompt
 
-POLL = 0.05
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll a condition that another process makes true; the sleep paces the polling only."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(POLL)
+def wait_for(predicate: Callable[[], bool]) -> None:
+    """Poll a condition that another process makes true."""
+    wait_until(predicate)
 
 
 def agent_started(log: Path, task: str) -> bool:

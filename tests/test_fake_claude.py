@@ -19,6 +19,8 @@ from orchestrator.agents.claude import ClaudeStreamParser, build_command
 from orchestrator.models import AgentOutcome
 from orchestrator.process import AgentProcess
 
+from conftest import wait_until
+
 MakeRepo = Callable[..., Path]
 FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}
 PATIENT = {"interrupt_timeout": 30.0, "terminate_timeout": 30.0}  # for a fake that does stop at SIGINT
@@ -222,9 +224,7 @@ def test_grandchild_in_its_own_session_does_not_survive(
 
     def stop_when_spawned(parser: ClaudeStreamParser) -> bool:
         del parser
-        deadline = time.monotonic() + 5
-        while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: marker.exists() and marker.read_text(), "the grandchild's pid file")
         grandchild = psutil.Process(int(marker.read_text()))
         agent = grandchild.parent()
         assert agent is not None
@@ -235,12 +235,7 @@ def test_grandchild_in_its_own_session_does_not_survive(
     run = run_fake(make_repo(), f"fake-claude: grandchild grandchild={marker}\n", stop_after=stop_when_spawned)
     assert run.proc.pid in tree
     assert any("leftover descendant" in step for step in run.steps)
-    deadline = time.monotonic() + 5
-    survivors = list(tree)
-    while survivors and time.monotonic() < deadline:
-        survivors = [pid for pid, created in tree.items() if _alive(pid, created)]
-        time.sleep(0.05)
-    assert survivors == [], f"processes of the tree survived: {survivors}"
+    wait_until(lambda: not [pid for pid, created in tree.items() if _alive(pid, created)], "the whole tree gone")
 
 
 def _alive(pid: int, created: float) -> bool:

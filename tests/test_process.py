@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import psutil
 import pytest
 from orchestrator.process import AgentProcess, describe_exit
 from orchestrator.proctree import descendants, is_alive, kill_tree_now
+
+from conftest import wait_until
 
 FAST = {"interrupt_timeout": 0.3, "terminate_timeout": 0.3}
 # For a process that does stop at SIGINT: the wait ends when it exits, so a long grace costs
@@ -44,13 +45,8 @@ def python(
     return proc.start()
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
+def wait_for(predicate: Callable[[], object]) -> None:
+    wait_until(predicate)
 
 
 def test_lines_stdin_file_stderr_and_logs(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ from orchestrator.state.registry_models import (
 )
 from pydantic import BaseModel
 
+from conftest import wait_until
+
 RUN = "run-20250101-000000"
 Q, R, C, F, T, X = (
     TaskStatus.QUEUED,
@@ -494,9 +496,7 @@ def test_is_alive_with_a_real_child() -> None:
         assert is_alive(child.pid, created)
         assert not is_alive(child.pid, created + 1.0), "same pid, different process"
         child.kill()
-        deadline = time.monotonic() + 5
-        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, "the killed child a zombie")
         assert not is_alive(child.pid, created), "a zombie is dead"
     finally:
         child.kill()
@@ -662,10 +662,7 @@ def test_coalesced_updates_reach_the_file_soon_and_status_changes_at_once(tmp_pa
     reg.update("a", turns=1)
     reg.update("a", turns=2)  # inside the window: held in memory only
     assert reg.get("a").turns == 2  # type: ignore[union-attr]
-    deadline = time.monotonic() + 5
-    while _file_entry(mon, "a")["turns"] != 2:
-        assert time.monotonic() < deadline, "the held-back update never reached the file"
-        time.sleep(0.02)
+    wait_until(lambda: _file_entry(mon, "a")["turns"] == 2, "the held-back update in the file")
     reg.update("a", turns=3)
     assert reg.transition("a", TaskStatus.COMPLETED)
     entry = _file_entry(mon, "a")

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from conftest import git
+from conftest import HANG_GUARD, git, wait_until
 from test_e2e import intervals, run_cli, write_prompt
 
 FAST = ("--interrupt-timeout", "0.3s", "--terminate-timeout", "0.3s", "--retry-backoff", "0.05s")
@@ -27,12 +26,10 @@ def pids_from_log(log: Path) -> set[int]:
 
 
 def assert_gone(pids: set[int]) -> None:
-    deadline = time.monotonic() + 5
-    alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = {p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
-    assert not alive, f"processes survived: {alive}"
+    def alive() -> set[int]:
+        return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+
+    wait_until(lambda: not alive(), f"every process gone (alive: {alive()})")
 
 
 def test_timeout_escalates_and_nothing_survives(make_repo, path_with: str, tmp_path: Path) -> None:
@@ -154,13 +151,8 @@ def start_orchestrator(repo: Path, path_env: str, *args: str, log: Path) -> subp
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(predicate, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
-    """Wait for an event; the timeout only keeps a broken test from hanging, so it is generous
-    enough for a machine running the suite on every core."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+def wait_for(predicate, timeout: float = HANG_GUARD) -> None:  # type: ignore[no-untyped-def]
+    wait_until(predicate, timeout=timeout)
 
 
 def started(log: Path) -> set[str]:
