@@ -11,18 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from orchestrator.errors import InputError
 from orchestrator.gitops import git
-from orchestrator.run.lifecycle import is_finished
+from orchestrator.run.lifecycle import is_finished, saved_plan
 from orchestrator.run.project import Project
-from orchestrator.state.atomic import read_json
 from orchestrator.state.runlock import RunLock
 from orchestrator.state.runs import RunPaths, run_dirs
 
 TRASH_PREFIX = "refs/gadugi/trash/"
-PLAN_FILE = "plan.json"
 
 
 @dataclass
@@ -45,7 +42,7 @@ def clean_branches(project: Project, run_id: str | None, *, all_runs: bool, forc
     checked_out = {e.branch: e.path for e in git.list_worktrees(root) if e.branch}
     outcome = BranchOutcome()
     for run in runs:
-        plan = _plan(run.run_dir)
+        plan = saved_plan(run.run_dir)
         branches = [t.get("branch") for t in plan.get("tasks", []) if isinstance(t, dict)]
         present = [b for b in branches if isinstance(b, str) and b and git.branch_exists(root, b)]
         if not present:
@@ -94,8 +91,3 @@ def _judge(root: Path, branch: str, target: str, base_sha: str, checked_out: dic
     else:
         outcome.kept.append((branch, "it moved while being cleaned"))
 
-
-def _plan(run_dir: Path) -> dict[str, Any]:
-    saved = read_json(run_dir / PLAN_FILE) if (run_dir / PLAN_FILE).exists() else None
-    plan = saved.get("plan") if isinstance(saved, dict) else None
-    return plan if isinstance(plan, dict) else {}

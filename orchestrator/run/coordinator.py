@@ -39,7 +39,7 @@ from orchestrator.observe.run_segments import read_run_timing
 from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
 from orchestrator.plan.inputs import resolve_prompt_paths
 from orchestrator.run.engine import EngineSettings, ExecutionEngine
-from orchestrator.run.lifecycle import ended_cleanly, resumable
+from orchestrator.run.lifecycle import PLAN_FILE, ended_cleanly, resumable
 from orchestrator.run.promptgen import render_prompt, render_retry_prompt, write_prompt
 from orchestrator.run.recovery import Recovery, apply, inspect_tasks
 from orchestrator.run.results import build_result
@@ -54,8 +54,6 @@ from orchestrator.task.wire import SESSION_TOKEN, Predecessor, TaskRequest, Vali
 from orchestrator.worktrees.disposal import dispose_worktree
 from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.provision import release_port
-
-PLAN_FILE = "plan.json"
 
 
 def new_run_id() -> str:

@@ -5,10 +5,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import StateError
+from orchestrator.state.atomic import read_json
 from orchestrator.state.journal import read_journal
 from orchestrator.state.registry_models import ProcessInfo, replay
 
 JOURNAL_FILE = "events.jsonl"
+PLAN_FILE = "plan.json"  # the plan and options a run was started with
+
+
+def saved_plan(run_dir: Path) -> dict[str, Any]:
+    """The run's saved plan (`tasks`, `base_ref`, `base_sha`, ...); empty when it has none or it
+    cannot be read (a damaged file is kept aside by read_json)."""
+    try:
+        saved = read_json(run_dir / PLAN_FILE)
+    except StateError:
+        return {}
+    plan = saved.get("plan") if isinstance(saved, dict) else None
+    return plan if isinstance(plan, dict) else {}
 
 
 def resumable(entries: Mapping[str, ProcessInfo]) -> bool:

@@ -20,6 +20,7 @@ from orchestrator.errors import InputError, StateError, did_you_mean
 from orchestrator.gitops import git
 from orchestrator.observe.status import orphan_notice, orphaned_runs
 from orchestrator.proctree import is_alive, wait_gone
+from orchestrator.run.lifecycle import saved_plan
 from orchestrator.run.project import Project
 from orchestrator.state.atomic import read_json, write_bytes_atomic
 from orchestrator.state.runlock import RunLock
@@ -39,10 +40,7 @@ def _json(path: Path) -> Any:
 
 
 def _plan_tasks(run: RunPaths) -> list[dict[str, Any]]:
-    saved = _json(run.run_dir / "plan.json")
-    if not isinstance(saved, dict):
-        return []
-    return list(saved.get("plan", {}).get("tasks", []))
+    return list(saved_plan(run.run_dir).get("tasks", []))
 
 
 # -- cancel -------------------------------------------------------------------------------------
@@ -123,8 +121,9 @@ def clean_runs(project: Project, run_id: str | None, *, all_runs: bool, force: b
             if not all_runs:
                 raise InputError(f"run {run.run_id} is still active; wait for it or cancel it first")
             continue
-        run_base = (_json(run.run_dir / "plan.json") or {}).get("plan", {}).get("base_sha")
-        for task in _plan_tasks(run):
+        plan = saved_plan(run.run_dir)
+        run_base = plan.get("base_sha")
+        for task in plan.get("tasks", []):
             path = Path(task["worktree"])
             if not path.exists() or path.resolve() not in registered:
                 continue
