@@ -385,7 +385,7 @@ def test_status_shows_a_task_waiting_to_retry(make_repo: Callable[..., Path], pa
         return None
 
     try:
-        wait_for(lambda: waiting() is not None, timeout=90)
+        wait_for(lambda: waiting() is not None)
         wait = waiting()
         assert wait is not None and wait["failure"] == "api_error" and wait["retries"] == 3
         data = json.loads(piped_status(repo, path_with, "--json").stdout)
