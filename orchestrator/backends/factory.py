@@ -27,7 +27,7 @@ def make_backend(
     if name == "local":
         if scheduler:
             raise InputError("--scheduler only applies to --backend dask")
-        return LocalBackend(env)
+        return LocalBackend(env, project_root=project_root)
     if name in ("dask", "dask-local"):
         from orchestrator.backends.dask import DaskBackend
 

@@ -10,9 +10,11 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from orchestrator.backends.base import BackendEvent
-from orchestrator.process import spawn_with_stops_deferred
+from orchestrator.backends.launcher import Launcher
+from orchestrator.process import spawn_with_stops_deferred, stops_deferred
 from orchestrator.proctree import create_time_of, is_alive, kill_tree_now
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
@@ -31,6 +33,8 @@ class _Handle:
     pid: int
     create_time: float
     proc: subprocess.Popen[bytes] | None = None
+    stdout: IO[bytes] | None = None
+    launcher: Launcher | None = None  # the one that forked it, and will report its exit
     agent_pid: int | None = None
     agent_create_time: float | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
@@ -49,13 +53,15 @@ class _Handle:
 
 
 class LocalBackend:
-    def __init__(self, env: dict[str, str], *, python: str = sys.executable) -> None:
+    def __init__(self, env: dict[str, str], *, python: str = sys.executable, project_root: Path | None = None) -> None:
         self.env = env
         self.redactor = Redactor.from_env(env)
         self.python = python
         self.events: queue.Queue[BackendEvent] = queue.Queue()
         self._handles: dict[str, _Handle] = {}
         self._lock = threading.Lock()
+        # Started now, so its imports overlap the run's own start rather than the first launch.
+        self._launcher = Launcher.start(python, _PACKAGE_PARENT, env, home=project_root)
 
     def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         request.task_dir.mkdir(parents=True, exist_ok=True)
@@ -83,29 +89,55 @@ class LocalBackend:
         try:
             env[attempt_lock.LOCK_FD_ENV] = str(lock_fd)
             with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
-                proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
-                    [self.python, "-m", "orchestrator.task", "--request", str(request_path)],
-                    cwd=_PACKAGE_PARENT,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=stderr,
-                    start_new_session=True,
-                    pass_fds=(lock_fd,),
-                ))
+                handle = self._fork(request, request_path, env, stderr.fileno(), lock_fd)
+                if handle is None:
+                    handle = self._spawn(request, request_path, env, stderr, lock_fd)
         finally:
             os.close(lock_fd)
-        create_time = create_time_of(proc.pid) or 0.0
         # Recorded the moment it exists (the WorkflowManager writes the same itself as it starts):
         # an orchestrator killed right now must find this process on resume, not start another.
         write_json_atomic(request.task_dir / "wm.json",
-                          {"pid": proc.pid, "create_time": create_time, "attempt": request.attempt})
-        handle = _Handle(request=request, pid=proc.pid, create_time=create_time, proc=proc)
+                          {"pid": handle.pid, "create_time": handle.create_time, "attempt": request.attempt})
         with self._lock:
             self._handles[request.task_id] = handle
         handle.reader = threading.Thread(target=self._read, args=(handle,), daemon=True, name=f"wm-{request.task_id}")
         handle.reader.start()
-        return proc.pid, create_time
+        return handle.pid, handle.create_time
+
+    def _fork(self, request: TaskRequest, request_path: Path, env: dict[str, str], stderr_fd: int,
+              lock_fd: int) -> _Handle | None:
+        """The WorkflowManager forked by the pre-imported launcher; None if there is none."""
+        if self._launcher is None:
+            return None
+        launcher = self._launcher
+        read_fd, write_fd = os.pipe()
+        try:
+            with stops_deferred():  # as for a Popen: a Ctrl-C now must not lose the pid
+                pid = launcher.spawn(["--request", str(request_path)], env=env, cwd=_PACKAGE_PARENT,
+                                     stdout_fd=write_fd, stderr_fd=stderr_fd, lock_fd=lock_fd)
+        finally:
+            os.close(write_fd)
+        if pid is None:
+            os.close(read_fd)
+            self._launcher = None  # gone: every later task is spawned the plain way
+            return None
+        return _Handle(request=request, pid=pid, create_time=create_time_of(pid) or 0.0,
+                       stdout=os.fdopen(read_fd, "rb"), launcher=launcher)
+
+    def _spawn(self, request: TaskRequest, request_path: Path, env: dict[str, str], stderr: BinaryIO,
+               lock_fd: int) -> _Handle:
+        proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
+            [self.python, "-m", "orchestrator.task", "--request", str(request_path)],
+            cwd=_PACKAGE_PARENT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            pass_fds=(lock_fd,),
+        ))
+        return _Handle(request=request, pid=proc.pid, create_time=create_time_of(proc.pid) or 0.0, proc=proc,
+                       stdout=proc.stdout)
 
     def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
         handle = _Handle(request=request, pid=pid, create_time=create_time)
@@ -125,8 +157,8 @@ class LocalBackend:
 
     def _read(self, handle: _Handle) -> None:
         req = handle.request
-        assert handle.proc is not None and handle.proc.stdout is not None
-        for raw in handle.proc.stdout:
+        assert handle.stdout is not None
+        for raw in handle.stdout:
             try:
                 line = json.loads(raw)
             except ValueError:
@@ -137,10 +169,20 @@ class LocalBackend:
                 handle.agent_pid = data.get("pid")
                 handle.agent_create_time = data.get("create_time")
             self.events.put(BackendEvent("event", req.task_id, req.attempt, name, data))
-        rc = handle.proc.wait()
+        handle.stdout.close()
+        rc = self._wait(handle)
         with self._lock:
             self._handles.pop(req.task_id, None)
         self.events.put(BackendEvent("exit", req.task_id, req.attempt, "exit", {"returncode": rc}))
+
+    def _wait(self, handle: _Handle) -> int | None:
+        if handle.proc is not None:
+            return handle.proc.wait()
+        rc = handle.launcher.wait_exit(handle.pid) if handle.launcher is not None else None
+        if rc is None:  # the launcher died first: the kernel still tells us when the task ends
+            req = handle.request
+            attempt_lock.wait_released(attempt_lock.lock_path(req.task_dir, req.attempt))
+        return rc
 
     def cancel(self, task_id: str, *, timeout: bool = False) -> None:
         handle = self._handles.get(task_id)
@@ -164,3 +206,5 @@ class LocalBackend:
         for handle in list(self._handles.values()):
             if handle.reader is not None:
                 handle.reader.join(timeout=0.1)
+        if self._launcher is not None:
+            self._launcher.close()
