@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from orchestrator.errors import OrchestratorError
 
@@ -34,10 +33,6 @@ def handle_errors(func: Callable[..., int]) -> Callable[..., None]:
         except OrchestratorError as exc:
             click.echo(f"error: {exc}", err=True)
             code = EXIT_ERROR
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            click.echo(f"error: {first.get('msg', str(exc)).removeprefix('Value error, ')}", err=True)
-            code = EXIT_ERROR
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             code = EXIT_INTERRUPTED
@@ -48,13 +43,25 @@ def handle_errors(func: Callable[..., int]) -> Callable[..., None]:
             code = EXIT_BROKEN_PIPE
         except click.exceptions.ClickException:
             raise
-        except Exception as exc:  # a bug: keep the details, show one line
-            log = write_crash_log(kwargs.get("project_root"))
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (details: {log})", err=True)
-            code = EXIT_BUG
+        except Exception as exc:
+            if _is_validation_error(exc):  # a value the models refused: the user's input
+                first = exc.errors()[0]  # type: ignore[attr-defined]
+                click.echo(f"error: {first.get('msg', str(exc)).removeprefix('Value error, ')}", err=True)
+                code = EXIT_ERROR
+            else:  # a bug: keep the details, show one line
+                log = write_crash_log(kwargs.get("project_root"))
+                click.echo(f"error: unexpected {type(exc).__name__}: {exc} (details: {log})", err=True)
+                code = EXIT_BUG
         ctx.exit(code)
 
     return wrapper
+
+
+def _is_validation_error(exc: Exception) -> bool:
+    # Looked up, not imported: a command that never loaded pydantic cannot have raised its
+    # error, and importing it here would cost every command its start-up time.
+    pydantic_core = sys.modules.get("pydantic_core")
+    return pydantic_core is not None and isinstance(exc, pydantic_core.ValidationError)
 
 
 def write_crash_log(project_root: str | None) -> Path:

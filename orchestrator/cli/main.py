@@ -6,12 +6,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from orchestrator.cli import ui
 from orchestrator.cli.commands import cancel as cancel_cmd
 from orchestrator.cli.commands import clean as clean_cmd
 from orchestrator.cli.commands import config as config_cmd
@@ -24,19 +23,14 @@ from orchestrator.cli.commands import schema as schema_cmd
 from orchestrator.cli.commands import status as status_cmd
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.cli.options import agent_options, prompt_inputs, run_options
-from orchestrator.config.model import OrchestrationConfig
-from orchestrator.config.settings import ResolvedSettings, cli_overrides
 from orchestrator.errors import InputError, OrchestratorError, closest
-from orchestrator.gitops import git
-from orchestrator.models import OrchestrationResult
-from orchestrator.observe import live
-from orchestrator.observe.logs import EventLog
-from orchestrator.observe.metrics import MetricsObserver
-from orchestrator.observe.notify import Notifier
-from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
-from orchestrator.run.coordinator import OrchestratorCoordinator
-from orchestrator.run.project import load_project
 from orchestrator.version import __version__
+
+if TYPE_CHECKING:
+    from orchestrator.config.model import OrchestrationConfig
+    from orchestrator.config.settings import ResolvedSettings
+    from orchestrator.models import OrchestrationResult
+    from orchestrator.observe import live
 
 EPILOG = """\b
 Examples:
@@ -61,6 +55,9 @@ class DefaultRunGroup(click.Group):
 def _refuse_misspelled_command(word: str, commands: list[str]) -> None:
     """`orchestrator staus` is a typo of `status`, not a prompt called staus, unless such a
     prompt exists: then it runs, as `orchestrator a.md` does."""
+    from orchestrator.gitops import git
+    from orchestrator.plan.inputs import resolve_prompt_paths
+
     match = closest(word, commands)
     if match is None or word.startswith("-"):
         return
@@ -77,6 +74,8 @@ def main() -> None:
 
 
 def _prompt_paths(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: Path) -> list[Path]:
+    from orchestrator.plan.inputs import parse_prompt_list, resolve_prompt_paths
+
     names = list(prompts)
     if from_stdin:
         names += parse_prompt_list(sys.stdin.read())
@@ -101,15 +100,24 @@ def _explicit(options: dict[str, Any]) -> dict[str, Any]:
 
 def _settings(options: dict[str, Any], project_root: str) -> ResolvedSettings:
     """Options given on the command line win over GADUGI_* variables, then the config file."""
+    from orchestrator.run.project import load_project
+
     return load_project(project_root, _explicit(options)).settings
 
 
 def _config(settings: ResolvedSettings) -> OrchestrationConfig:
+    from orchestrator.config.model import OrchestrationConfig
+
     return OrchestrationConfig(**settings.config_kwargs())
 
 
 def _run_with_observers(settings: ResolvedSettings, *, plain: bool, quiet: bool, verbose: bool, as_json: bool,
                         start: Callable[[live.Observer], OrchestrationResult]) -> OrchestrationResult:
+    from orchestrator.observe import live
+    from orchestrator.observe.logs import EventLog
+    from orchestrator.observe.metrics import MetricsObserver
+    from orchestrator.observe.notify import Notifier
+
     notifier = Notifier(settings["notify_cmd"], settings["notify_url"])  # a bad URL fails before we start
     display = live.make_observer(plain=plain, quiet=quiet or as_json, verbose=verbose, stream=sys.stdout)
     metrics_file = settings["metrics_file"]
@@ -121,6 +129,8 @@ def _run_with_observers(settings: ResolvedSettings, *, plain: bool, quiet: bool,
 
 
 def _report(result: OrchestrationResult, warnings: list[str], as_json: bool) -> int:
+    from orchestrator.cli import ui
+
     if as_json:
         click.echo(result.model_dump_json(indent=2))
         for warning in warnings:
@@ -142,6 +152,9 @@ def _report(result: OrchestrationResult, warnings: list[str], as_json: bool) -> 
 def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, dry_run: bool,
         as_json: bool, plain: bool, verbose: bool, quiet: bool, **options: Any) -> int:
     """Run the prompt files: plan, worktrees, agents in parallel, summary."""
+    from orchestrator.cli import ui
+    from orchestrator.run.coordinator import OrchestratorCoordinator
+
     settings = _settings(options, project_root)
     coordinator = OrchestratorCoordinator(_config(settings), project_root)
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
@@ -162,6 +175,9 @@ def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_r
 def plan(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, as_json: bool,
          **options: Any) -> int:
     """Print the plan: tasks, ordering edges and reasons, branches, worktrees, exact commands."""
+    from orchestrator.cli import ui
+    from orchestrator.run.coordinator import OrchestratorCoordinator
+
     coordinator = OrchestratorCoordinator(_config(_settings(options, project_root)), project_root)
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
     the_plan, _ = coordinator.plan(paths)
@@ -182,6 +198,9 @@ def resume(run_id: str | None, project_root: str, dry_run: bool, as_json: bool, 
     their branches, run the rest. Nothing that completed runs twice. Without RUN_ID: the newest
     run with work left. Options given here override the run's own (--dry-run: only say what it
     would do)."""
+    from orchestrator.config.settings import cli_overrides
+    from orchestrator.run.coordinator import OrchestratorCoordinator
+
     settings = _settings(options, project_root)
     coordinator = OrchestratorCoordinator(_config(settings), project_root)
     target = coordinator.resume_target(run_id)

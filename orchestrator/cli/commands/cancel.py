@@ -5,8 +5,6 @@ import click
 
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.run.maintenance import request_cancel
-from orchestrator.run.project import load_project
 
 
 @click.command("cancel")
@@ -17,6 +15,9 @@ from orchestrator.run.project import load_project
 @handle_errors
 def command(task_ids: tuple[str, ...], all_tasks: bool, run_id: str | None, project_root: str) -> int:
     """Stop running tasks gracefully (SIGINT, SIGTERM, SIGKILL to the agent) and dequeue queued ones."""
+    from orchestrator.run.maintenance import request_cancel
+    from orchestrator.run.project import load_project
+
     if not task_ids and not all_tasks:
         raise InputError("name the task ids to cancel, or pass --all")
     run = load_project(project_root).find_run(run_id)

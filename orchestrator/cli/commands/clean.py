@@ -5,9 +5,6 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.run.branches import clean_branches
-from orchestrator.run.maintenance import clean_runs
-from orchestrator.run.project import load_project
 
 
 @click.command("clean")
@@ -22,6 +19,10 @@ from orchestrator.run.project import load_project
 def command(run_id: str | None, all_runs: bool, force: bool, branches: bool, project_root: str) -> int:
     """Remove the worktrees of finished runs and prune stale registrations; with --branches, then
     their branches that lose nothing by going."""
+    from orchestrator.run.branches import clean_branches
+    from orchestrator.run.maintenance import clean_runs
+    from orchestrator.run.project import load_project
+
     project = load_project(project_root)
     outcome = clean_runs(project, run_id, all_runs=all_runs, force=force)
     for path in outcome.removed:

@@ -6,8 +6,6 @@ import json
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.config.settings import describe
-from orchestrator.run.project import load_project
 
 EPILOG = """\b
 Examples:
@@ -25,6 +23,9 @@ Sources, highest first: cli > env:GADUGI_<KEY> > file:.gadugi/config.toml > file
 @handle_errors
 def command(project_root: str, as_json: bool) -> int:
     """Print the effective settings (file, GADUGI_* environment, defaults) and their sources."""
+    from orchestrator.config.settings import describe
+    from orchestrator.run.project import load_project
+
     settings = load_project(project_root).settings
     if as_json:
         click.echo(json.dumps(settings.as_json(), indent=2))

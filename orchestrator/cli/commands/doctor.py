@@ -6,9 +6,6 @@ import os
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.config.model import parse_max_parallel
-from orchestrator.run.maintenance import claude_advice, doctor
-from orchestrator.run.project import load_project
 
 
 @click.command("doctor")
@@ -17,6 +14,10 @@ from orchestrator.run.project import load_project
 @handle_errors
 def command(force: bool, project_root: str) -> int:
     """List what runs left behind; change nothing unless --force."""
+    from orchestrator.config.model import parse_max_parallel
+    from orchestrator.run.maintenance import claude_advice, doctor
+    from orchestrator.run.project import load_project
+
     project = load_project(project_root)
     findings = doctor(project, force=force)
     for finding in findings:

@@ -7,9 +7,6 @@ from pathlib import Path
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.run.maintenance import export_run
-from orchestrator.run.project import load_project
-from orchestrator.state.atomic import write_text_atomic
 
 
 @click.command("export")
@@ -19,6 +16,10 @@ from orchestrator.state.atomic import write_text_atomic
 @handle_errors
 def command(run_id: str | None, output: Path | None, project_root: str) -> int:
     """Write one JSON with the run's registry, stats and per-task results."""
+    from orchestrator.run.maintenance import export_run
+    from orchestrator.run.project import load_project
+    from orchestrator.state.atomic import write_text_atomic
+
     run = load_project(project_root).find_run(run_id)
     data = json.dumps(export_run(run), indent=2)
     if output is None:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 
-from orchestrator.agents.install import InstallAction, install_agents
 from orchestrator.cli.error_handler import handle_errors
 
 EPILOG = """\b
@@ -22,6 +21,8 @@ Examples:
 def command(repo: Path, force: bool) -> int:
     """Copy orchestrator-agent.md and workflow-manager.md into REPO/.claude/agents/ (default: this
     repository). Exits 1 when a changed file was left in place."""
+    from orchestrator.agents.install import InstallAction, install_agents
+
     results = install_agents(repo, force=force)
     for result in results:
         click.echo(result.line)

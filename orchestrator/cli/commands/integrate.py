@@ -5,18 +5,8 @@ import json
 
 import click
 
-from orchestrator.cli.commands.merge_check import check_run, render
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.gitops import git
-from orchestrator.gitops.merge import (
-    completed_branches,
-    gh_unavailable_reason,
-    integrate,
-    open_pull_requests,
-    task_titles,
-)
-from orchestrator.run.project import load_project
 
 EPILOG = """\b
 Examples:
@@ -39,6 +29,11 @@ Examples:
 def command(run_id: str | None, project_root: str, into_branch: str | None, onto: str | None, pr: bool,
             pr_base: str | None, remote: str, as_json: bool) -> int:
     """Merge a run's cleanly merging branches into a new branch (no worktree touched); --pr opens PRs."""
+    from orchestrator.cli.commands.merge_check import check_run, render
+    from orchestrator.gitops import git
+    from orchestrator.gitops.merge import completed_branches, gh_unavailable_reason, integrate, open_pull_requests, task_titles
+    from orchestrator.run.project import load_project
+
     if not into_branch and not pr:
         raise InputError("nothing to do: give --into BRANCH, --pr, or both")
     project = load_project(project_root)

@@ -1,15 +1,14 @@
 """`orchestrator merge-check [RUN_ID]`: which completed branches merge cleanly, and in what order."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.gitops.merge import (
-    MergeReport,
-    completed_branches,
-    merge_check,
-)
-from orchestrator.run.project import load_project
+
+if TYPE_CHECKING:
+    from orchestrator.gitops.merge import MergeReport
 
 EPILOG = """\b
 Examples:
@@ -21,6 +20,9 @@ Examples:
 
 def check_run(project_root: str, run_id: str | None, onto: str | None) -> MergeReport:
     """Shared by merge-check and integrate: load the run's completed branches and check them."""
+    from orchestrator.gitops.merge import completed_branches, merge_check
+    from orchestrator.run.project import load_project
+
     project = load_project(project_root)
     rid, base_sha, branches = completed_branches(project.find_run(run_id).run_dir)
     return merge_check(project.root, onto or base_sha, branches, run_id=rid)

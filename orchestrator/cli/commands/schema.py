@@ -8,13 +8,6 @@ import click
 
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.errors import InputError
-from orchestrator.observe.schema import (
-    SCHEMAS,
-    generate_schemas,
-    render,
-    schema_for,
-    write_schemas,
-)
 
 EPILOG = """\b
 Examples:
@@ -31,6 +24,8 @@ Examples:
 @handle_errors
 def command(name: str | None, output: Path | None, list_names: bool) -> int:
     """Print (or write) the JSON Schemas of the state files, journal, reports and --json output."""
+    from orchestrator.observe.schema import SCHEMAS, generate_schemas, render, schema_for, write_schemas
+
     if list_names:
         for key, (_, where) in SCHEMAS.items():
             click.echo(f"{key:<18} {where}")

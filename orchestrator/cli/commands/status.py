@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.observe.live import render_view, summary_line
-from orchestrator.observe.status import RunView, load_run
-from orchestrator.run.project import load_project
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from orchestrator.observe.status import RunView
 
 WATCH_INTERVAL = 1.0
 EPILOG = """\b
@@ -34,6 +34,8 @@ def _over(view: RunView) -> bool:
 
 def _finish(console: Console, view: RunView, watch: bool) -> int:
     """Say why nothing moves any more, if the orchestrator is gone, and pick the exit code."""
+    from rich.text import Text
+
     notice = view.notice()
     if notice is not None:
         # soft_wrap: one line, never cut at the console width, so the resume command pastes whole.
@@ -56,6 +58,13 @@ def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, m
     """Show each task of a run (default: the latest): status, phase, attempt, elapsed, cost.
 
     A run whose orchestrator died is reported as such, with the command that continues it."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from orchestrator.observe.live import render_view, summary_line
+    from orchestrator.observe.status import load_run
+    from orchestrator.run.project import load_project
+
     project = load_project(project_root, {"monitoring_dir": monitoring_dir} if monitoring_dir else {})
     # Resolved once: --watch follows this run even if another one starts meanwhile.
     run = project.find_run(run_id or None)
