@@ -70,7 +70,7 @@ def test_a_forked_workflow_manager_is_a_task_like_any_other(make_repo, path_with
 
 
 def test_exit_statuses_are_reported_as_a_spawn_would_give_them(tmp_path: Path) -> None:
-    launcher = Launcher.start(sys.executable, PACKAGE_PARENT, os.environ)
+    launcher = Launcher.start(sys.executable, os.environ)
     assert launcher is not None
     stderr = (tmp_path / "stderr.log").open("wb")
     lock_fd = attempt_lock.take(tmp_path / "wm-1.lock")
@@ -119,9 +119,8 @@ def test_the_launcher_ends_with_its_orchestrator(tmp_path: Path) -> None:
     """kill -9 of the orchestrator closes the launcher's socket: it exits instead of lingering."""
     owner = subprocess.Popen(
         [sys.executable, "-c", "import os, sys\n"
-         "from pathlib import Path\n"
          "from orchestrator.backends.launcher import Launcher\n"
-         f"launcher = Launcher.start(sys.executable, Path({str(PACKAGE_PARENT)!r}), os.environ)\n"
+         "launcher = Launcher.start(sys.executable, os.environ)\n"
          "print(launcher.pid, flush=True)\n"
          "sys.stdin.read()\n"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.backends.base import Backend
+from orchestrator.backends.launcher import Launcher
 from orchestrator.backends.local import LocalBackend
 from orchestrator.errors import InputError
 
@@ -20,14 +21,16 @@ def make_backend(
     processes: bool = False,
     n_workers: int = 1,
     forward_env: list[str] | None = None,
+    launcher: Launcher | None = None,
 ) -> Backend:
     """`local`: subprocesses here (the default). `dask`: the cluster at `scheduler`.
     `dask-local`: an in-process cluster with `max_parallel` agent slots (for trying it out and
-    tests; `processes=True` gives it `n_workers` worker processes instead)."""
+    tests; `processes=True` gives it `n_workers` worker processes instead). `launcher`: one
+    already started for the local backend, which then owns it."""
     if name == "local":
         if scheduler:
             raise InputError("--scheduler only applies to --backend dask")
-        return LocalBackend(env, project_root=project_root)
+        return LocalBackend(env, project_root=project_root, launcher=launcher)
     if name in ("dask", "dask-local"):
         from orchestrator.backends.dask import DaskBackend
 

@@ -32,6 +32,10 @@ from typing import Any
 
 from orchestrator.task.forkserver import MAX_MESSAGE
 
+# WorkflowManagers start from the directory holding our package, so `-m` finds it even when the
+# orchestrator itself runs from a source checkout rather than an installed copy.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
 
 class Launcher:
     """The orchestrator's end: one request at a time, replies read by a thread of its own."""
@@ -47,9 +51,9 @@ class Launcher:
         threading.Thread(target=self._read, daemon=True, name="wm-launcher").start()
 
     @classmethod
-    def start(cls, python: str, cwd: Path, env: Mapping[str, str], *, home: Path | None = None) -> Launcher | None:
-        """Start it from `cwd` (where `-m` finds our package); it then moves to `home`, the
-        project, so whoever lists the project's processes finds it among them."""
+    def start(cls, python: str, env: Mapping[str, str], *, home: Path | None = None) -> Launcher | None:
+        """Start it from PACKAGE_PARENT (where `-m` finds our package); it then moves to `home`,
+        the project, so whoever lists the project's processes finds it among them."""
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except (AttributeError, OSError):
@@ -60,7 +64,7 @@ class Launcher:
             proc = subprocess.Popen(
                 [python, "-m", "orchestrator.task.forkserver", "--socket-fd", str(theirs.fileno()),
                  *(["--chdir", str(home)] if home is not None else [])],
-                cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                cwd=PACKAGE_PARENT, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), start_new_session=True,
             )
         except OSError:
@@ -99,6 +103,7 @@ class Launcher:
             return self._exits.pop(pid, None)
 
     def close(self) -> None:
+        """End the launcher (idempotent); WorkflowManagers it forked carry on."""
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:

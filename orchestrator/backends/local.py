@@ -13,18 +13,13 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from orchestrator.backends.base import BackendEvent
-from orchestrator.backends.launcher import Launcher
+from orchestrator.backends.launcher import PACKAGE_PARENT, Launcher
 from orchestrator.process import spawn_with_stops_deferred, stops_deferred
 from orchestrator.proctree import create_time_of, is_alive, kill_tree_now
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task import attempt_lock
 from orchestrator.task.wire import AGENT_ARGV_ENV, FIXUP_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
-
-# Run the WorkflowManager from the directory holding our package, so `-m` finds it even when the
-# orchestrator itself runs from a source checkout rather than an installed copy.
-_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-
 
 
 @dataclass
@@ -53,15 +48,17 @@ class _Handle:
 
 
 class LocalBackend:
-    def __init__(self, env: dict[str, str], *, python: str = sys.executable, project_root: Path | None = None) -> None:
+    def __init__(self, env: dict[str, str], *, python: str = sys.executable, project_root: Path | None = None,
+                 launcher: Launcher | None = None) -> None:
         self.env = env
         self.redactor = Redactor.from_env(env)
         self.python = python
         self.events: queue.Queue[BackendEvent] = queue.Queue()
         self._handles: dict[str, _Handle] = {}
         self._lock = threading.Lock()
-        # Started now, so its imports overlap the run's own start rather than the first launch.
-        self._launcher = Launcher.start(python, _PACKAGE_PARENT, env, home=project_root)
+        # Started now unless the caller started it earlier, so its imports overlap the run's own
+        # start rather than the first launch.
+        self._launcher = launcher or Launcher.start(python, env, home=project_root)
 
     def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         request.task_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +110,7 @@ class LocalBackend:
         read_fd, write_fd = os.pipe()
         try:
             with stops_deferred():  # as for a Popen: a Ctrl-C now must not lose the pid
-                pid = launcher.spawn(["--request", str(request_path)], env=env, cwd=_PACKAGE_PARENT,
+                pid = launcher.spawn(["--request", str(request_path)], env=env, cwd=PACKAGE_PARENT,
                                      stdout_fd=write_fd, stderr_fd=stderr_fd, lock_fd=lock_fd)
         finally:
             os.close(write_fd)
@@ -128,7 +125,7 @@ class LocalBackend:
                lock_fd: int) -> _Handle:
         proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
             [self.python, "-m", "orchestrator.task", "--request", str(request_path)],
-            cwd=_PACKAGE_PARENT,
+            cwd=PACKAGE_PARENT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -5,8 +5,10 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from orchestrator.agents.claude_project import untrusted_note
 from orchestrator.agents.claude_shared import mcp_note, mcp_server_count, shared_login_note
 from orchestrator.agents.sandbox import choose_policy
 from orchestrator.backends.factory import make_backend
+from orchestrator.backends.launcher import Launcher
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import InputError, OrchestratorError, StateError
 from orchestrator.gitops import git
@@ -103,6 +106,7 @@ class OrchestratorCoordinator:
         )
         self.redactor = Redactor.from_env(config.environment())
         self.warnings: list[str] = []
+        self._launcher: Launcher | None = None
         for pattern in config.placeholder_patterns:
             try:
                 re.compile(pattern)
@@ -183,6 +187,10 @@ class OrchestratorCoordinator:
 
     def orchestrate(self, prompts: Sequence[str | os.PathLike[str]], *,
                     observer: Observer | None = None) -> OrchestrationResult:
+        with self._launcher_started_early():
+            return self._orchestrate(prompts, observer)
+
+    def _orchestrate(self, prompts: Sequence[str | os.PathLike[str]], observer: Observer | None) -> OrchestrationResult:
         plan, _ = self.plan(prompts)
         env = self.config.environment()
         if plan.tasks:
@@ -216,6 +224,22 @@ class OrchestratorCoordinator:
             return self._execute(ctx, plan, registry, journal, observer)
         finally:
             lock.release()
+
+    @contextmanager
+    def _launcher_started_early(self) -> Iterator[None]:
+        """The local backend forks WorkflowManagers from a launcher that imports our code once;
+        started here, its imports overlap planning and the run's set-up instead of delaying the
+        first task. The backend takes it over; if the run never gets that far it ends here."""
+        launcher = None
+        if self.config.backend == "local":
+            launcher = Launcher.start(sys.executable, self.config.environment(), home=self.project_root)
+        self._launcher = launcher
+        try:
+            yield
+        finally:
+            self._launcher = None
+            if launcher is not None:
+                launcher.close()
 
     def resume_target(self, run_id: str | None = None) -> ResumeTarget:
         """The run to resume: RUN_ID, else the newest run with work left (else the newest run,
@@ -280,6 +304,11 @@ class OrchestratorCoordinator:
         if target.finished_at is not None:
             raise StateError(f"run {target.run_id} finished at {target.finished_at}; nothing to resume")
         self.config = self.resumed_config(target, overrides or {})
+        with self._launcher_started_early():
+            return self._resume(target, observer, overrides)
+
+    def _resume(self, target: ResumeTarget, observer: Observer | None,
+                overrides: Mapping[str, Any] | None) -> OrchestrationResult:
         self.worktrees = WorktreeManager(self.project_root, worktrees_dir=self.config.worktrees_dir,
                                          branch_prefix=self.config.branch_prefix)
         plan = target.plan
@@ -339,7 +368,8 @@ class OrchestratorCoordinator:
         env = self.config.environment()
         original_branch = git.current_branch(self.project_root) if ctx.in_place else None
         backend = make_backend("local" if ctx.in_place else self.config.backend, env, project_root=self.project_root,
-                               max_parallel=self.config.max_parallel, scheduler=self.config.scheduler)
+                               max_parallel=self.config.max_parallel, scheduler=self.config.scheduler,
+                               launcher=self._launcher)
         cfg = self.config
         settings = EngineSettings(
             max_parallel=1 if ctx.in_place else cfg.max_parallel,
