@@ -61,6 +61,13 @@ def test_toplevel_and_errors(make_repo: MakeRepo, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="bare repository"):
         git.toplevel(bare)
     assert git.git_common_dir(repo) == (repo / ".git").resolve()
+    # Answers are kept per process, refusals are not: a directory that becomes a repository is one.
+    sh(plain, "init", "-q")
+    assert git.toplevel(plain) == plain.resolve()
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    sh(missing, "init", "-q")
+    assert git.toplevel(missing) == missing.resolve()
 
 
 def test_rev_parse_and_commits(make_repo: MakeRepo, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Path lists are read from `-z` output, never from quoted text.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -94,13 +95,22 @@ def _zsplit(text: str) -> list[str]:
     return [part for part in text.split("\0") if part]
 
 
+# Where a directory's repository is does not change while we run, and every component asks
+# (a run asked git the same two questions ~40 times for four tasks): answers are kept per
+# process. Failures are not kept, so a directory that becomes a repository is seen as one.
+
 def toplevel(path: Path) -> Path:
     """The root of the working tree containing `path`; InputError for non-repos and bare repos."""
     if not Path(path).is_dir():
         raise InputError(f"not a git repository: {path}")
+    return _toplevel(str(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _toplevel(path: str) -> Path:
     # One call: rev-parse prints --is-bare-repository before --show-toplevel dies in a bare repo.
     rc, out, _ = run_cmd(
-        ["git", "-C", str(path), "rev-parse", "--is-bare-repository", "--show-toplevel"],
+        ["git", "-C", path, "rev-parse", "--is-bare-repository", "--show-toplevel"],
         env=_env(),
         check=False,
     )
@@ -114,7 +124,12 @@ def toplevel(path: Path) -> Path:
 
 def git_common_dir(repo: Path) -> Path:
     """The directory shared by all worktrees (`.git` of the main checkout)."""
-    out = _git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir")[1]
+    return _git_common_dir(str(repo))
+
+
+@functools.lru_cache(maxsize=256)
+def _git_common_dir(repo: str) -> Path:
+    out = _git(Path(repo), "rev-parse", "--path-format=absolute", "--git-common-dir")[1]
     return Path(out.strip())
 
 
