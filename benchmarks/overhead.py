@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.common import GIT_ENV, PYTHON, make_small_repo
+from benchmarks.phases import read_phases
 
 AGENT_SCRIPT = 'echo "$1" > "done-$1.txt" && git add "done-$1.txt" && git commit -q -m "$1: done"\n'
 # flock around add/remove: a `worktree add` concurrent with a `worktree remove` fails in git 2.39
@@ -66,6 +67,10 @@ class OverheadResult:
     orchestrator: list[float] = field(default_factory=list)
     no_stagger: list[float] = field(default_factory=list)  # --launch-stagger 0: the engine's pause excluded
     shell: list[float] = field(default_factory=list)
+    # Per run with the default spacing: median seconds per phase (benchmarks.phases), and from
+    # the CLI's start to the first agent process.
+    phases: list[dict[str, float]] = field(default_factory=list)
+    first_agent: list[float] = field(default_factory=list)
 
 
 def run_noop(work: Path, n: int, k: int, reps: int) -> OverheadResult:
@@ -76,10 +81,13 @@ def run_noop(work: Path, n: int, k: int, reps: int) -> OverheadResult:
     for rep in range(reps):
         repo = make_small_repo(work / f"orch-{rep}")
         prompts = _prompts(repo, n)
-        t0 = time.perf_counter()
+        t0, epoch0 = time.perf_counter(), time.time()
         proc = _orchestrate(repo, prompts, k, f"/bin/sh {script} {{task_id}}")
         _check(proc, n)
         out.orchestrator.append(time.perf_counter() - t0)
+        phases = read_phases(next((repo / ".gadugi" / "runs").iterdir()))
+        out.phases.append(phases.medians())
+        out.first_agent.append(phases.time_to_first_agent(epoch0) or float("nan"))
         shutil.rmtree(repo)
 
         repo = make_small_repo(work / f"orch0-{rep}")
@@ -111,7 +119,20 @@ class IdleResult:
     steady_seconds: float
     peak_rss: int
     peak_wm_rss_total: int
+    peak_wm_uss_total: int  # what the WorkflowManagers cost beyond pages they share with the launcher
     wm_cpu_percent: float
+
+
+def _workflow_managers(orchestrator: psutil.Process) -> list[psutil.Process]:
+    """The orchestrator's WorkflowManagers: children of its launcher, or its own children where
+    one was spawned the plain way."""
+    found = []
+    for kid in orchestrator.children():
+        if "orchestrator.task.forkserver" in " ".join(kid.cmdline()):
+            found += kid.children()
+        else:
+            found.append(kid)
+    return found
 
 
 def run_idle(work: Path, agents: int, sleep: float) -> IdleResult:
@@ -121,20 +142,22 @@ def run_idle(work: Path, agents: int, sleep: float) -> IdleResult:
     t0 = time.perf_counter()
     proc = _orchestrate(repo, prompts, agents, f"sleep {sleep:g}")
     me = psutil.Process(proc.pid)
-    peak = peak_wm = 0
+    peak = peak_wm = peak_uss = 0
     steady: list[tuple[float, float, float]] = []  # (wall, orchestrator cpu, WM cpu) while all agents run
     wms: dict[int, psutil.Process] = {}
     while proc.poll() is None:
         try:
             cpu = me.cpu_times()
             peak = max(peak, me.memory_info().rss)
-            kids = me.children(recursive=False)
+            kids = _workflow_managers(me)
             for kid in kids:
                 wms.setdefault(kid.pid, kid)
             alive = [p for p in wms.values() if p.is_running()]
             wm_rss = sum(p.memory_info().rss for p in alive)
             wm_cpu = sum(sum(p.cpu_times()[:2]) for p in alive)
             peak_wm = max(peak_wm, wm_rss)
+            if len(kids) == agents:
+                peak_uss = max(peak_uss, sum(p.memory_full_info().uss for p in alive))
             if len(kids) == agents:
                 steady.append((time.perf_counter(), cpu.user + cpu.system, wm_cpu))
         except psutil.Error:
@@ -152,4 +175,5 @@ def run_idle(work: Path, agents: int, sleep: float) -> IdleResult:
         span, cpu_pct, wm_pct = 0.0, float("nan"), float("nan")
     shutil.rmtree(repo)
     return IdleResult(agents=agents, sleep=sleep, wall=wall, cpu_total=total, steady_cpu_percent=cpu_pct,
-                      steady_seconds=span, peak_rss=peak, peak_wm_rss_total=peak_wm, wm_cpu_percent=wm_pct)
+                      steady_seconds=span, peak_rss=peak, peak_wm_rss_total=peak_wm, peak_wm_uss_total=peak_uss,
+                      wm_cpu_percent=wm_pct)

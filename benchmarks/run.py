@@ -160,13 +160,12 @@ def render(machine: object, sched: list[schedule.ScheduleResult], setups: list[s
              "and longest remaining path, not by how much of a shared file's chain is left, so on those graphs a long "
              "task on a busy file can start after shorter ones. A wave-by-wave schedule of the same graphs is "
              f"{statistics.median(wave_ratios):.3f}× (median).")
-    L.append(f"* **No-op overhead.** The shell floor pays only git. Each orchestrated task also starts one Python "
-             "WorkflowManager (its own session, so tasks outlive the orchestrator: ~0.14 s of imports on top of the "
-             "interpreter), the agent (here a shell script), writes its prompt, request and result files, fsynced "
-             "registry updates, and the run ends with a merge check (one diff per branch). Launch pacing is off for "
-             f"non-claude agents ({median(noop.orchestrator):.2f} s vs {median(noop.no_stagger):.2f} s with "
-             "`--launch-stagger 0`: noise). Reaching 1.5× would take long-lived worker processes instead of one "
-             "WorkflowManager per task; not done.")
+    L.append(f"* **No-op overhead.** The shell floor pays only git. Each orchestrated task also has a "
+             "WorkflowManager (forked from a launcher that imported our code once, in its own session so tasks "
+             "outlive the orchestrator), the agent (here a shell script), its prompt, request and result files, "
+             "fsynced registry updates, and the run ends with a merge check (one diff per branch). Where the time "
+             "goes is in the phase table below. Launch pacing is off for non-claude agents "
+             f"({median(noop.orchestrator):.2f} s vs {median(noop.no_stagger):.2f} s with `--launch-stagger 0`).")
     L.append(f"* **Registry.** Updates are measured as a run makes them: heartbeat-level changes apply in memory "
              "and reach `process_registry.json` within 0.25 s (status changes are written at once), because the file "
              "holds every task and rewriting it per heartbeat made an update cost grow with the task count. The rare "
@@ -211,7 +210,19 @@ def render(machine: object, sched: list[schedule.ScheduleResult], setups: list[s
     L.append(f"\nIdle run: 16 agents `sleep {idle.sleep:g}`, wall {idle.wall:.1f} s; orchestrator CPU "
              f"{idle.cpu_total:.2f} s in total, {idle.steady_cpu_percent:.2f} % of a core while all 16 ran; peak RSS "
              f"{idle.peak_rss / 2**20:.1f} MB. The 16 WorkflowManagers together peaked at "
-             f"{idle.peak_wm_rss_total / 2**20:.0f} MB RSS and used {idle.wm_cpu_percent:.2f} % of a core each.")
+             f"{idle.peak_wm_rss_total / 2**20:.0f} MB RSS ({idle.peak_wm_uss_total / 2**20:.0f} MB of it their own, "
+             f"not shared with the launcher they were forked from: "
+             f"{idle.peak_wm_uss_total / 2**20 / max(idle.agents, 1):.1f} MB each) and used "
+             f"{idle.wm_cpu_percent:.2f} % of a core each.")
+    if noop.phases:
+        L.append("\n### Where a no-op task's time goes (median seconds per phase, from the run's journal)\n")
+        names = list(noop.phases[0])
+        L.append("| run | " + " | ".join(names) + " | CLI start → first agent |\n|" + "---|" * (len(names) + 2))
+        for i, (row, first) in enumerate(zip(noop.phases, noop.first_agent, strict=True), 1):
+            L.append(f"| {i} | " + " | ".join(f"{row.get(n, float('nan')):.3f}" for n in names) + f" | {first:.2f} |")
+        L.append("\nPhases (benchmarks/phases.py): queued = waiting for a slot or a predecessor; spawn = the "
+                 "WorkflowManager forked; setup = worktree and hooks; agent; commit; checks; report; adopt = the "
+                 "engine judging the result.")
     L.append(f"\nNo-op runs (s): orchestrator {[round(x, 2) for x in noop.orchestrator]}, with --launch-stagger 0 "
              f"{[round(x, 2) for x in noop.no_stagger]}, shell {[round(x, 2) for x in noop.shell]}.")
     L.append("\n![overhead vs repository size and batch size](" + ("benchmarks-quick.svg" if quick else "benchmarks.svg")
