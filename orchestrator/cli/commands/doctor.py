@@ -6,7 +6,7 @@ import os
 import click
 
 from orchestrator.cli.error_handler import handle_errors
-from orchestrator.config.model import parse_max_parallel
+from orchestrator.config.machine import parse_max_parallel
 from orchestrator.run.maintenance import claude_advice, doctor
 from orchestrator.run.project import load_project
 
