@@ -2,9 +2,12 @@
 files stand in for a container with cgroup v2 or v1 limits, nested cgroups, and no cgroups at all."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from orchestrator.cli.main import main
 from orchestrator.config.machine import detect, memory_available, parse_max_parallel, resolve_max_parallel
 from orchestrator.config.settings import cli_overrides, resolve_settings
 from orchestrator.errors import InputError
@@ -230,4 +233,40 @@ def test_settings_detect_once_and_keep_it_with_the_number(tmp_path: Path) -> Non
     # A resumed run given `--max-parallel 3` drops what an earlier `auto` detected.
     assert cli_overrides(tmp_path, {"max_parallel": "3"}) == {"max_parallel": 3, "machine": None}
     assert "machine" not in cli_overrides(tmp_path, {"retries": "1"})
+
+
+@pytest.fixture
+def repo(make_repo, monkeypatch: pytest.MonkeyPatch) -> Path:  # type: ignore[no-untyped-def]
+    repo: Path = make_repo({"README.md": "# r\n", "prompts/a.md": "# Task A\nDo it.\n"})
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def test_plan_says_what_auto_detected(repo: Path) -> None:
+    result = CliRunner().invoke(main, ["run", "a", "--dry-run", "--max-parallel", "auto"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("Max parallel"))
+    machine = detect()  # this machine: its kind, CPUs and limits do not change between the two looks
+    assert line.startswith(f"Max parallel {machine.parallel} (auto: {machine.kind}, {machine.cpus:g} CPU")
+    assert f"by {machine.cpu_source}" in line and line.endswith(f"; bound by {machine.bound})")
+
+
+def test_plan_json_has_the_machine(repo: Path) -> None:
+    # `plan` takes no --max-parallel flag but reads the setting from the environment or config file.
+    result = CliRunner(env={"GADUGI_MAX_PARALLEL": "auto"}).invoke(main, ["plan", "a", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)["machine"]
+    machine = detect()
+    assert {k: got[k] for k in ("kind", "cpus", "cpu_source", "memory_limit", "parallel")} == {
+        "kind": machine.kind, "cpus": machine.cpus, "cpu_source": machine.cpu_source,
+        "memory_limit": machine.memory_limit, "parallel": machine.parallel}
+    assert got["bound"] in ("cpu", "memory", "cap") and got["memory_available"] > 0
+
+
+def test_plan_with_a_number_says_nothing_detected(repo: Path) -> None:
+    text = CliRunner().invoke(main, ["run", "a", "--dry-run", "--max-parallel", "3"], catch_exceptions=False).output
+    assert "Plan: 1 task(s)" in text
+    assert "Max parallel" not in text
+    data = json.loads(CliRunner().invoke(main, ["plan", "a", "--json"], catch_exceptions=False).output)
+    assert data["machine"] is None
 
