@@ -128,11 +128,12 @@ def test_nested_cgroup_limits_from_parents_apply(tmp_path: Path) -> None:
 
 
 def test_mount_table_finds_a_container_cgroup_without_its_own_namespace(tmp_path: Path) -> None:
-    # The process sees its host path, /docker/abc, while the mount shows only that cgroup.
+    # The process sees its host path, /docker/abc/job, while the mount starts at /docker/abc.
     root = build(tmp_path, {
-        "proc/self/cgroup": "0::/docker/abc\n",
+        "proc/self/cgroup": "0::/docker/abc/job\n",
         "proc/self/mountinfo": "30 23 0:26 /docker/abc /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
-        "sys/fs/cgroup/cpu.max": "300000 100000\n",
+        "sys/fs/cgroup/cpu.max": "400000 100000\n",
+        "sys/fs/cgroup/job/cpu.max": "300000 100000\n",
     })
     assert detect(root).cpus == 3.0
 
