@@ -160,7 +160,7 @@ def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_r
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
     if dry_run:
         plan, _ = coordinator.plan(paths)
-        ui.print_plan(plan, coordinator.warnings, as_json=as_json)
+        ui.print_plan(plan, coordinator.warnings, as_json=as_json, machine=coordinator.config.machine)
         return 0
     result = _run_with_observers(settings, plain=plain, quiet=quiet, verbose=verbose, as_json=as_json,
                                  start=lambda observer: coordinator.orchestrate(paths, observer=observer))
@@ -181,7 +181,7 @@ def plan(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_
     coordinator = OrchestratorCoordinator(_config(_settings(options, project_root)), project_root)
     paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
     the_plan, _ = coordinator.plan(paths)
-    ui.print_plan(the_plan, coordinator.warnings, as_json=as_json)
+    ui.print_plan(the_plan, coordinator.warnings, as_json=as_json, machine=coordinator.config.machine)
     return 0
 
 

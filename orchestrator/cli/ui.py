@@ -9,6 +9,7 @@ import click
 
 from orchestrator.agents.sandbox import describe_policy
 from orchestrator.config.durations import format_duration
+from orchestrator.config.machine import Machine
 from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus, TaskSummary, cost_line, money
 from orchestrator.plan.analyzer import longest_remaining_path, plan_json
 
@@ -22,13 +23,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
 
 
-def print_plan(plan: Plan, warnings: Sequence[str], *, as_json: bool, stdin_note: bool = True) -> None:
+def print_plan(plan: Plan, warnings: Sequence[str], *, as_json: bool, stdin_note: bool = True,
+               machine: Machine | None = None) -> None:
+    """`machine`: what `--max-parallel auto` detected, when the limit came from it."""
     if as_json:
-        data = plan_json(plan)
+        data = plan_json(plan, machine)
         data["warnings"] = list(warnings)
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(f"Plan: {len(plan.tasks)} task(s), base {plan.base_ref} = {plan.base_sha[:12]}")
+    if machine is not None:
+        click.echo(f"Max parallel {machine.parallel} (auto: {machine.describe()})")
     for planned in plan.tasks:
         spec = planned.spec
         click.echo(f"\n  {spec.id}  \"{spec.title}\"  (priority {spec.priority})")

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from orchestrator.errors import InputError
+from orchestrator.config.machine import Machine
 
 DEFAULT_TASK_TIMEOUT = 2 * 3600.0  # Gadugi's default: two hours per task
 
@@ -16,6 +16,9 @@ class OrchestrationConfig(BaseModel):
     """Everything a run needs to know; defaults match what the CLI does with no flags."""
 
     max_parallel: int = Field(default=4, description="Tasks running at once; never exceeded.")
+    machine: Machine | None = Field(
+        default=None, description="What `--max-parallel auto` detected and decided; None for a given number."
+    )
     task_timeout_seconds: float = DEFAULT_TASK_TIMEOUT
     base_ref: str | None = Field(default=None, description="Base ref; HEAD when unset.")
     monitoring_dir: Path | None = Field(
@@ -78,24 +81,3 @@ class OrchestrationConfig(BaseModel):
     def environment(self) -> dict[str, str]:
         return dict(self.env) if self.env is not None else dict(os.environ)
 
-
-def auto_parallel(memory_per_agent_gb: float = 1.5) -> int:
-    """A limit from the hardware: agents mostly wait on the network, so allow two per CPU,
-    but never more than available memory can hold at ~1.5 GB per agent (node + git + tests)."""
-    import psutil
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    mem_gb = psutil.virtual_memory().available / 2**30
-    return max(1, min(cpus * 2, int(mem_gb / memory_per_agent_gb), 16))
-
-
-def parse_max_parallel(value: str) -> int:
-    if value.strip().lower() == "auto":
-        return auto_parallel()
-    try:
-        number = int(value)
-    except ValueError:
-        raise InputError(f"--max-parallel: {value!r} is not a number or 'auto'") from None
-    if number < 1:
-        raise InputError(f"--max-parallel must be at least 1 (got {number})")
-    return number

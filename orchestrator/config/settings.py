@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator.config import values as v
-from orchestrator.config.model import DEFAULT_TASK_TIMEOUT, parse_max_parallel
+from orchestrator.config.machine import resolve_max_parallel
+from orchestrator.config.model import DEFAULT_TASK_TIMEOUT
 from orchestrator.errors import InputError, did_you_mean
 
 CONFIG_FILE = ".gadugi/config.toml"
@@ -121,7 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("base", None, v.OPTIONAL_TEXT, "commit, branch or tag every task branches from", field="base_ref",
       group="plan", default_text="HEAD", metavar="REF"),
     # How the run is scheduled.
-    S("max_parallel", 4, v.PARALLEL, "tasks running at once; `auto` sizes it from CPUs and memory"),
+    S("max_parallel", 4, v.PARALLEL, "tasks running at once; `auto`: two per CPU, 1.5 GB of memory each, "
+      "at most 16, within the container's cgroup limits"),
     S("timeout", DEFAULT_TASK_TIMEOUT, v.HOURS,
       "per task (`90s`, `30m`, `2h`; a bare number means hours); front matter `timeout` wins",
       field="task_timeout_seconds"),
@@ -141,7 +143,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("terminate_timeout", 5.0, v.SECONDS, "grace after SIGTERM before SIGKILL when stopping an agent"),
     S("launch_stagger", 0.5, v.SECONDS_OR_ZERO,
       "jittered pause between launches (simultaneous `claude` starts corrupt its settings)"),
-    S("min_free_memory", 512 * 2**20, v.SIZE, "new launches wait while available memory is below this"),
+    S("min_free_memory", 512 * 2**20, v.SIZE,
+      "new launches wait while available memory (under the cgroup's limit, as `auto` counts it) is below this"),
     S("min_free_disk", 1024 * 2**20, v.SIZE, "new launches wait while free disk is below this"),
     S("run_budget_usd", None, v.MONEY, "once the run has spent this much, no new task starts"),
     S("backend", "local", v.choice("local", "dask", "dask-local"),
@@ -202,7 +205,8 @@ class ResolvedSettings:
                 continue
             value = self.values[setting.key].value
             if setting.key == "max_parallel":
-                value = parse_max_parallel(str(value))
+                # Detected once here: the plan shows the same numbers the run is limited by.
+                value, out["machine"] = resolve_max_parallel(str(value))
             elif setting.key == "monitoring_dir" and value is not None:
                 value = Path(value)
             out[setting.config_field] = value
@@ -291,11 +295,14 @@ def cli_overrides(project_root: Path, cli_values: Mapping[str, Any]) -> dict[str
     what `resume` lays over the options the run was started with."""
     resolved = resolve_settings(project_root, cli_values, {})
     kwargs = resolved.config_kwargs()
-    return {
+    overrides = {
         s.config_field: kwargs[s.config_field]
         for s in SETTINGS
         if s.config_field is not None and resolved.values[s.key].source == "cli"
     }
+    if "max_parallel" in overrides:  # what was detected goes with the number, or is cleared by it
+        overrides["machine"] = kwargs["machine"]
+    return overrides
 
 
 def describe(settings: ResolvedSettings) -> Sequence[tuple[str, str, str]]:

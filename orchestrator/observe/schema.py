@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.config.machine import Machine
 from orchestrator.config.model import OrchestrationConfig
 from orchestrator.gitops.merge import MergeReport
 from orchestrator.models import (
@@ -101,6 +102,7 @@ class PlanFile(BaseModel):
     skipped: list[PlanSkipped]
     base_ref: str
     base_sha: str
+    machine: Machine | None = Field(default=None, description="What `--max-parallel auto` detected, when it was used.")
 
 
 class JournalRecord(BaseModel):

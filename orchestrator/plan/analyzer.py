@@ -7,10 +7,11 @@ scopes overlap is ordered by an edge so they never run at the same time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config.machine import Machine
 from orchestrator.errors import PlanError, did_you_mean
 from orchestrator.models import SCHEMA_VERSION, Edge, EdgeKind, Plan, TaskSpec
 from orchestrator.plan.graph import ConflictOrienter, check_acyclic, execution_groups, longest_remaining_path
@@ -170,8 +171,9 @@ def _conflict_edges(
     return edges
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The plan with Gadugi's top-level keys (no invented time estimates) plus edges and tasks."""
+def plan_json(plan: Plan, machine: Machine | None = None) -> dict[str, Any]:
+    """The plan with Gadugi's top-level keys (no invented time estimates) plus edges and tasks,
+    and what `--max-parallel auto` detected when the limit came from it."""
     specs = [t.spec for t in plan.tasks]
     groups = execution_groups(specs, plan.edges)
     parallel = sum(len(g) for g in groups if len(g) > 1)
@@ -211,4 +213,5 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         ],
         "base_ref": plan.base_ref,
         "base_sha": plan.base_sha,
+        "machine": asdict(machine) if machine is not None else None,
     }

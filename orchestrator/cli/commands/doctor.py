@@ -14,7 +14,7 @@ from orchestrator.cli.error_handler import handle_errors
 @handle_errors
 def command(force: bool, project_root: str) -> int:
     """List what runs left behind; change nothing unless --force."""
-    from orchestrator.config.model import parse_max_parallel
+    from orchestrator.config.machine import parse_max_parallel
     from orchestrator.run.maintenance import claude_advice, doctor
     from orchestrator.run.project import load_project
 
