@@ -3,9 +3,9 @@ task is there, in order, and together they fit inside the run."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from benchmarks.phases import PHASES, read_phases
+
 from test_e2e import run_cli, write_prompt
 
 
