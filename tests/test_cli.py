@@ -149,6 +149,28 @@ def test_every_module_imports_alone() -> None:
     assert proc.returncode == 0 and proc.stdout.split() == [], proc.stdout + proc.stderr
 
 
+_HEAVY = ("pydantic", "rich", "psutil", "prometheus_client", "yaml", "orchestrator.models")
+_LOADED_AFTER = """
+import sys
+from click.testing import CliRunner
+from orchestrator.cli.main import main
+result = CliRunner().invoke(main, sys.argv[1:])
+assert result.exit_code == 0, result.output
+print(" ".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["run", "--help"], ["status", "--help"]],
+                         ids=" ".join)
+def test_the_cli_starts_without_the_core(argv: list[str]) -> None:
+    """Parsing, --help and --version load click and the option table, not the core an editor's
+    poll or a typo would otherwise pay for (pydantic, the models, rich, psutil)."""
+    proc = subprocess.run([sys.executable, "-c", _LOADED_AFTER.format(heavy=_HEAVY), *argv],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == []
+
+
 def test_interactive_lists_prompts(repo_with_prompt: Path) -> None:
     (repo_with_prompt / "prompts" / "b.md").write_text("# Task B\n")
     result = CliRunner().invoke(main, ["plan", "--interactive", "--json"], input="a\nb.md\n\n")

@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from orchestrator.config.machine import Machine
-
-DEFAULT_TASK_TIMEOUT = 2 * 3600.0  # Gadugi's default: two hours per task
+from orchestrator.config.settings import DEFAULT_TASK_TIMEOUT
 
 
 class OrchestrationConfig(BaseModel):

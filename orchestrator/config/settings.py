@@ -24,8 +24,10 @@ from typing import Any, Literal
 
 from orchestrator.config import values as v
 from orchestrator.config.machine import resolve_max_parallel
-from orchestrator.config.model import DEFAULT_TASK_TIMEOUT
 from orchestrator.errors import InputError, did_you_mean
+
+# Here, not in config.model: this table is read at every CLI start, and the model imports pydantic.
+DEFAULT_TASK_TIMEOUT = 2 * 3600.0  # Gadugi's default: two hours per task
 
 CONFIG_FILE = ".gadugi/config.toml"
 PYPROJECT = "pyproject.toml"
