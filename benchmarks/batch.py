@@ -19,6 +19,8 @@ class PlanResult:
     seconds: float | None  # None: did not finish within the time limit
     edges: int
     limit: float
+    conflict_edges: int = -1
+    cpu_seconds: float | None = None  # this process's CPU time (less moved by a loaded machine)
 
 
 def _plan_once(n: int, shape: str, limit: float) -> PlanResult:
@@ -31,7 +33,8 @@ def _plan_once(n: int, shape: str, limit: float) -> PlanResult:
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr)
         data = json.loads(proc.stdout)
-    return PlanResult(prompts=n, shape=shape, seconds=data["seconds"], edges=data["edges"], limit=limit)
+    return PlanResult(prompts=n, shape=shape, seconds=data["seconds"], edges=data["edges"], limit=limit,
+                      conflict_edges=data["conflict_edges"], cpu_seconds=data["cpu_seconds"])
 
 
 def run_planning(sizes: list[int], shapes: list[str], limit: float) -> list[PlanResult]:
@@ -80,6 +83,22 @@ def run_registry(tasks: int, writers: int, per_writer: int) -> RegistryResult:
                           max=max(lat), single_p50=median(single))
 
 
+SCOPE_DIRS, SCOPE_FILES = 5, 50
+
+
+def _scopes(i: int) -> list[str]:
+    """The `scopes` shape: two of 50 files in 5 directories each; every 10th prompt adds its
+    directory's `*.py` glob, every 50th the whole directory (so a few groups are large)."""
+    per_dir = SCOPE_FILES // SCOPE_DIRS
+    first, second = i % SCOPE_FILES, (i * 7 + 3) % SCOPE_FILES
+    files = [f"src/pkg{f // per_dir}/f{f % per_dir}.py" for f in (first, second)]
+    if i % 10 == 0:
+        files.append(f"src/pkg{i % SCOPE_DIRS}/*.py")
+    if i % 50 == 0:
+        files.append(f"src/pkg{(i // 50) % SCOPE_DIRS}/")
+    return files
+
+
 def main_plan_worker(argv: list[str]) -> int:
     """Child process: write N prompts into a fresh repo, time ls-files + analyze + plan_names."""
     from orchestrator.gitops import git as ogit
@@ -93,6 +112,10 @@ def main_plan_worker(argv: list[str]) -> int:
     for i in range(max(n, 10)):
         (repo / "src" / f"m{i:04d}.py").write_text(f"X = {i}\n")
     (repo / "src" / "shared.py").write_text("S = 1\n")
+    for k in range(SCOPE_DIRS):
+        (repo / "src" / f"pkg{k}").mkdir()
+        for j in range(SCOPE_FILES // SCOPE_DIRS):
+            (repo / "src" / f"pkg{k}" / f"f{j}.py").write_text(f"Y = {j}\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "files")
     prompts = repo / "prompts"
@@ -102,18 +125,21 @@ def main_plan_worker(argv: list[str]) -> int:
         files = [f"src/m{i:04d}.py"]
         if shape == "all-share-one-file" or (shape == "mixed" and i % 10 == 0):
             files.append("src/shared.py")
+        if shape == "scopes":
+            files = _scopes(i)
         front = [f"id: p{i:04d}", f"files: [{', '.join(files)}]"]
-        if shape == "mixed" and i % 7 == 3:
+        if shape in ("mixed", "scopes") and i % 7 == 3:
             front.append(f"depends_on: [p{i - 1:04d}]")
         path = prompts / f"p{i:04d}.md"
         path.write_text("---\n" + "\n".join(front) + f"\n---\n# Prompt {i}\nChange {files[0]} please.\n")
         paths.append(path)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     tracked = ogit.ls_files(repo)
     analysis = TaskAnalyzer(repo, tracked).analyze(paths)
     WorktreeManager(repo).plan_names([t.id for t in analysis.tasks])
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "edges": len(analysis.edges)}))
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "edges": len(analysis.edges),
+                      "conflict_edges": sum(e.kind == "conflict" for e in analysis.edges)}))
     return 0
 
 

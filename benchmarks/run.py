@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     setups = section("worktree setup by repository size",
                      lambda: [setup_cost.measure(args.cache_dir, n, reps) for n in sizes])
     plans = section("planning by batch size", lambda: batch.run_planning([10, 100, 1000], ["mixed"], 0)
-                    + batch.run_planning([100, 1000] if not quick else [100], ["all-share-one-file"], 300))
+                    + batch.run_planning([100, 1000] if not quick else [100], ["all-share-one-file", "scopes"], 300))
     regs = section("registry under 16 writers", lambda: [batch.run_registry(64, 16, 50 if quick else 200),
                                                          batch.run_registry(1000, 16, 25 if quick else 100)])
     idle_s = 10.0 if quick else 60.0
@@ -198,10 +198,12 @@ def render(machine: object, sched: list[schedule.ScheduleResult], setups: list[s
         f"{s.files}: add {[round(x, 3) for x in s.git_add]}, acquire {[round(x, 3) for x in s.acquire]}"
         for s in setups))
     L.append("\n## Batch size\n")
-    L.append("| prompts | shape | planning (ls-files + analyze + plan_names) | edges |\n|---|---|---|---|")
+    L.append("| prompts | shape | planning (ls-files + analyze + plan_names) | edges | conflict edges |\n"
+             "|---|---|---|---|---|")
     for p in plans:
         took_s = f"{p.seconds:.3f} s" if p.seconds is not None else f"> {p.limit:g} s (stopped)"
-        L.append(f"| {p.prompts} | {p.shape} | {took_s} | {p.edges if p.edges >= 0 else '?'} |")
+        L.append(f"| {p.prompts} | {p.shape} | {took_s} | {p.edges if p.edges >= 0 else '?'} | "
+                 f"{p.conflict_edges if p.conflict_edges >= 0 else '?'} |")
     L.append("\n| registry tasks | writers | updates | p50 | p99 | max | one uncontended update (p50) |\n"
              "|---|---|---|---|---|---|---|")
     for g in regs:

@@ -97,7 +97,7 @@ def simulate(spec: GraphSpec, workdir: Path) -> ScheduleResult:
     analysis = TaskAnalyzer(repo, tracked).analyze(paths)
     planned = [PlannedTask(spec=s, branch=f"b/{s.id}", worktree=workdir / "wt" / s.id, agent_command=["true"])
                for s in analysis.tasks]
-    plan = Plan(tasks=planned, edges=analysis.edges, base_sha="0" * 40)
+    plan = Plan(tasks=planned, edges=analysis.edges, shared_scopes=analysis.shared_scopes, base_sha="0" * 40)
     run_dir = workdir / "runs" / f"g{spec.seed}-{spec.slots}"
     if run_dir.exists():
         raise RuntimeError(f"{run_dir} reused")

@@ -123,6 +123,11 @@ class Plan(Model):
 
     tasks: list[PlannedTask]
     edges: list[Edge]
+    shared_scopes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Each scope two or more tasks touch -> those tasks in plan order; at most one of them "
+        "runs at a time, in either order. Their conflict edges are a chain, not one per pair.",
+    )
     skipped: list[TaskSpec] = Field(default_factory=list)
     base_ref: str = "HEAD"
     base_sha: str = ""

@@ -186,15 +186,16 @@ def test_conflict_orientation_follows_priority_then_input_order(tmp_path: Path) 
         prompt(tmp_path, "second.md", files=["README.md"]),
     ]
     analysis = analyze(tmp_path, paths)
-    assert sorted(pairs(analysis)) == sorted([
-        ("urgent", "late"), ("first", "late"), ("second", "late"),
-        ("urgent", "first"), ("urgent", "second"), ("first", "second"),
-    ])
+    # One chain in that order, not a pair each: the same order, the same levels.
+    assert sorted(pairs(analysis)) == sorted([("urgent", "first"), ("first", "second"), ("second", "late")])
+    assert analysis.shared_scopes == {"README.md": ["urgent", "first", "second", "late"]}
     assert execution_groups(analysis.tasks, analysis.edges) == [["urgent"], ["first"], ["second"], ["late"]]
 
 
 def test_conflict_orientation_respects_dependencies(tmp_path: Path) -> None:
     # b must precede a (dependency). By priority alone a->c and c->b, closing a cycle b->a->c->b.
+    # Conflicts follow the ranked order of the dependencies, the order the engine starts them in:
+    # c (priority 3) and b (priority 5) are ready first, so c, then b, then a.
     paths = [
         prompt(tmp_path, "a.md", priority=1, depends_on="b", files=["docs/guide.md"]),
         prompt(tmp_path, "b.md", priority=5, files=["src/util.py"]),
@@ -202,8 +203,8 @@ def test_conflict_orientation_respects_dependencies(tmp_path: Path) -> None:
     ]
     analysis = analyze(tmp_path, paths)
     assert pairs(analysis, EdgeKind.DEPENDENCY) == [("b", "a")]
-    assert pairs(analysis, EdgeKind.CONFLICT) == [("a", "c"), ("b", "c")]
-    assert execution_groups(analysis.tasks, analysis.edges) == [["b"], ["a"], ["c"]]
+    assert pairs(analysis, EdgeKind.CONFLICT) == [("c", "a"), ("c", "b")]
+    assert execution_groups(analysis.tasks, analysis.edges) == [["c"], ["b"], ["a"]]
 
 
 def test_conflict_against_a_dependency_chain_follows_the_chain(tmp_path: Path) -> None:
@@ -357,6 +358,9 @@ def test_edges_are_acyclic_and_order_every_conflict(task_metas: list[dict[str, o
     assert not any(reach(t, t) for t in ids)
     assert sum(len(g) for g in execution_groups(analysis.tasks, analysis.edges)) == len(ids)
     conflicting = set(find_overlaps({t.id: t.files for t in analysis.tasks}, ["a.py", "src/x.py", "src/z.py", "docs/y.md"]))
+    # The engine keeps overlapping tasks apart through their shared scope's group.
+    together = {(x, y) for tasks in analysis.shared_scopes.values() for x in tasks for y in tasks}
+    assert all((a, b) in together for a, b in conflicting)
     conflicting |= {(t.id, other) for t in analysis.tasks for other in t.conflicts_with}
     for a, b in conflicting:
         assert reach(a, b) or reach(b, a), (a, b)

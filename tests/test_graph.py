@@ -1,18 +1,14 @@
-"""The plan's graph algorithms directly: cycles, ranked topological order, conflict orientation
-(against a brute-force oracle), execution levels and longest remaining paths."""
+"""The plan's graph algorithms directly: cycles, ranked topological order, execution levels and
+longest remaining paths."""
 from __future__ import annotations
 
-import graphlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from orchestrator.errors import PlanError
 from orchestrator.models import Edge, EdgeKind, PlannedTask, TaskSpec
 from orchestrator.plan.graph import (
-    ConflictOrienter,
     check_acyclic,
     execution_groups,
     longest_remaining_path,
@@ -31,21 +27,6 @@ def spec(tid: str, index: int = 0) -> TaskSpec:
 
 def by_input(ids: Iterable[str]) -> dict[str, tuple[int, int]]:
     return {t: (0, i) for i, t in enumerate(ids)}
-
-
-def reaches(pairs: Iterable[tuple[str, str]], start: str, goal: str) -> bool:
-    succ: dict[str, set[str]] = {}
-    for before, after in pairs:
-        succ.setdefault(before, set()).add(after)
-    seen, stack = {start}, [start]
-    while stack:
-        for nxt in succ.get(stack.pop(), ()):
-            if nxt == goal:
-                return True
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append(nxt)
-    return False
 
 
 def test_task_ids_of_specs_and_planned_tasks() -> None:
@@ -85,49 +66,6 @@ def test_topological_order_takes_the_best_ranked_ready_task() -> None:
 def test_topological_order_refuses_a_cycle() -> None:
     with pytest.raises(PlanError, match="^dependency cycle: "):
         topological_order(["a", "b", "c"], edges(("a", "b"), ("b", "a")), by_input("abc"))
-
-
-def test_conflicts_follow_rank_unless_the_graph_orders_them_the_other_way() -> None:
-    ids = ["a", "b", "c", "d"]
-    orienter = ConflictOrienter(ids, by_input(ids), edges(("d", "c")))
-    assert orienter.orient("b", "a") == ("a", "b")
-    assert orienter.orient("c", "d") == ("d", "c")  # already d before c
-
-
-def test_equal_ranks_keep_the_pair_as_given() -> None:
-    orienter = ConflictOrienter(["a", "b"], {"a": (1, 0), "b": (1, 0)}, [])
-    assert orienter.orient("b", "a") == ("b", "a")
-
-
-def test_an_orientation_sees_the_orientations_before_it() -> None:
-    ids = ["a", "b", "c", "d"]
-    # Input order says a < b < c < d; the dependency d -> a puts d first in the graph's order.
-    orienter = ConflictOrienter(ids, by_input(ids), edges(("d", "a")))
-    assert orienter.orient("c", "d") == ("c", "d")  # moves c before d, hence before a
-    assert orienter.orient("a", "c") == ("c", "a")  # by rank a first, but c -> d -> a already
-    assert orienter.orient("b", "c") == ("b", "c")
-    assert orienter.orient("a", "b") == ("b", "a")  # b -> c -> d -> a
-
-
-_pairs = st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=14)
-
-
-@settings(max_examples=150, deadline=None)
-@given(deps=_pairs, conflicts=_pairs, ranks=st.lists(st.integers(0, 3), min_size=8, max_size=8),
-       names=st.permutations(range(8)))
-def test_orientation_matches_a_brute_force_oracle(deps: list[tuple[int, int]], conflicts: list[tuple[int, int]],
-                                                  ranks: list[int], names: list[int]) -> None:
-    ids = [f"t{n}" for n in names]  # names in no particular order: the graph's order is by position
-    dag = sorted({(ids[min(a, b)], ids[max(a, b)]) for a, b in deps if a != b})  # forward edges: acyclic
-    rank = {t: (ranks[i], i) for i, t in enumerate(ids)}
-    orienter = ConflictOrienter(ids, rank, edges(*dag))
-    current = list(dag)
-    for x, y in ((ids[a], ids[b]) for a, b in conflicts if a != b):
-        first, second = (x, y) if rank[x] <= rank[y] else (y, x)
-        expected = (second, first) if reaches(current, second, first) else (first, second)
-        assert orienter.orient(x, y) == expected
-        current.append(expected)
-    graphlib.TopologicalSorter({t: [b for b, a in current if a == t] for t in ids}).prepare()  # no cycle
 
 
 def test_execution_groups_are_longest_path_levels_in_input_order() -> None:

@@ -11,7 +11,7 @@ from orchestrator.agents.sandbox import describe_policy
 from orchestrator.config.durations import format_duration
 from orchestrator.config.machine import Machine
 from orchestrator.models import EdgeKind, OrchestrationResult, Plan, TaskStatus, TaskSummary, cost_line, money
-from orchestrator.plan.analyzer import longest_remaining_path, plan_json
+from orchestrator.plan.analyzer import longest_remaining_path, never_together, plan_json
 
 SUMMARY_VERIFY_LINES = 5  # of a failed verify's output under its task's error line
 
@@ -58,7 +58,7 @@ def _print_schedule(plan: Plan) -> None:
     """What the engine will do with the plan: dependencies are waits (and pass work along);
     conflicts only keep two tasks apart, in whichever order the run reaches them."""
     waits = [e for e in plan.edges if e.kind == EdgeKind.DEPENDENCY]
-    apart = [e for e in plan.edges if e.kind == EdgeKind.CONFLICT]
+    apart = never_together(plan)
     waiting = {e.after for e in waits}
     remaining = longest_remaining_path([t.spec for t in plan.tasks], plan.edges)
     # The engine's order among ready tasks: priority (1 first), longest remaining path, input order.
@@ -73,8 +73,8 @@ def _print_schedule(plan: Plan) -> None:
             click.echo(f"  {edge.after} after {edge.before}: {edge.reason}")
     if apart:
         click.echo("\nNever at the same time (either order; the first to be ready goes first):")
-        for edge in apart:
-            click.echo(f"  {edge.before} / {edge.after}: {edge.reason}")
+        for tasks, why in apart:
+            click.echo(f"  {' / '.join(tasks)}: {why}")
 
 
 def print_summary(result: OrchestrationResult, warnings: Sequence[str]) -> None:

@@ -98,6 +98,9 @@ class PlanFile(BaseModel):
     execution_groups: int
     groups: list[PlanGroup]
     edges: list[Edge]
+    shared_scopes: dict[str, list[str]] = Field(
+        default_factory=dict, description="Each scope two or more tasks touch -> those tasks; one at a time."
+    )
     tasks: list[PlanTask]
     skipped: list[PlanSkipped]
     base_ref: str

@@ -1,25 +1,26 @@
 """TaskAnalyzer: prompt files → tasks, dependency edges and conflict edges, plus the plan JSON.
 
 Unlike Gadugi's analyzer, names are resolved exactly (id, file name, stem or relative path; never a
-substring), a task never depends on itself, a cycle is an error, and every pair of tasks whose file
-scopes overlap is ordered by an edge so they never run at the same time.
+substring), a task never depends on itself, a cycle is an error, and tasks whose file scopes overlap
+never run at the same time: the tasks sharing a scope form one group, ordered by a chain of edges.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config.machine import Machine
 from orchestrator.errors import PlanError, did_you_mean
 from orchestrator.models import SCHEMA_VERSION, Edge, EdgeKind, Plan, TaskSpec
-from orchestrator.plan.graph import ConflictOrienter, check_acyclic, execution_groups, longest_remaining_path
+from orchestrator.plan.graph import check_acyclic, execution_groups, longest_remaining_path, topological_order
 from orchestrator.plan.inputs import PROMPTS_DIR
 from orchestrator.plan.prompts import LoadedPrompt, parse_prompt, sanitize_id
-from orchestrator.plan.scopes import directories_of, find_overlaps
+from orchestrator.plan.scopes import MAX_SHARED, directories_of, shared_scopes
 
-__all__ = ["Analysis", "TaskAnalyzer", "execution_groups", "longest_remaining_path", "plan_json"]
+__all__ = ["Analysis", "TaskAnalyzer", "execution_groups", "longest_remaining_path", "never_together", "plan_json"]
 
 MAX_KNOWN_LISTED = 20
 
@@ -29,6 +30,7 @@ class Analysis:
     tasks: list[TaskSpec]
     skipped: list[TaskSpec]
     edges: list[Edge]
+    shared_scopes: dict[str, list[str]] = field(default_factory=dict)  # see Plan.shared_scopes
     warnings: list[str] = field(default_factory=list)
 
 
@@ -86,11 +88,12 @@ class TaskAnalyzer:
             edges += self._resolve_relations(prompt, names, done, warnings)
         ids = [p.spec.id for p in runnable]
         check_acyclic(ids, edges)
-        edges += _conflict_edges([p.spec for p in runnable], edges, self.tracked_files)
+        conflicts, shared = _conflict_edges([p.spec for p in runnable], edges, self.tracked_files)
         return Analysis(
             tasks=[p.spec for p in runnable],
             skipped=[p.spec for p in loaded if p.spec.id in done],
-            edges=edges,
+            edges=edges + conflicts,
+            shared_scopes=shared,
             warnings=warnings,
         )
 
@@ -143,32 +146,79 @@ class TaskAnalyzer:
 
 def _conflict_edges(
     specs: Sequence[TaskSpec], dependency_edges: list[Edge], tracked: frozenset[str]
-) -> list[Edge]:
-    """One ordering edge per conflicting pair; a pair joined directly by a dependency edge only
-    gets the conflict added to that edge's reason."""
+) -> tuple[list[Edge], dict[str, list[str]]]:
+    """Conflict edges, and the tasks sharing each scope in plan order.
+
+    The tasks sharing a scope are chained, an edge from each to the next, not joined pair by pair:
+    a thousand tasks on one file make 999 edges, not 499,500. The chain orders them all (so the
+    plan's levels and paths see them serialised) and the group tells the engine to run one at a
+    time. Chains and declared conflicts follow one ranked topological order of the dependencies
+    (priority, then input order), so they never close a cycle. A pair joined directly by a
+    dependency edge only gets the conflict added to that edge's reason.
+    """
+    ids = [s.id for s in specs]
     index = {s.id: s.index for s in specs}
-    reasons: dict[tuple[str, str], list[str]] = {}
-    overlaps = find_overlaps({s.id: s.files for s in specs}, tracked)
-    for (a, b), shared in overlaps.items():
-        reasons[(a, b)] = [f"{a} and {b} both touch {', '.join(shared)}"]
+    ranked = topological_order(ids, dependency_edges, {s.id: (s.priority, s.index) for s in specs})
+    position = {task: i for i, task in enumerate(ranked)}
+    groups = {
+        label: sorted(tasks, key=position.__getitem__)
+        for label, tasks in shared_scopes({s.id: s.files for s in specs}, tracked).items()
+    }
+    touched: dict[tuple[str, str], list[str]] = {}  # (before, after) -> shared scope labels
+    member_of: dict[str, list[str]] = {}
+    for label, chain in groups.items():
+        for task in chain:
+            member_of.setdefault(task, []).append(label)
+        for pair in pairwise(chain):
+            labels = touched.setdefault(pair, [])
+            if len(labels) < MAX_SHARED:
+                labels.append(label)
+    declared: dict[tuple[str, str], list[str]] = {}
     for spec in specs:
         for other in spec.conflicts_with:
-            key = (spec.id, other) if index[spec.id] < index[other] else (other, spec.id)
-            reasons.setdefault(key, []).append(f"{spec.id} declares conflicts_with {other}")
-    direct = {(e.before, e.after): e for e in dependency_edges}
-    direct.update({(e.after, e.before): e for e in dependency_edges})
-    rank = {s.id: (s.priority, s.index) for s in specs}
-    orienter = ConflictOrienter([s.id for s in specs], rank, dependency_edges)
-    edges: list[Edge] = []
-    for (a, b), why in sorted(reasons.items(), key=lambda kv: (index[kv[0][0]], index[kv[0][1]])):
-        reason = "; ".join(why)
-        dependency = direct.get((a, b))
-        if dependency is not None:
-            dependency.reason += f"; also {reason}"
-            continue
-        before, after = orienter.orient(a, b)
-        edges.append(Edge(before=before, after=after, kind=EdgeKind.CONFLICT, reason=reason))
-    return edges
+            pair = (spec.id, other) if position[spec.id] < position[other] else (other, spec.id)
+            declared.setdefault(pair, []).append(f"{spec.id} declares conflicts_with {other}")
+
+    def touch(pair: tuple[str, str], labels: Sequence[str]) -> list[str]:
+        first, second = sorted(pair, key=index.__getitem__)
+        return [f"{first} and {second} both touch {', '.join(labels)}"] if labels else []
+
+    for dependency in dependency_edges:
+        pair = (dependency.before, dependency.after)
+        later = set(member_of.get(dependency.after, ()))
+        shared = [label for label in member_of.get(dependency.before, ()) if label in later][:MAX_SHARED]
+        why = touch(pair, shared) + declared.pop(pair, [])
+        touched.pop(pair, None)
+        if why:
+            dependency.reason += "; also " + "; ".join(why)
+    edges = [
+        Edge(before=before, after=after, kind=EdgeKind.CONFLICT,
+             reason="; ".join(touch((before, after), touched.get((before, after), [])) + declared.get((before, after), [])))
+        for before, after in sorted(touched.keys() | declared.keys(),
+                                    key=lambda pair: sorted(index[t] for t in pair))
+    ]
+    return edges, dict(sorted(groups.items(), key=lambda item: (position[item[1][0]], item[0])))
+
+
+def never_together(plan: Plan) -> list[tuple[list[str], str]]:
+    """What never runs at the same time, as a reader wants it: the tasks sharing scopes, one line
+    per set of tasks with what they share, then each conflict edge not inside such a set (a
+    declared `conflicts_with`). A chain's edges would read as if only neighbours were kept apart."""
+    labels_by_members: dict[tuple[str, ...], list[str]] = {}
+    for label, tasks in plan.shared_scopes.items():
+        labels_by_members.setdefault(tuple(tasks), []).append(label)
+    groups_of: dict[str, set[int]] = {}
+    lines: list[tuple[list[str], str]] = []
+    for number, (members, labels) in enumerate(labels_by_members.items()):
+        for task in members:
+            groups_of.setdefault(task, set()).add(number)
+        shown = ", ".join(labels[:MAX_SHARED]) + (", ..." if len(labels) > MAX_SHARED else "")
+        who = f"{members[0]} and {members[1]} both" if len(members) == 2 else "all"
+        lines.append((list(members), f"{who} touch {shown}"))
+    for edge in plan.edges:
+        if edge.kind == EdgeKind.CONFLICT and not groups_of.get(edge.before, set()) & groups_of.get(edge.after, set()):
+            lines.append(([edge.before, edge.after], edge.reason))
+    return lines
 
 
 def plan_json(plan: Plan, machine: Machine | None = None) -> dict[str, Any]:
@@ -187,6 +237,7 @@ def plan_json(plan: Plan, machine: Machine | None = None) -> dict[str, Any]:
             {"group_id": i, "tasks": group, "parallelizable": len(group) > 1} for i, group in enumerate(groups)
         ],
         "edges": [edge.model_dump(mode="json") for edge in plan.edges],
+        "shared_scopes": plan.shared_scopes,
         "tasks": [
             {
                 "id": t.spec.id,

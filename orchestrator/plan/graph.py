@@ -1,15 +1,14 @@
-"""Graph algorithms over the plan's tasks and edges: cycles, conflict orientation, levels, paths.
+"""Graph algorithms over the plan's tasks and edges: cycles, ranked topological order, levels, paths.
 
-Conflict edges are oriented greedily (priority, then input order) unless the edges added so far
-already order the pair the other way. Reachability is answered with a dynamically maintained
-topological order (Pearce & Kelly 2006): most insertions agree with the order and cost O(1), and
-the rest only search the region between the two tasks, so thousands of pairs stay cheap.
+Conflict edges follow one ranked topological order of the dependencies (the analyzer chains the
+tasks sharing a scope in it), so they cannot close a cycle and need no reachability search; every
+function here is linear in tasks and edges, apart from the heap of the ranked order.
 """
 from __future__ import annotations
 
 import graphlib
 import heapq
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from orchestrator.errors import PlanError
 from orchestrator.models import Edge, PlannedTask, TaskSpec
@@ -68,56 +67,6 @@ def topological_order(ids: Sequence[str], edges: Sequence[Edge], rank: Mapping[s
     if len(order) != len(ids):
         check_acyclic(ids, edges)
     return order
-
-
-class ConflictOrienter:
-    """Adds ordering edges between conflicting tasks without ever closing a cycle."""
-
-    def __init__(self, ids: Sequence[str], rank: Mapping[str, tuple[int, int]], edges: Sequence[Edge]) -> None:
-        self.rank = rank
-        self.succ = _successors(ids, edges)
-        self.pred: dict[str, list[str]] = {task: [] for task in ids}
-        for before, targets in self.succ.items():
-            for after in targets:
-                self.pred[after].append(before)
-        self.position = {task: i for i, task in enumerate(topological_order(ids, edges, rank))}
-
-    def orient(self, x: str, y: str) -> tuple[str, str]:
-        """`(before, after)` for the pair: by rank unless the graph already orders it the other way."""
-        first, second = (x, y) if self.rank[x] <= self.rank[y] else (y, x)
-        if self._insert(first, second):
-            return first, second
-        inserted = self._insert(second, first)
-        assert inserted, "both orientations closing a cycle means the graph already had one"
-        return second, first
-
-    def _insert(self, before: str, after: str) -> bool:
-        """Add `before -> after` unless `after` already reaches `before`."""
-        pos = self.position
-        upper, lower = pos[before], pos[after]
-        if lower < upper:
-            forward = self._search(after, self.succ, lambda t: pos[t] <= upper)
-            if before in forward:
-                return False
-            backward = self._search(before, self.pred, lambda t: pos[t] >= lower)
-            moved = sorted(backward, key=pos.__getitem__) + sorted(forward, key=pos.__getitem__)
-            slots = sorted(pos[t] for t in moved)
-            for task, slot in zip(moved, slots, strict=True):
-                pos[task] = slot
-        self.succ[before].append(after)
-        self.pred[after].append(before)
-        return True
-
-    @staticmethod
-    def _search(start: str, adjacency: Mapping[str, list[str]], inside: Callable[[str], bool]) -> set[str]:
-        seen = {start}
-        stack = [start]
-        while stack:
-            for nxt in adjacency[stack.pop()]:
-                if nxt not in seen and inside(nxt):
-                    seen.add(nxt)
-                    stack.append(nxt)
-        return seen
 
 
 def execution_groups(tasks: Sequence[TaskLike], edges: Sequence[Edge]) -> list[list[str]]:

@@ -2,8 +2,9 @@
 
 Two tasks whose scopes overlap must not run side by side. Gadugi only compared exact strings; here a
 file inside a directory, a directory inside another and a glob matching a file all count. Overlaps
-are found through indexes (path -> tasks, directory ancestors, each glob expanded once against the
-known files) so thousands of tasks are not compared pair by pair.
+are found as groups of tasks sharing one scope, through indexes (path -> tasks, directory ancestors,
+each glob expanded once against the known files), so thousands of tasks are never compared pair by
+pair and a thousand tasks on one file are one group, not half a million pairs.
 """
 from __future__ import annotations
 
@@ -187,38 +188,11 @@ def scopes_overlap(a: Scope, b: Scope, universe: Iterable[str] = ()) -> bool:
 Claims = dict[str, str]  # task -> the label it claims a key under (first claim wins)
 
 
-class _Pairs:
-    """Overlapping pairs with a few shared labels each, keys ordered by first appearance."""
-
-    def __init__(self, order: Mapping[str, int]) -> None:
-        self.order = order
-        self.shared: dict[tuple[str, str], list[str]] = {}
-
-    def add(self, x: str, y: str, label: str) -> None:
-        if x == y:
-            return
-        key = (x, y) if self.order[x] < self.order[y] else (y, x)
-        labels = self.shared.setdefault(key, [])
-        if len(labels) < MAX_SHARED and label not in labels:
-            labels.append(label)
-
-    def across(self, first: Claims, second: Claims) -> None:
-        for task_x, label_x in first.items():
-            for task_y, label_y in second.items():
-                # The more specific (longer) of the two says best what is shared.
-                self.add(task_x, task_y, label_x if len(label_x) >= len(label_y) else label_y)
-
-    def within(self, claims: Claims) -> None:
-        items = list(claims.items())
-        for i, (task_x, label) in enumerate(items):
-            for task_y, _ in items[i + 1 :]:
-                self.add(task_x, task_y, label)
-
-    def result(self) -> dict[tuple[str, str], list[str]]:
-        def key(item: tuple[tuple[str, str], list[str]]) -> tuple[int, int]:
-            return self.order[item[0][0]], self.order[item[0][1]]
-
-        return dict(sorted(self.shared.items(), key=key))
+def _add_pair(shared: dict[tuple[str, str], list[str]], order: Mapping[str, int], x: str, y: str, label: str) -> None:
+    key = (x, y) if order[x] < order[y] else (y, x)
+    labels = shared.setdefault(key, [])
+    if len(labels) < MAX_SHARED and label not in labels:
+        labels.append(label)
 
 
 def _expand(pattern: str, universe: Sequence[str]) -> Iterable[str]:
@@ -231,12 +205,16 @@ def _expand(pattern: str, universe: Sequence[str]) -> Iterable[str]:
             yield path
 
 
-def find_overlaps(
-    scopes_by_task: Mapping[str, Sequence[str]], tracked_files: Iterable[str]
-) -> dict[tuple[str, str], list[str]]:
-    """Every pair of tasks whose scopes overlap, with up to three shared paths or patterns.
+def shared_scopes(scopes_by_task: Mapping[str, Sequence[str]], tracked_files: Iterable[str]) -> dict[str, list[str]]:
+    """Each scope two or more tasks touch, labelled, with those tasks in the order of `scopes_by_task`.
 
-    Keys are `(earlier, later)` in the order tasks appear in `scopes_by_task`.
+    Every two tasks of one group overlap, and every two overlapping tasks share a group, so "one
+    task of each group at a time" is exactly "no two overlapping tasks together". A group is a path
+    (the tasks naming it, a glob matching it or a directory above it), a directory (it and the
+    directories above) or a glob pattern (its text and the directories above its fixed part). The
+    groups are found through indexes (path -> tasks, directory ancestors, each glob expanded once
+    against the known files), never by comparing tasks pair by pair; their total size is the size
+    of the claims plus, per path, the tasks claiming a directory above it.
     """
     tracked = set(tracked_files)
     tracked_dirs = frozenset(directories_of(tracked))
@@ -249,22 +227,40 @@ def find_overlaps(
             if scope is not None:
                 index = {"file": files, "dir": dirs, "glob": globs}[scope.kind]
                 index.setdefault(scope.path, {}).setdefault(task, scope.label)
-    pairs = _Pairs({task: i for i, task in enumerate(scopes_by_task)})
+    order = {task: i for i, task in enumerate(scopes_by_task)}
+    groups: dict[str, set[str]] = {}
+
+    def group(label: str, claims: Claims, above: Iterable[str]) -> None:
+        members = set(claims).union(*(dirs.get(directory, {}) for directory in above))
+        if len(members) > 1:
+            groups.setdefault(label, set()).update(members)
+
     universe = sorted(tracked | files.keys())
     for pattern, claims in globs.items():
-        pairs.within(claims)  # textually equal patterns
         fixed = glob_fixed_dir(pattern)
-        for directory in ancestors(fixed) + [fixed] if fixed else [""]:
-            pairs.across(claims, dirs.get(directory, {}))
+        group(pattern, claims, ancestors(fixed) + [fixed] if fixed else [""])
         for path in _expand(pattern, universe):
             for task in claims:
                 files.setdefault(path, {}).setdefault(task, path)
     for path, claims in files.items():
-        pairs.within(claims)
-        for directory in ancestors(path):
-            pairs.across(claims, dirs.get(directory, {}))
+        group(path, claims, ancestors(path))
     for directory, claims in dirs.items():
-        pairs.within(claims)
-        for parent in ancestors(directory) if directory else []:
-            pairs.across(claims, dirs.get(parent, {}))
-    return pairs.result()
+        group(Scope("dir", directory).label, claims, ancestors(directory) if directory else [])
+    return {label: sorted(members, key=order.__getitem__) for label, members in groups.items()}
+
+
+def find_overlaps(
+    scopes_by_task: Mapping[str, Sequence[str]], tracked_files: Iterable[str]
+) -> dict[tuple[str, str], list[str]]:
+    """Every pair of tasks whose scopes overlap, with up to three shared paths or patterns: the
+    pairwise view of `shared_scopes` (quadratic by nature; kept for tests and tools).
+
+    Keys are `(earlier, later)` in the order tasks appear in `scopes_by_task`.
+    """
+    order = {task: i for i, task in enumerate(scopes_by_task)}
+    shared: dict[tuple[str, str], list[str]] = {}
+    for label, tasks in shared_scopes(scopes_by_task, tracked_files).items():
+        for i, x in enumerate(tasks):
+            for y in tasks[i + 1 :]:
+                _add_pair(shared, order, x, y, label)
+    return dict(sorted(shared.items(), key=lambda item: (order[item[0][0]], order[item[0][1]])))

@@ -170,7 +170,8 @@ class OrchestratorCoordinator:
                                        sandbox=policies[agent]))
         if "claude" in policies:
             self.warnings.extend(self._claude_notes(planned, env))
-        plan = Plan(tasks=planned, edges=analysis.edges, skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
+        plan = Plan(tasks=planned, edges=analysis.edges, shared_scopes=analysis.shared_scopes,
+                    skipped=analysis.skipped, base_ref=base_ref, base_sha=base_sha)
         return plan, analysis
 
     def _claude_notes(self, planned: Sequence[PlannedTask], env: Mapping[str, str]) -> list[str]:

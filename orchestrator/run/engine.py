@@ -112,6 +112,7 @@ class _TaskState:
     preds: dict[str, EdgeKind] = field(default_factory=dict)  # dependencies only
     succs: dict[str, EdgeKind] = field(default_factory=dict)  # dependents only
     exclusive: set[str] = field(default_factory=set)  # conflict partners: never at the same time
+    scopes: list[frozenset[str]] = field(default_factory=list)  # groups of the plan's shared scopes it is in
     waiting: int = 0
     attempt: int = 0
     result: TaskResult | None = None
@@ -154,6 +155,12 @@ class ExecutionEngine:
                 continue
             self.tasks[edge.after].preds[edge.before] = edge.kind
             self.tasks[edge.before].succs[edge.after] = edge.kind
+        # A shared scope's tasks are chained by conflict edges, one per neighbour, so the group
+        # itself says who else must not run alongside; one set per scope, not one per pair.
+        for members in plan.shared_scopes.values():
+            group = frozenset(members)
+            for tid in group:
+                self.tasks[tid].scopes.append(group)
         for state in self.tasks.values():
             state.waiting = len(state.preds)
         lrp = remaining_path or {}
@@ -320,7 +327,7 @@ class ExecutionEngine:
     def _launchable_waiting(self) -> bool:
         """A ready task could start but for the launch pacing (not one blocked by a partner)."""
         return not self.halted and any(
-            self.tasks[tid].result is None and not (self.tasks[tid].exclusive & self.running) for _, tid in self._ready
+            self.tasks[tid].result is None and not self._partner_running(self.tasks[tid]) for _, tid in self._ready
         )
 
     def _next_launchable(self) -> _TaskState | None:
@@ -334,7 +341,7 @@ class ExecutionEngine:
             # (released by an adopted predecessor and found ready on resume), never launched twice.
             if state.result is not None or item[1] in self.running:
                 continue
-            if state.exclusive & self.running:
+            if self._partner_running(state):
                 blocked.append(item)
                 continue
             found = state
@@ -343,6 +350,16 @@ class ExecutionEngine:
             heapq.heappush(self._ready, item)
         return found
 
+    def _partner_running(self, state: _TaskState) -> bool:
+        """A task it conflicts with runs now (the running ones are few; the groups may be large)."""
+        tid = state.planned.spec.id
+        return any(other != tid and (other in state.exclusive or any(other in group for group in state.scopes))
+                   for other in self.running)
+
+    def _partners(self, state: _TaskState) -> set[str]:
+        """Every task it may never run alongside."""
+        return (state.exclusive | set().union(*state.scopes)) - {state.planned.spec.id}
+
     def _launch(self, state: _TaskState) -> None:
         tid = state.planned.spec.id
         # It starts from its dependencies' work and from whatever conflict partner finished first.
@@ -350,7 +367,7 @@ class ExecutionEngine:
             Predecessor(task_id=p, branch=self.tasks[p].planned.branch, head_sha=r.head_sha,
                         title=self.tasks[p].planned.spec.title, final_message=r.outcome.final_message[:1200],
                         changed_files=r.changed_files[:50])
-            for p in [*state.preds, *sorted(state.exclusive, key=lambda t: self._rank[t])]
+            for p in [*state.preds, *sorted(self._partners(state), key=lambda t: self._rank[t])]
             if (r := self.tasks[p].result) is not None and r.status == TaskStatus.COMPLETED and r.head_sha
         ]
         state.attempt += 1
