@@ -45,9 +45,17 @@ def serve(sock: socket.socket) -> None:
             if not raw:
                 return  # the orchestrator is gone; forked WorkflowManagers carry on without us
             request = json.loads(raw)
+            # The reply waits until the child has its own session, as Popen(start_new_session)
+            # returns only after the child's setsid: from then on it is out of our reach.
+            in_session_r, in_session_w = os.pipe()
             pid = os.fork()
             if pid == 0:
-                _become_workflow_manager(workflow_manager.main, request, fds, close=(sock.fileno(), wake_r, wake_w))
+                os.close(in_session_r)
+                _become_workflow_manager(workflow_manager.main, request, fds,
+                                         close=(sock.fileno(), wake_r, wake_w), in_session=in_session_w)
+            os.close(in_session_w)
+            os.read(in_session_r, 1)  # EOF once the child closed its end, after setsid (or died)
+            os.close(in_session_r)
             for fd in fds:
                 os.close(fd)
             if not _send(sock, {"pid": pid}):
@@ -76,10 +84,12 @@ def _report_exits(sock: socket.socket) -> bool:
             return False
 
 
-def _become_workflow_manager(main: Any, request: dict[str, Any], fds: list[int], *, close: tuple[int, ...]) -> NoReturn:
+def _become_workflow_manager(main: Any, request: dict[str, Any], fds: list[int], *, close: tuple[int, ...],
+                             in_session: int) -> NoReturn:
     code: int = 1
     try:
         os.setsid()
+        os.close(in_session)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in close:
