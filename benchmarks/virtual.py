@@ -28,6 +28,7 @@ from orchestrator.models import AgentOutcome, Plan, PlannedTask, TaskResult, Tas
 from orchestrator.observe.events import EngineEvent
 from orchestrator.run import engine as engine_mod
 from orchestrator.run.engine import EngineSettings, ExecutionEngine
+from orchestrator.state.journal import Journal
 from orchestrator.state.registry import ProcessRegistry
 from orchestrator.task.wire import Predecessor, TaskRequest
 
@@ -148,6 +149,7 @@ class VirtualBackend:
         self.launches: list[Launch] = []
         self.requests: dict[str, TaskRequest] = {}  # each task's latest
         self.cancels: list[tuple[str, bool]] = []  # (task, as a timeout) in the order asked
+        self.wm_pid: int | None = None  # what `submit` reports as each WorkflowManager's pid (None: unknown)
         self._live: dict[str, _Live] = {}
 
     @property
@@ -168,7 +170,7 @@ class VirtualBackend:
 
     def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         self._begin(request, attached=False)
-        return None, None
+        return (None, None) if self.wm_pid is None else (self.wm_pid, self.clock.now)
 
     def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
         self._begin(request, attached=True)
@@ -285,7 +287,8 @@ class Simulation:
     continued_from: dict[tuple[str, int], TaskResult | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.registry = ProcessRegistry(self.run_dir / "monitoring", "sim", fsync=False)
+        monitoring = self.run_dir / "monitoring"
+        self.registry = ProcessRegistry(monitoring, "sim", fsync=False, journal=Journal(monitoring / "events.jsonl", "sim"))
         with self.registry.batch():
             for p in self.plan.tasks:
                 self.registry.register(p.spec.id, task_name=p.spec.title, command=["agent"],

@@ -14,7 +14,15 @@ import pytest
 from benchmarks.virtual import START, Attempt, Script, Simulation, VirtualBackend, VirtualClock, iso_at, virtual_time
 from orchestrator.agents.failures import PERMANENT
 from orchestrator.models import Edge, EdgeKind, FailureClass, Plan, PlannedTask, TaskResult, TaskSpec, TaskStatus
-from orchestrator.observe.events import BreakerTripped, CancelRequested, Interrupted, Killing, RunTimedOut, Waiting
+from orchestrator.observe.events import (
+    BreakerTripped,
+    CancelRequested,
+    Interrupted,
+    Killing,
+    RunTimedOut,
+    TaskCancelled,
+    Waiting,
+)
 from orchestrator.run import engine as engine_mod
 from orchestrator.run.engine import Attached, EngineSettings, ExecutionEngine, Requeued
 
@@ -348,9 +356,11 @@ def test_the_run_budget_counts_failed_attempts_waiting_to_retry(tmp_path: Path) 
 
 
 def test_a_finished_attempt_costs_once_not_again_for_its_heartbeat(tmp_path: Path) -> None:
-    scripts: dict[str, Script] = {"a": Attempt(10, cost_usd=0.05, live_cost_usd=0.05), "b": 10, "c": 10}
-    engine, results, sim = run(tmp_path, scripts, max_parallel=1, run_budget_usd=0.08)
-    assert engine.abort_reason is None and statuses(results) == dict.fromkeys("abc", "completed")
+    # ...and an attempt that reported no cost costs nothing, even while its task waits to retry.
+    scripts: dict[str, Script] = {"a": Attempt(10, cost_usd=0.05, live_cost_usd=0.05), "b": 10, "c": 10,
+                                  "flaky": [Attempt(1, failure="crashed"), Attempt(1)]}
+    engine, results, sim = run(tmp_path, scripts, max_parallel=1, run_budget_usd=0.08, retries=1, backoff_base=5)
+    assert engine.abort_reason is None and statuses(results) == dict.fromkeys(scripts, "completed")
     assert engine.spent_usd() == pytest.approx(0.05)
 
 
@@ -385,6 +395,15 @@ def test_cancel_requests_stop_a_running_task_and_dequeue_a_queued_one(tmp_path: 
     assert sim.backend.spans["a"] == (START, START + 30)
     assert statuses(results) == {"a": "cancelled", "after-a": "cancelled", "q": "cancelled", "other": "completed"}
     assert results["a"].cancelled_by == "user" and results["q"].cancelled_by == "user"
+    user_cancelled = "cancelled by user (`orchestrator cancel`)"
+    queued = results["q"]
+    assert (queued.attempt, queued.branch, queued.worktree, queued.base_sha, queued.outcome.failure) == (
+        0, "gadugi/q", str(tmp_path / "wt" / "q"), "base", "cancelled")
+    entry = sim.registry.get("q")
+    assert entry is not None and (entry.status, entry.cancelled_by, entry.error_message) == (
+        TaskStatus.CANCELLED, "user", user_cancelled)
+    assert [(e.task_id, e.reason) for e in sim.events if isinstance(e, TaskCancelled)] == [
+        ("q", user_cancelled), ("after-a", "dependency 'a' cancelled")]
     assert results["after-a"].cancelled_by == "dependency"
     assert [x.task_id for x in sim.backend.launches] == ["a", "other"]
     assert not list(control.iterdir()), "each request is acted on once, then removed"
@@ -496,6 +515,14 @@ def test_ctrl_c_stops_running_tasks_newest_first_and_cancels_the_queue(tmp_path:
     assert statuses(results) == dict.fromkeys("abcd", "cancelled")
     assert {r.cancelled_by for r in results.values()} == {"interrupt"}
     assert [x.task_id for x in sim.backend.launches] == ["a", "b", "c"]
+
+
+def test_after_ctrl_c_a_task_that_fails_is_not_retried(tmp_path: Path) -> None:
+    sim = simulation(tmp_path, {"slow": Attempt(10, failure="api_error")})
+    sim.backend.cancel = lambda task_id, timeout=False: None  # type: ignore[method-assign]  # ends on its own
+    sim.backend.at(START + 5, interrupt)
+    _, results = sim.run(settings(retries=2))
+    assert len(sim.backend.launches) == 1 and results["slow"].status == TaskStatus.FAILED
 
 
 def test_a_second_ctrl_c_kills(tmp_path: Path) -> None:

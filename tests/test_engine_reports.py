@@ -18,6 +18,7 @@ from orchestrator.observe.events import (
     FixupStarted,
     Heartbeat,
     Interrupted,
+    Killing,
     PhaseChanged,
     Retrying,
     Stalled,
@@ -27,6 +28,7 @@ from orchestrator.observe.events import (
     TaskStarted,
 )
 from orchestrator.run.engine import Attached
+from orchestrator.state.journal import read_journal
 from orchestrator.state.registry_models import ProcessInfo
 
 from test_engine import CONFLICT, DEP, run, settings, simulation, statuses
@@ -79,7 +81,7 @@ def test_what_a_running_task_reports_reaches_the_registry_and_the_run_log(tmp_pa
 def test_reports_with_fields_missing_read_as_empty(tmp_path: Path) -> None:
     # An older WorkflowManager may leave fields out, or send null for what it does not know yet.
     bare = ((1, "phase", {}), (2, "heartbeat", {"turns": None, "events": None}), (3, "stalled", {}),
-            (4, "log", {}), (5, "fixup", {}), (6, "something new", {"x": 1}))
+            (4, "log", {}), (5, "fixup", {}), (6, "something new", {"phase": "verify"}))
     sim = simulation(tmp_path, {"t": Attempt(20, events=bare)})
     seen = registry_at(sim, START + 10, "t")
     engine, _ = sim.run(settings())
@@ -126,6 +128,9 @@ def test_a_task_waiting_to_retry_shows_as_queued_with_its_wait(tmp_path: Path) -
     assert (entry.status, entry.attempt) == (TaskStatus.QUEUED, 2)
     wait = entry.retry_wait
     assert wait is not None and (wait.retry, wait.retries, wait.failure) == (1, 2, "api_error")
+    (requeued,) = [r for r in read_journal(sim.registry.journal.path)  # type: ignore[union-attr]
+                   if r.get("event") == "transition" and r.get("to") == "queued"]
+    assert requeued["reason"].startswith("attempt 1 failed (api_error): 529 overloaded; retrying in ")
     (retrying,) = of_type(sim, Retrying)
     assert (retrying.task_id, retrying.attempt, retrying.error, retrying.failure) == ("t", 1, "529 overloaded",
                                                                                        "api_error")
@@ -137,9 +142,11 @@ def test_a_finished_task_leaves_its_outcome_in_the_registry_and_the_run_log(tmp_
     outcome = {"num_turns": 4, "tokens": {"input": 100, "output": 20}, "exit_code": 0}
     sim = simulation(tmp_path, {"t": [Attempt(5, failure="crashed", cost_usd=0.1), Attempt(5, cost_usd=0.3,
                                                                                           outcome=outcome)]})
+    sim.backend.wm_pid = 4242
     _, results = sim.run(settings(retries=1, backoff_base=0))
     entry = sim.registry.get("t")
     assert entry is not None and (entry.status, entry.phase.value) == (TaskStatus.COMPLETED, "done")
+    assert (entry.wm_pid, entry.wm_create_time) == (4242, START + 5)  # the second attempt's
     assert (entry.session_id, entry.turns, entry.exit_code) == ("session-t-2", 4, 0)
     assert entry.cost_usd == pytest.approx(0.4) and (entry.tokens.input, entry.tokens.output) == (100, 20)
     assert of_type(sim, TaskFinished) == [TaskFinished(task_id="t", result=results["t"])]
@@ -170,11 +177,11 @@ def test_a_dependent_starts_from_its_predecessors_work_in_short(tmp_path: Path) 
 
 
 def test_finished_conflict_partners_come_in_plan_order_and_failed_ones_not_at_all(tmp_path: Path) -> None:
-    scripts: dict[str, Script] = {"p2": 1, "p1": 1, "bad": Attempt(1, failure="agent_error"), "last": 1}
-    edges = [("p2", "last", CONFLICT), ("p1", "last", CONFLICT), ("bad", "last", CONFLICT)]
-    sim = simulation(tmp_path, scripts, edges, priorities={"p1": 1, "p2": 2})
+    scripts: dict[str, Script] = {"alpha": 1, "zeta": 1, "bad": Attempt(1, failure="agent_error"), "last": 1}
+    edges = [("alpha", "last", CONFLICT), ("zeta", "last", CONFLICT), ("bad", "last", CONFLICT)]
+    sim = simulation(tmp_path, scripts, edges, priorities={"zeta": 1, "alpha": 2})
     sim.run(settings(max_parallel=3))
-    assert [p.task_id for p in sim.backend.requests["last"].predecessors] == ["p1", "p2"]
+    assert [p.task_id for p in sim.backend.requests["last"].predecessors] == ["zeta", "alpha"]
 
 
 # -- resume ----------------------------------------------------------------------------------------
@@ -333,3 +340,27 @@ def test_an_engine_in_another_thread_stops_gracefully_on_keyboard_interrupt(tmp_
     assert engine.interrupted and sorted(sim.backend.cancels) == [("a", False), ("b", False)]
     assert of_type(sim, Interrupted) == [Interrupted(running=("a", "b"))]
     assert statuses(results) == dict.fromkeys("abc", "cancelled")
+
+
+def test_a_second_interrupt_while_the_first_is_handled_kills(tmp_path: Path) -> None:
+    # Outside the main thread a KeyboardInterrupt can land anywhere, even in the graceful stop.
+    sim = simulation(tmp_path, {"a": Attempt(hang=True), "b": Attempt(hang=True)})
+    graceful = sim.backend.cancel
+
+    def cancel_interrupted(task_id: str, *, timeout: bool = False) -> None:
+        sim.backend.cancel = graceful  # type: ignore[method-assign]
+        raise KeyboardInterrupt
+
+    def interrupt() -> None:
+        sim.backend.cancel = cancel_interrupted  # type: ignore[method-assign]
+        raise KeyboardInterrupt
+
+    sim.backend.at(START + 5, interrupt)
+    with virtual_time(sim.clock):
+        engine = sim.engine(settings())
+        worker = threading.Thread(target=engine.run)
+        worker.start()
+        worker.join()
+    assert [(x.task_id, x.how, x.end) for x in sim.backend.launches] == [("a", "kill", START + 5),
+                                                                       ("b", "kill", START + 5)]
+    assert of_type(sim, Killing) == [Killing(running=("a", "b"))]
