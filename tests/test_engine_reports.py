@@ -160,6 +160,7 @@ def test_a_failed_task_leaves_why_in_the_registry(tmp_path: Path) -> None:
     entry = sim.registry.get("t")
     assert entry is not None and (entry.status, entry.error_message, entry.exit_code) == (TaskStatus.FAILED,
                                                                                        "turn limit", 1)
+    assert (entry.phase.value, entry.session_id) == ("done", "session-t-1")
 
 
 # -- what a dependent starts from ------------------------------------------------------------------
@@ -204,6 +205,16 @@ def test_an_attached_task_is_announced_and_its_agent_pid_kept(tmp_path: Path) ->
                                           TaskAttached(task_id="b", pid=12, attempt=2)]
     assert [x.task_id for x in sim.backend.launches] == ["a", "b", "after"]
     assert statuses(results) == dict.fromkeys(["a", "b", "after"], "completed")
+
+
+def test_ctrl_c_stops_attached_tasks_too(tmp_path: Path) -> None:
+    sim = simulation(tmp_path, {"adopted": Attempt(hang=True), "new": Attempt(hang=True)})
+    sim.registry.transition("adopted", TaskStatus.RUNNING, attempt=1)
+    request = sim.request(sim.plan.tasks[0], [], 1)
+    sim.backend.at(START + 5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    _, results = sim.run(settings(), attached={"adopted": Attached(request, wm_pid=1, wm_create_time=1.0)})
+    assert sim.backend.cancels == [("new", False), ("adopted", False)]
+    assert {r.cancelled_by for r in results.values()} == {"interrupt"}
 
 
 def test_a_task_both_released_and_attached_on_resume_runs_once(tmp_path: Path) -> None:
