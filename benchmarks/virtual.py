@@ -77,13 +77,16 @@ class VirtualQueue:
         heapq.heappush(self.pending, (when, self.seq, make))
 
     def get(self, block: bool = True, timeout: float | None = None) -> BackendEvent:
-        limit = self.clock.now + (timeout or 0.0)
+        forever = block and timeout is None
+        limit = float("inf") if forever else self.clock.now + (timeout or 0.0)
         while self.pending and self.pending[0][0] <= limit:
             when, _, make = heapq.heappop(self.pending)
             self.clock.advance(when)
             event = make()
             if event is not None:
                 return event
+        if forever:  # a real engine would block for ever
+            raise RuntimeError("the engine waits without a timeout for an event that never comes")
         self.clock.advance(limit)
         raise queue.Empty
 
@@ -148,6 +151,7 @@ class VirtualBackend:
         self.events = VirtualQueue(clock)
         self.launches: list[Launch] = []
         self.requests: dict[str, TaskRequest] = {}  # each task's latest
+        self.attached: dict[str, tuple[int, float]] = {}  # task -> the WorkflowManager's (pid, create time)
         self.cancels: list[tuple[str, bool]] = []  # (task, as a timeout) in the order asked
         self.wm_pid: int | None = None  # what `submit` reports as each WorkflowManager's pid (None: unknown)
         self._live: dict[str, _Live] = {}
@@ -173,6 +177,7 @@ class VirtualBackend:
         return (None, None) if self.wm_pid is None else (self.wm_pid, self.clock.now)
 
     def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
+        self.attached[request.task_id] = (pid, create_time)
         self._begin(request, attached=True)
 
     def _begin(self, request: TaskRequest, *, attached: bool) -> None:

@@ -163,16 +163,18 @@ def test_a_failed_dependency_cancels_its_chain_and_a_conflict_partner_still_runs
 
 def test_transient_failures_retry_after_the_recorded_backoff(tmp_path: Path) -> None:
     crash = Attempt(10, failure="crashed", cost_usd=0.5)
-    _, results, sim = run(tmp_path, {"t": [crash, crash, Attempt(10, cost_usd=0.25)]}, retries=2, backoff_base=8)
+    _, results, sim = run(tmp_path, {"t": [crash, crash, Attempt(10, cost_usd=0.25)]}, retries=2, backoff_base=8,
+                          backoff_cap=12)
     launches = sim.backend.started("t")
     assert [x.attempt for x in launches] == [1, 2, 3]
     result = results["t"]
     assert result.status == TaskStatus.COMPLETED and result.attempt == 3
     assert [a.failure for a in result.attempts] == ["crashed", "crashed"]
     delays = [a.retry_delay_seconds or 0.0 for a in result.attempts]
-    # Full jitter under a ceiling that doubles, base 8 then 16, drawn from the engine's random source.
+    # Full jitter under a ceiling that doubles up to the cap (8, then 12 not 16), drawn from the
+    # engine's random source.
     jitter = random.Random(0)
-    assert delays == [round(jitter.uniform(0, 8), 3), round(jitter.uniform(0, 16), 3)]
+    assert delays == [round(jitter.uniform(0, 8), 3), round(jitter.uniform(0, 12), 3)]
     for before, after, delay in zip(launches, launches[1:], delays, strict=False):
         # Exact but for the engine's shortest wait (10 ms).
         assert before.end is not None and after.start == pytest.approx(before.end + delay, abs=0.011)
@@ -301,19 +303,23 @@ def test_the_breaker_is_announced_with_the_task_that_tripped_it(tmp_path: Path) 
     assert tripped == BreakerTripped(task_id="c", reason=engine.abort_reason or "")
 
 
-def test_the_breaker_says_what_failed_when_the_agent_left_no_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("error", "said", "quoted"), [
+    (None, "", "the agent reached its turn limit"),  # nothing left: the failure in words
+    ("WorkflowManager: turn limit", "", "WorkflowManager: turn limit"),
+    ("WorkflowManager: turn limit", "Reached max turns (30)", "WorkflowManager: turn limit"),
+])
+def test_the_breaker_says_what_failed(tmp_path: Path, error: str | None, said: str, quoted: str) -> None:
     # Attempts that ended unwatched (resume) are judged like any other, with whatever they left.
     sim = simulation(tmp_path, dict.fromkeys(["a", "b", "c", "d"], 1.0))
     plan = {p.spec.id: p for p in sim.plan.tasks}
     ended = {}
-    for tid, message in (("a", ""), ("b", ""), ("c", "")):
-        result = TaskResult(task_id=tid, status=TaskStatus.FAILED, attempt=1)
-        result.outcome.failure, result.outcome.message = "max_turns", message
+    for tid in ("a", "b", "c"):
+        result = TaskResult(task_id=tid, status=TaskStatus.FAILED, attempt=1, error_message=error)
+        result.outcome.failure, result.outcome.message = "max_turns", said
         sim.registry.transition(tid, TaskStatus.RUNNING, attempt=1)
         ended[tid] = (sim.request(plan[tid], [], 1), result)
     engine, results = sim.run(settings(), ended=ended)
-    assert engine.abort_reason == ("stopped launching after 3 task(s) failed the same way: "
-                                   "the agent reached its turn limit")
+    assert engine.abort_reason == f"stopped launching after 3 task(s) failed the same way: {quoted}"
     assert sim.backend.launches == [] and results["d"].cancelled_by == "breaker"
 
 
@@ -399,9 +405,10 @@ def test_cancel_requests_stop_a_running_task_and_dequeue_a_queued_one(tmp_path: 
     queued = results["q"]
     assert (queued.attempt, queued.branch, queued.worktree, queued.base_sha, queued.outcome.failure) == (
         0, "gadugi/q", str(tmp_path / "wt" / "q"), "base", "cancelled")
-    entry = sim.registry.get("q")
-    assert entry is not None and (entry.status, entry.cancelled_by, entry.error_message) == (
-        TaskStatus.CANCELLED, "user", user_cancelled)
+    for tid in ("a", "q"):
+        entry = sim.registry.get(tid)
+        assert entry is not None and (entry.status, entry.cancelled_by, entry.error_message) == (
+            TaskStatus.CANCELLED, "user", user_cancelled)
     assert [(e.task_id, e.reason) for e in sim.events if isinstance(e, TaskCancelled)] == [
         ("q", user_cancelled), ("after-a", "dependency 'a' cancelled")]
     assert results["after-a"].cancelled_by == "dependency"
@@ -569,8 +576,10 @@ def test_resume_judges_attempts_that_ended_unwatched_and_continues_requeued_ones
         sim.registry.transition(tid, TaskStatus.RUNNING, attempt=1)
     ended = {"ended-ok": (sim.request(plan["ended-ok"], [], 1), ok),
              "ended-crashed": (sim.request(plan["ended-crashed"], [], 1), crashed)}
+    left = TaskResult(task_id="requeued", status=TaskStatus.CANCELLED, attempt=2, head_sha="wip")
     _, results = sim.run(settings(max_parallel=3, retries=1, backoff_base=4), ended=ended,
-                         requeued={"requeued": Requeued(attempts_used=2)})
+                         requeued={"requeued": Requeued(attempts_used=2, previous=left)})
+    assert sim.continued_from["requeued", 3] is left  # it continues the work the last attempt left
     assert statuses(results) == dict.fromkeys(["ended-ok", "ended-crashed", "requeued", "blocked"], "completed")
     launched = {x.task_id: x.attempt for x in sim.backend.launches}
     assert launched == {"ended-crashed": 2, "requeued": 3, "blocked": 1}

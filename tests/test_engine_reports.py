@@ -150,6 +150,7 @@ def test_a_finished_task_leaves_its_outcome_in_the_registry_and_the_run_log(tmp_
     assert (entry.session_id, entry.turns, entry.exit_code) == ("session-t-2", 4, 0)
     assert entry.cost_usd == pytest.approx(0.4) and (entry.tokens.input, entry.tokens.output) == (100, 20)
     assert of_type(sim, TaskFinished) == [TaskFinished(task_id="t", result=results["t"])]
+    assert results["t"].cancelled_by is None and results["t"].error_message is None
     assert of_type(sim, TaskStarted) == [TaskStarted(task_id="t", branch="gadugi/t", predecessors=(), attempt=1),
                                          TaskStarted(task_id="t", branch="gadugi/t", predecessors=(), attempt=2)]
 
@@ -203,6 +204,7 @@ def test_an_attached_task_is_announced_and_its_agent_pid_kept(tmp_path: Path) ->
     assert (seen["b"][0].pid, seen["b"][0].pid_create_time) == (777, 7.0)
     assert of_type(sim, TaskAttached) == [TaskAttached(task_id="a", pid=11, attempt=2),
                                           TaskAttached(task_id="b", pid=12, attempt=2)]
+    assert sim.backend.attached == {"a": (11, 1.0), "b": (12, 1.0)}
     assert [x.task_id for x in sim.backend.launches] == ["a", "b", "after"]
     assert statuses(results) == dict.fromkeys(["a", "b", "after"], "completed")
 
@@ -349,7 +351,7 @@ def test_an_engine_in_another_thread_stops_gracefully_on_keyboard_interrupt(tmp_
     (results,) = outcome
     assert signal.getsignal(signal.SIGINT) is handler
     assert engine.interrupted and sorted(sim.backend.cancels) == [("a", False), ("b", False)]
-    assert of_type(sim, Interrupted) == [Interrupted(running=("a", "b"))]
+    assert of_type(sim, Interrupted) == [Interrupted(running=("a", "b"))] and not of_type(sim, Killing)
     assert statuses(results) == dict.fromkeys("abc", "cancelled")
 
 
