@@ -296,7 +296,11 @@ def test_running_tasks_get_heartbeats_while_their_process_lives(tmp_path: Path) 
     sim.registry.update("wm-only", wm_pid=me.pid, wm_create_time=me.create_time())
     sim.registry.update("dead", pid=gone.pid, pid_create_time=gone_created)
     attached = {tid: Attached(sim.request(plan[tid], [], 1), wm_pid=1, wm_create_time=1.0) for tid in plan}
-    attached["live"].agent_pid, attached["live"].agent_create_time = me.pid, me.create_time()
+    # The live agent is another process than this one (our parent, started before us), so a check
+    # of the wrong pid shows.
+    agent = me.parent()
+    assert agent is not None
+    attached["live"].agent_pid, attached["live"].agent_create_time = agent.pid, agent.create_time()
     beats: list[str] = []
     sampled: list[float] = []
     heartbeat, sample = sim.registry.heartbeat, sim.registry.sample_resources
