@@ -90,6 +90,7 @@ def test_reports_with_fields_missing_read_as_empty(tmp_path: Path) -> None:
                         FixupStarted(task_id="t", round=0, rounds=0, reason="")]
     (entry,) = seen
     assert (entry.phase.value, entry.fix_rounds, entry.fixing) == ("setup", 0, "")
+    assert entry.last_event_at is not None  # a heartbeat with no summary is still news of the task
     assert engine.spent_usd() == 0
 
 
