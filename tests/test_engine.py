@@ -118,6 +118,11 @@ def test_a_ready_task_blocked_by_its_running_partner_leaves_the_slot_to_the_next
     assert sim.backend.spans == {"x": (START, START + 40), "c": (START, START + 10), "a": (START + 40, START + 50)}
 
 
+def test_a_task_with_two_dependencies_starts_when_the_last_one_ends(tmp_path: Path) -> None:
+    _, _, sim = run(tmp_path, {"x": 10, "y": 30, "z": 5}, [("x", "z", DEP), ("y", "z", DEP)], max_parallel=3)
+    assert sim.backend.spans["z"] == (START + 30, START + 35)
+
+
 def test_free_slots_fill_at_the_same_moment_without_a_stagger(tmp_path: Path) -> None:
     _, _, sim = run(tmp_path, dict.fromkeys("abcd", 10.0), max_parallel=3)
     assert [x.start - START for x in sim.backend.launches] == [0, 0, 0, 10]
@@ -226,6 +231,12 @@ def test_a_workflow_manager_gone_without_a_result_is_lost_and_retried(tmp_path: 
     assert results["t"].status == TaskStatus.COMPLETED
     (lost,) = results["t"].attempts
     assert lost.failure == "lost" and "without a result" in (lost.error_message or "")
+
+
+def test_a_lost_retry_is_reported_as_the_attempt_it_was(tmp_path: Path) -> None:
+    _, results, _ = run(tmp_path, {"t": [Attempt(3, failure="crashed"), Attempt(3, leaves_result=False)]}, retries=1)
+    result = results["t"]
+    assert (result.status, result.attempt, result.outcome.failure) == (TaskStatus.FAILED, 2, "lost")
 
 
 def test_a_rate_limit_waits_for_its_reset(tmp_path: Path) -> None:
@@ -530,6 +541,24 @@ def test_after_ctrl_c_a_task_that_fails_is_not_retried(tmp_path: Path) -> None:
     sim.backend.at(START + 5, interrupt)
     _, results = sim.run(settings(retries=2))
     assert len(sim.backend.launches) == 1 and results["slow"].status == TaskStatus.FAILED
+
+
+def test_a_task_cancelled_by_the_user_while_the_run_stops_stays_cancelled_by_the_user(tmp_path: Path) -> None:
+    # `resume` re-runs what an interrupt cut short, never what the user cancelled.
+    control = tmp_path / "control"
+    control.mkdir()
+    sim = simulation(tmp_path, {"a": Attempt(hang=True)})
+    stop = sim.backend.cancel
+    sim.backend.cancel = lambda task_id, timeout=False: None  # type: ignore[method-assign]  # slow to stop
+
+    def cancel_a() -> None:
+        sim.backend.cancel = stop  # type: ignore[method-assign]
+        (control / "cancel-a").write_text("")
+
+    sim.backend.at(START + 5, interrupt)
+    sim.backend.at(START + 10, cancel_a)
+    _, results = sim.run(settings(control_dir=control))
+    assert results["a"].status == TaskStatus.CANCELLED and results["a"].cancelled_by == "user"
 
 
 def test_a_second_ctrl_c_kills(tmp_path: Path) -> None:
