@@ -19,6 +19,8 @@ export function activate(context: vscode.ExtensionContext): void {
   const folder = vscode.workspace.workspaceFolders?.[0];
   const tree = new RunsTreeProvider();
   const view = vscode.window.createTreeView('gadugi.runs', { treeDataProvider: tree, showCollapseAll: true });
+  view.onDidExpandElement((e) => tree.remember(e.element, true));
+  view.onDidCollapseElement((e) => tree.remember(e.element, false));
   const status = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Left, 50);
   status.command = 'gadugi.focusView';
   status.name = 'Gadugi agents';

@@ -6,6 +6,13 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<ViewNode> {
   private readonly changed = new vscode.EventEmitter<void>();
   readonly onDidChangeTreeData = this.changed.event;
   private roots: ViewNode[] = [];
+  // What the user expanded or collapsed, by node id: a refresh (every file change) must keep it.
+  private readonly expanded = new Map<string, boolean>();
+
+  /** Call with the TreeView's expand/collapse events. */
+  remember(node: ViewNode, expanded: boolean): void {
+    this.expanded.set(node.id, expanded);
+  }
 
   update(roots: ViewNode[]): void {
     this.roots = roots;
@@ -17,10 +24,12 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<ViewNode> {
   }
 
   getTreeItem(node: ViewNode): vscode.TreeItem {
+    // The first run (the active one) starts expanded, the others collapsed.
+    const expanded = this.expanded.get(node.id) ?? node === this.roots.find((n) => n.kind === 'run');
     const collapsible =
       node.kind !== 'run'
         ? vscode.TreeItemCollapsibleState.None
-        : node === this.roots.find((n) => n.kind === 'run')
+        : expanded
           ? vscode.TreeItemCollapsibleState.Expanded
           : vscode.TreeItemCollapsibleState.Collapsed;
     const item = new vscode.TreeItem(node.label, collapsible);
