@@ -1,12 +1,18 @@
 // The Runs and Tasks view: the plain nodes of state/view.ts as tree items.
+//
+// The view is rebuilt from the files several times a second while agents run, but the editor is
+// told only what changed: node objects stay the same across rebuilds (matched by id) and only
+// nodes whose text or children changed are refreshed. A whole-tree refresh would collapse a run
+// the user just expanded, and redraw rows under the pointer.
 import * as vscode from 'vscode';
 import type { ViewNode } from '../state/view';
 
 export class RunsTreeProvider implements vscode.TreeDataProvider<ViewNode> {
-  private readonly changed = new vscode.EventEmitter<void>();
+  private readonly changed = new vscode.EventEmitter<ViewNode[] | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private roots: ViewNode[] = [];
-  // What the user expanded or collapsed, by node id: a refresh (every file change) must keep it.
+  private byId = new Map<string, ViewNode>();
+  // What the user expanded or collapsed, by node id, for the items the editor asks for again.
   private readonly expanded = new Map<string, boolean>();
 
   /** Call with the TreeView's expand/collapse events. */
@@ -15,12 +21,33 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<ViewNode> {
   }
 
   update(roots: ViewNode[]): void {
-    this.roots = roots;
-    this.changed.fire();
+    const changed: ViewNode[] = [];
+    const byId = new Map<string, ViewNode>();
+    const keep = (fresh: ViewNode): ViewNode => {
+      const children = fresh.children.map(keep);
+      const old = this.byId.get(fresh.id);
+      const node = old ?? fresh;
+      if (old && (signature(old) !== signature(fresh) || !sameIds(old.children, children))) {
+        changed.push(old);
+      }
+      Object.assign(node, { ...fresh, children });
+      byId.set(node.id, node);
+      return node;
+    };
+    const next = roots.map(keep);
+    const rootsChanged = !sameIds(this.roots, next);
+    this.roots = next;
+    this.byId = byId;
+    if (rootsChanged) this.changed.fire(undefined);
+    else if (changed.length) this.changed.fire(changed);
   }
 
   getChildren(node?: ViewNode): ViewNode[] {
     return node ? node.children : this.roots;
+  }
+
+  getParent(node: ViewNode): ViewNode | undefined {
+    return this.roots.find((root) => root.children.includes(node));
   }
 
   getTreeItem(node: ViewNode): vscode.TreeItem {
@@ -43,4 +70,12 @@ export class RunsTreeProvider implements vscode.TreeDataProvider<ViewNode> {
     }
     return item;
   }
+}
+
+function signature(node: ViewNode): string {
+  return JSON.stringify([node.label, node.description, node.tooltip, node.icon, node.contextValue]);
+}
+
+function sameIds(a: ViewNode[], b: ViewNode[]): boolean {
+  return a.length === b.length && a.every((node, i) => node.id === b[i].id);
 }

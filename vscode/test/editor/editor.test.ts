@@ -53,18 +53,22 @@ it('shows runs and tasks live in VS Code and cancels a running task', { skip: ty
     await waitForText(page, /delta\s*running · agent/, 'delta running');
     await waitForText(page, /2 agents running · 0 done · 0 failed/, 'the status bar for two running agents');
     // The finished run lists its tasks when expanded.
-    await page.locator('.monaco-list-row', { hasText: /finished · 0 agents running · 1 done · 1 failed/ }).locator('.monaco-tl-twistie').click();
+    const finishedRow = page.locator('.monaco-list-row', { hasText: /finished · 0 agents running · 1 done · 1 failed/ });
+    await finishedRow.locator('.monaco-tl-twistie').click();
     await waitForText(page, /alpha\s*completed/, 'alpha completed');
     await waitForText(page, /beta\s*failed/, 'beta failed');
 
     // Widen the side bar so the descriptions show whole, for the screenshot kept in docs/.
-    const sash = page.locator('.monaco-sash.vertical').first();
-    const box0 = await sash.boundingBox();
-    if (box0) {
-      await page.mouse.move(box0.x + box0.width / 2, box0.y + box0.height / 2);
+    const sidebar = await page.locator('.part.sidebar').boundingBox();
+    for (const sash of await page.locator('.monaco-sash.vertical').all()) {
+      const at = await sash.boundingBox();
+      if (!sidebar || !at || Math.abs(at.x + at.width / 2 - (sidebar.x + sidebar.width)) > 4 || at.height < 200) continue;
+      const y = at.y + at.height / 2;
+      await page.mouse.move(at.x + at.width / 2, y);
       await page.mouse.down();
-      await page.mouse.move(760, box0.y + box0.height / 2, { steps: 5 });
+      await page.mouse.move(760, y, { steps: 8 });
       await page.mouse.up();
+      break;
     }
     await page.screenshot({ path: SCREENSHOT });
 
