@@ -4,14 +4,14 @@
 # code-server with its native modules built, and Debian's chromium when root and missing.
 #
 # Idempotent: with everything in place it only prints the paths. On success the last line of stdout
-# is `export`-able shell (GADUGI_CODE_SERVER=..., GADUGI_NODE24=..., GADUGI_CHROMIUM=...). When a
+# is `export`-able shell (CODE_SERVER_ENTRY=..., CODE_SERVER_NODE=..., CHROMIUM_PATH=...). When a
 # piece cannot be installed (no npm, no python3, no chromium and not root) it says why on stderr and
 # exits 3, so the in-editor test can skip with that reason.
 set -euo pipefail
 
 CODE_SERVER_VERSION="${CODE_SERVER_VERSION:-4.139.1}"
 NODE_WHEEL_VERSION="${NODE_WHEEL_VERSION:-24.19.0}"
-cache="${GADUGI_CACHE:-$HOME/.cache/gadugi}"
+cache="${CODE_SERVER_CACHE:-$HOME/.cache/gadugi}"
 prefix="$cache/code-server-$CODE_SERVER_VERSION"
 nodevenv="$cache/node-$NODE_WHEEL_VERSION"
 nodebin_dir="$nodevenv/node-only-bin"
@@ -24,7 +24,7 @@ unavailable() {
 }
 
 find_chromium() {
-  for c in "${GADUGI_CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
+  for c in "${CHROMIUM_PATH:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
     if [ -n "$c" ] && [ -x "$c" ]; then echo "$c"; return 0; fi
   done
   return 1
@@ -37,11 +37,11 @@ if [ -z "$chromium" ]; then
     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) >&2 || unavailable "apt-get could not install chromium"
     chromium="$(find_chromium || true)"
   fi
-  [ -n "$chromium" ] || unavailable "chromium not found (install Debian's chromium or set GADUGI_CHROMIUM)"
+  [ -n "$chromium" ] || unavailable "chromium not found (install Debian's chromium or set CHROMIUM_PATH)"
 fi
 
 print_env() {
-  echo "export GADUGI_CODE_SERVER='$code_server' GADUGI_NODE24='$nodebin_dir/node' GADUGI_CHROMIUM='$chromium'"
+  echo "export CODE_SERVER_ENTRY='$code_server' CODE_SERVER_NODE='$nodebin_dir/node' CHROMIUM_PATH='$chromium'"
 }
 
 if [ -f "$done_stamp" ] && [ -x "$nodebin_dir/node" ] && [ -f "$code_server" ]; then

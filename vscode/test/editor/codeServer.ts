@@ -22,7 +22,7 @@ export function installTools(): Tools | string {
   if (result.status === 3) return result.stderr.trim().split('\n').pop() ?? 'code-server cannot be installed';
   if (result.status !== 0) throw new Error(`install-code-server.sh failed (${result.status}):\n${result.stderr}`);
   const vars = Object.fromEntries([...result.stdout.matchAll(/(\w+)='([^']*)'/g)].map((m) => [m[1], m[2]]));
-  return { codeServer: vars.GADUGI_CODE_SERVER, node: vars.GADUGI_NODE24, chromium: vars.GADUGI_CHROMIUM };
+  return { codeServer: vars.CODE_SERVER_ENTRY, node: vars.CODE_SERVER_NODE, chromium: vars.CHROMIUM_PATH };
 }
 
 function freePort(): Promise<number> {

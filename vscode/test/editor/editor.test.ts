@@ -4,19 +4,20 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { it } from 'node:test';
+import { after, it } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
-import { HANG_GUARD_MS, makeSandbox, prompt, registry, runToEnd, startRun, waitForExit, waitForTask } from '../fixtures/runs';
+import { HANG_GUARD_MS, makeSandbox, removeSandboxes, prompt, registry, runToEnd, startRun, waitForExit, waitForTask } from '../fixtures/runs';
 import { installTools, startCodeServer } from './codeServer';
 
 const CHROMIUM_FLAGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-// Where the screenshot of the view during the live run goes ($GADUGI_SCREENSHOT, else out/).
-const SCREENSHOT = process.env.GADUGI_SCREENSHOT || join(__dirname, '..', '..', 'vscode-extension.png');
+// Where the screenshot of the view during the live run goes ($EXTENSION_SCREENSHOT, else out/).
+const SCREENSHOT = process.env.EXTENSION_SCREENSHOT || join(__dirname, '..', '..', 'vscode-extension.png');
 
 // The view follows a file change within about a second; this only keeps a broken test from hanging.
 const UI_WAIT_MS = 60_000;
 
 const tools = installTools();
+after(removeSandboxes);
 
 async function waitForText(page: Page, pattern: RegExp, what: string): Promise<void> {
   try {

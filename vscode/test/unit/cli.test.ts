@@ -1,14 +1,15 @@
 // Finding the CLI and reducing its failures to one line, against the real CLI.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { CliError, findCli, lastErrorLine, runCli } from '../../src/cli';
-import { makeSandbox } from '../fixtures/runs';
+import { makeSandbox, removeSandboxes, tempDir } from '../fixtures/runs';
+
+after(removeSandboxes);
 
 describe('findCli', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gadugi-cli-'));
+  const dir = tempDir('gadugi-cli-');
   const exe = join(dir, 'orchestrator');
   writeFileSync(exe, '#!/bin/sh\n');
   chmodSync(exe, 0o755);

@@ -3,14 +3,13 @@
 // replaced the registry (its tasks then come from its journal).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { layout, loadWorkspace, type RunState, type WorkspaceState } from '../../src/state/runs';
 import { buildTree, statusBarText, type ViewNode } from '../../src/state/view';
 import {
-  makeSandbox, processGone, prompt, pythonPath, registry, runToEnd, startRun, waitFor, waitForExit, waitForTask, type Sandbox,
+  makeSandbox, processGone, removeSandboxes, tempDir, prompt, pythonPath, registry, runToEnd, startRun, waitFor, waitForExit, waitForTask, type Sandbox,
 } from '../fixtures/runs';
 
 let box: Sandbox;
@@ -59,6 +58,8 @@ before(async () => {
   assert.equal(runToEnd(box, ['epsilon.md']), 0);
   seen.later = load();
 });
+
+after(removeSandboxes);
 
 describe('a finished run', () => {
   it('lists its tasks with their final statuses and branches', () => {
@@ -131,7 +132,7 @@ describe('a run whose orchestrator was killed', () => {
 
 describe('defensive reading', () => {
   const copy = () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gadugi-copy-'));
+    const dir = tempDir('gadugi-copy-');
     cpSync(join(box.repo, '.gadugi'), join(dir, '.gadugi'), { recursive: true });
     return dir;
   };
