@@ -71,6 +71,8 @@ it('shows runs and tasks live in VS Code and cancels a running task', { skip: ty
       await page.mouse.up();
       break;
     }
+    // Pointing at a running task shows its inline Cancel button in the picture.
+    await page.locator('.monaco-list-row', { hasText: /delta\s*running/ }).hover();
     await page.screenshot({ path: SCREENSHOT });
 
     // One agent finishes: the counts follow.

@@ -61,6 +61,15 @@ before(async () => {
 
 after(removeSandboxes);
 
+/** The commands package.json's tree context menu offers for a node (its `viewItem =~ /re/` clauses). */
+function menuCommands(node: ViewNode): string[] {
+  const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8'));
+  const items: { command: string; when: string }[] = manifest.contributes.menus['view/item/context'];
+  return [...new Set(items
+    .filter(({ when }) => new RegExp(/viewItem =~ \/(.+?)\/(?: |$)/.exec(when)![1]).test(node.contextValue))
+    .map(({ command }) => command))].sort();
+}
+
 describe('a finished run', () => {
   it('lists its tasks with their final statuses and branches', () => {
     const [r] = seen.finished.runs;
@@ -78,7 +87,8 @@ describe('a finished run', () => {
     const beta = node.children.find((c) => c.label === 'beta')!;
     assert.match(beta.description, /^failed · .*\$\d+\.\d{4} · gadugi\/beta$/);
     assert.equal(beta.icon.id, 'error');
-    assert.ok(!beta.contextValue.includes('active'), 'a finished task offers no Cancel');
+    assert.deepEqual(menuCommands(beta), ['gadugi.openAgentLog', 'gadugi.openWorktree', 'gadugi.showDiff']);
+    assert.deepEqual(menuCommands(node), ['gadugi.mergeCheck', 'gadugi.openReport', 'gadugi.openTimeline']);
   });
 
   it('reads "0 agents running · 1 done · 1 failed" in the status bar', () => {
@@ -96,7 +106,8 @@ describe('a live run', () => {
     assert.match(node.contextValue, /^run:live/);
     const delta = node.children[0];
     assert.equal(delta.label, 'delta', 'running tasks first');
-    assert.match(delta.contextValue, /^task:active,branch,worktree$/);
+    assert.deepEqual(menuCommands(delta), ['gadugi.cancelTask', 'gadugi.openAgentLog', 'gadugi.openWorktree', 'gadugi.showDiff']);
+    assert.deepEqual(menuCommands(node), ['gadugi.cancelRun', 'gadugi.mergeCheck']);
     assert.match(delta.description, /^running · agent · \d+s · /);
     assert.equal(statusBarText(seen.live), '1 agent running · 1 done · 0 failed');
   });
@@ -112,11 +123,11 @@ describe('a run whose orchestrator was killed', () => {
     assert.equal(r.liveness, 'dead');
     assert.equal(cliVerdictOnKilled.orphaned, true);
     const node = buildTree(seen.killed).find((n) => n.runId === killedRunId)!;
-    assert.match(node.contextValue, /^run:dead/);
+    assert.deepEqual(menuCommands(node), ['gadugi.mergeCheck', 'gadugi.resumeRun']);
     assert.match(node.description, /orchestrator gone: resume to continue/);
     const delta = node.children.find((c) => c.label === 'delta') as ViewNode;
     assert.match(delta.description, /^running \(orchestrator gone\)/);
-    assert.ok(!delta.contextValue.includes('active'), 'nothing to cancel without an orchestrator');
+    assert.ok(!menuCommands(delta).includes('gadugi.cancelTask'), 'nothing to cancel without an orchestrator');
     assert.equal(statusBarText(seen.killed), '1 agent running · 1 done · 0 failed · orchestrator gone');
   });
 
