@@ -130,12 +130,12 @@ export function activate(context: vscode.ExtensionContext): void {
     }
   };
 
-  /** Start a long CLI command (run, resume) in the background; its output goes to a log under .gadugi. */
+  /** Start a long CLI command (run, resume) in the background; its output goes to the extension's log folder. */
   const start = (what: string, args: string[]) => {
     const bin = cli();
     const p = paths();
     if (!bin || !p) return;
-    const logDir = join(p.gadugiDir, 'vscode');
+    const logDir = context.logUri.fsPath;
     mkdirSync(logDir, { recursive: true });
     const log = join(logDir, `${what.replace(/\W+/g, '-')}-${Date.now()}.log`);
     output.appendLine(`$ ${bin} ${args.join(' ')}   (output: ${log})`);
