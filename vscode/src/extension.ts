@@ -1,9 +1,9 @@
 // Entry point: watches the workspace repository's monitoring directory, shows its runs and
 // tasks in a view and the active run in the status bar, and acts through the orchestrator CLI.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import { CliError, findCli, INSTALL_HINT, runCli, startDetached } from './cli';
+import { CliError, findCli, INSTALL_HINT, lastErrorLine, runCli, startDetached } from './cli';
 import { GIT_SCHEME, GitContentProvider, showBranchDiff } from './editor/gitDiff';
 import { RunsTreeProvider } from './editor/tree';
 import { layout, loadWorkspace, runDir, taskDir, type Layout, type WorkspaceState } from './state/runs';
@@ -142,13 +142,11 @@ export function activate(context: vscode.ExtensionContext): void {
     startDetached(bin, [...args, '--plain', '--project-root', p.root], p.root, log, (code) => {
       scheduleRefresh();
       if (code === 0) return;
-      // Exit 1 is also "some task failed": the view shows those; only a run that never started says why here.
-      import('node:fs').then(({ readFileSync }) => {
-        const text = readFileSync(log, 'utf8');
-        const error = text.split('\n').reverse().find((l) => l.startsWith('error:'));
-        if (error) void vscode.window.showErrorMessage(`Gadugi: ${what} failed: ${error.replace(/^error:\s*/, '')}`, 'Show Output').then((c) => {
-          if (c) void vscode.window.showTextDocument(vscode.Uri.file(log));
-        });
+      // Exit 1 is also "some task failed", which the view shows; a run that never started says why here.
+      if (code === 1 && !readFileSync(log, 'utf8').split('\n').some((l) => l.startsWith('error:'))) return;
+      const error = lastErrorLine(readFileSync(log, 'utf8'));
+      void vscode.window.showErrorMessage(`Gadugi: ${what} failed: ${error ?? `exit code ${code}`}`, 'Show Output').then((choice) => {
+        if (choice) void vscode.window.showTextDocument(vscode.Uri.file(log));
       });
     });
     void vscode.window.showInformationMessage(`Gadugi: ${what} started.`);
