@@ -9,8 +9,8 @@ import { RunsTreeProvider } from './editor/tree';
 import { layout, loadWorkspace, runDir, taskDir, type Layout, type WorkspaceState } from './state/runs';
 import { buildTree, statusBarText, type ViewNode } from './state/view';
 
-// The registry coalesces heartbeats into one write per 0.25 s; one refresh per burst is enough.
-const REFRESH_DEBOUNCE_MS = 250;
+// The registry coalesces heartbeats into one write per 0.25 s: at most one refresh per such window.
+const REFRESH_THROTTLE_MS = 250;
 // Files cannot say when an orchestrator dies (nothing writes): an unfinished run's process is
 // checked this often. Cheap (a pid probe), and only while some run is unfinished.
 const LIVENESS_CHECK_MS = 3000;
@@ -54,12 +54,14 @@ export function activate(context: vscode.ExtensionContext): void {
   };
 
   let timer: NodeJS.Timeout | undefined;
+  // A throttle, not a debounce: while agents run the files change without pause, and a debounce
+  // would wait for a quiet moment that never comes.
   const scheduleRefresh = () => {
-    if (timer) clearTimeout(timer);
+    if (timer) return;
     timer = setTimeout(() => {
       timer = undefined;
       refresh();
-    }, REFRESH_DEBOUNCE_MS);
+    }, REFRESH_THROTTLE_MS);
   };
 
   let watchers: vscode.Disposable[] = [];
