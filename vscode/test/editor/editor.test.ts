@@ -83,7 +83,10 @@ it('shows runs and tasks live in VS Code and cancels a running task', { skip: ty
     // Cancel the other from its context menu: the CLI cancels it, the registry says so.
     await page.locator('.monaco-list-row', { hasText: /delta\s*running/ }).click({ button: 'right' });
     await page.locator('.context-view .action-item', { hasText: 'Cancel Task' }).click();
-    const cancelled = await waitForTask(box, 'delta', 'cancelled');
+    const cancelled = await waitForTask(box, 'delta', 'cancelled').catch(async (err: Error) => {
+      await page.screenshot({ path: `${SCREENSHOT}.failed.png` });
+      throw new Error(`${err.message}; the page reads:\n${await page.evaluate('document.body.innerText')}`, { cause: err });
+    });
     assert.equal(cancelled.cancelled_by, 'user');
     await waitForText(page, /delta\s*cancelled/, 'delta cancelled');
     await waitForText(page, /0 agents running · 1 done · 0 failed/, 'the status bar after the cancel');
