@@ -13,6 +13,14 @@ export type GroupId = number;
 export type Parallelizable = boolean;
 export type Tasks = string[];
 export type Groups = PlanGroup[];
+export type Bound = 'cpu' | 'memory' | 'cap';
+export type CpuSource = string;
+export type Cpus = number;
+export type Evidence = string;
+export type Kind = 'container' | 'vm' | 'bare metal' | 'unknown';
+export type MemoryAvailable = number;
+export type MemoryLimit = number | null;
+export type Parallel = number;
 export type ParallelizableTasks = number;
 export type SchemaVersion = number;
 export type SequentialTasks = number;
@@ -51,9 +59,14 @@ export interface PlanFile {
   edges: Edges;
   execution_groups: ExecutionGroups;
   groups: Groups;
+  /**
+   * What `--max-parallel auto` detected, when it was used.
+   */
+  machine?: Machine | null;
   parallelizable_tasks: ParallelizableTasks;
   schema_version?: SchemaVersion;
   sequential_tasks: SequentialTasks;
+  shared_scopes?: SharedScopes;
   skipped: Skipped;
   tasks: Tasks1;
   total_tasks: TotalTasks;
@@ -71,6 +84,25 @@ export interface PlanGroup {
   group_id: GroupId;
   parallelizable: Parallelizable;
   tasks: Tasks;
+}
+/**
+ * What `--max-parallel auto` saw and decided.
+ */
+export interface Machine {
+  bound: Bound;
+  cpu_source: CpuSource;
+  cpus: Cpus;
+  evidence: Evidence;
+  kind: Kind;
+  memory_available: MemoryAvailable;
+  memory_limit: MemoryLimit;
+  parallel: Parallel;
+}
+/**
+ * Each scope two or more tasks touch -> those tasks; one at a time.
+ */
+export interface SharedScopes {
+  [k: string]: string[];
 }
 export interface PlanSkipped {
   id: Id;

@@ -47,6 +47,14 @@ export type InterruptTimeout = number;
  * Seconds between launches (jittered).
  */
 export type LaunchStagger = number;
+export type Bound = 'cpu' | 'memory' | 'cap';
+export type CpuSource = string;
+export type Cpus = number;
+export type Evidence = string;
+export type Kind = 'container' | 'vm' | 'bare metal' | 'unknown';
+export type MemoryAvailable = number;
+export type MemoryLimit = number | null;
+export type Parallel = number;
 /**
  * Per task, passed to the agent.
  */
@@ -238,6 +246,10 @@ export interface OrchestrationConfig {
   fix_rounds?: FixRounds;
   interrupt_timeout?: InterruptTimeout;
   launch_stagger?: LaunchStagger;
+  /**
+   * What `--max-parallel auto` detected and decided; None for a given number.
+   */
+  machine?: Machine | null;
   max_budget_usd?: MaxBudgetUsd;
   max_parallel?: MaxParallel;
   max_turns?: MaxTurns;
@@ -269,12 +281,26 @@ export interface OrchestrationConfig {
   worktrees_dir?: WorktreesDir;
 }
 /**
+ * What `--max-parallel auto` saw and decided.
+ */
+export interface Machine {
+  bound: Bound;
+  cpu_source: CpuSource;
+  cpus: Cpus;
+  evidence: Evidence;
+  kind: Kind;
+  memory_available: MemoryAvailable;
+  memory_limit: MemoryLimit;
+  parallel: Parallel;
+}
+/**
  * The DAG the ExecutionEngine runs: tasks, ordering edges with reasons, skipped prompts.
  */
 export interface Plan {
   base_ref?: BaseRef1;
   base_sha?: BaseSha;
   edges: Edges;
+  shared_scopes?: SharedScopes;
   skipped?: Skipped;
   tasks: Tasks;
 }
@@ -286,6 +312,12 @@ export interface Edge {
   before: Before;
   kind: EdgeKind;
   reason: Reason;
+}
+/**
+ * Each scope two or more tasks touch -> those tasks in plan order; at most one of them runs at a time, in either order. Their conflict edges are a chain, not one per pair.
+ */
+export interface SharedScopes {
+  [k: string]: string[];
 }
 /**
  * One prompt file, parsed: what the task is, what it touches, what it needs first.
