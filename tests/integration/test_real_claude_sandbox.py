@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,20 @@ def build_and_escape(task: str, main: Path, other: Path, home: Path) -> str:
     )
 
 
+def _show(repo: Path, spec: str) -> str | None:
+    proc = subprocess.run(["git", "show", spec], cwd=repo, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _what_the_agent_did(repo: Path, task: str) -> str:
+    """For a failure message: the end of the task's WorkflowManager log and of its agent log."""
+    task_dir = next((repo / ".gadugi" / "runs").iterdir()) / "tasks" / task
+    tails = []
+    for log in sorted(task_dir.glob("*.log")) + sorted(task_dir.glob("*.jsonl")):
+        tails.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+    return "\n".join(tails)[-6000:]
+
+
 def test_two_agents_build_and_commit_inside_and_write_nothing_outside(
     make_repo, claude_env: dict[str, str], anthropic_server: AnthropicServer
 ) -> None:
@@ -60,7 +75,7 @@ def test_two_agents_build_and_commit_inside_and_write_nothing_outside(
     tasks = {t["task_id"]: t for t in result["tasks"]}
     for tid in ids:
         branch = tasks[tid]["branch"]
-        assert git(repo, "show", f"{branch}:built.txt") == f"built by {tid}"
+        assert _show(repo, f"{branch}:built.txt") == f"built by {tid}", _what_the_agent_did(repo, tid)
         # Both commits are the agent's own, made by git inside the sandbox.
         assert git(repo, "log", "--format=%s", branch).splitlines()[:2] == [f"{tid}: what was blocked",
                                                                               f"{tid}: built with python"]
