@@ -486,10 +486,18 @@ def test_a_workflow_manager_asked_to_stop_that_leaves_no_result_ended_as_asked(
 def test_a_run_timeout_with_nothing_left_waiting_says_nothing_of_waiting(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     sim = simulation(tmp_path, {"a": Attempt(hang=True), "b": 1})
+    looks: list[float] = []
+
+    def shortage(**_: object) -> str | None:
+        looks.append(sim.clock.now)
+        return "free memory low" if sim.clock.now < START + 20 else None
+
     # Memory runs short for the first 20 s: launches wait, and say so once.
-    monkeypatch.setattr(engine_mod, "shortage", lambda **_: "free memory low" if sim.clock.now < START + 20 else None)
+    monkeypatch.setattr(engine_mod, "shortage", shortage)
     engine, results = sim.run(settings(run_timeout=60))
     assert all(20 <= x.start - START <= 20 + engine_mod.TICK for x in sim.backend.launches)
+    # Asked about once per tick while short, not in a tight loop.
+    assert len([t for t in looks if t < START + 20]) <= 20 / engine_mod.TICK + 2
     assert [e for e in sim.events if isinstance(e, Waiting)] == [Waiting(reason="free memory low")]
     assert engine.abort_reason == "run timeout of 1m00s reached"
     assert statuses(results) == {"a": "timeout", "b": "completed"}

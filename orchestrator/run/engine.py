@@ -271,7 +271,9 @@ class ExecutionEngine:
         timeout = TICK
         if self._delayed:
             timeout = min(timeout, self._delayed[0][0] - now)
-        if len(self.running) < self.max_parallel and self._launchable_waiting():
+        # Woken early only for the launch pacing: while a memory or disk shortage holds launches,
+        # one look per tick is enough (it would otherwise be asked every 10 ms).
+        if len(self.running) < self.max_parallel and self._waiting_for is None and self._launchable_waiting():
             timeout = min(timeout, self._next_launch_at - now)
         return max(0.01, timeout)
 
