@@ -6,9 +6,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from orchestrator.errors import StateError
 from orchestrator.models import Phase, TaskStatus, Tokens
 from orchestrator.proctree import is_alive
+from orchestrator.state import registry as registry_module
 from orchestrator.state.journal import Journal, read_journal
 from orchestrator.state.registry import ProcessRegistry
 from orchestrator.state.registry_models import (
@@ -238,12 +238,32 @@ def test_requeue_only_as_a_retry(reg: ProcessRegistry, journal: Journal) -> None
     assert reg.get("r").attempt == 2  # type: ignore[union-attr]
 
 
-def test_timestamps_durations_and_errors(reg: ProcessRegistry) -> None:
+class SteppedClock:
+    """The registry's clock, moved by the test: durations without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> SteppedClock:
+    stepped = SteppedClock()
+    monkeypatch.setattr(registry_module, "utcnow", stepped)
+    return stepped
+
+
+def test_timestamps_durations_and_errors(reg: ProcessRegistry, clock: SteppedClock) -> None:
     add(reg, "a")
     entry = reg.get("a")
     assert entry is not None and entry.started_at is None and entry.last_heartbeat == entry.created_at
     reg.transition("a", R)
-    time.sleep(0.02)
+    clock.advance(0.02)
     reg.update("a", error_message="transient")
     reg.transition("a", C, exit_code=0)
     done = reg.get("a")
@@ -288,11 +308,11 @@ def test_status_file_rewritten_on_every_change(reg: ProcessRegistry, mon: Path) 
     assert load(path)["finished"] is True
 
 
-def test_runtime_seconds_since_start(reg: ProcessRegistry, mon: Path) -> None:
+def test_runtime_seconds_since_start(reg: ProcessRegistry, mon: Path, clock: SteppedClock) -> None:
     add(reg, "a")
     add(reg, "b")
     reg.transition("a", R)
-    time.sleep(0.05)
+    clock.advance(0.05)
     reg.transition("b", X)
     active = {a["task_id"]: a for a in load(mon / f"{RUN}_status.json")["active_processes"]}
     assert set(active) == {"a"} and active["a"]["runtime_seconds"] >= 0.05
