@@ -19,7 +19,7 @@ CLI's start) to the first agent process recorded.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,28 @@ class RunPhases:
         return None if self.first_agent_at is None else self.first_agent_at - started_at
 
 
+@dataclass
+class _Attempt:
+    """One task's latest attempt, as the journal goes by."""
+
+    marks: dict[str, float] = field(default_factory=dict)  # queued, running, spawned, done: when
+    spent: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+    inside: tuple[str, float] | None = None  # the WorkflowManager phase under way, since when
+
+    def since(self, mark: str, phase: str, at: float) -> None:
+        if mark in self.marks:
+            self.spent[phase] = at - self.marks[mark]
+
+    def leave_phase(self, at: float) -> None:
+        if self.inside is not None:
+            name, since = self.inside
+            # A fix-up round re-enters a phase: its time adds up.
+            self.spent[name] = self.spent.get(name, 0.0) + at - since
+            self.inside = None
+
+
 def read_phases(run_dir: Path) -> RunPhases:
-    marks: dict[str, dict[str, float]] = {}
-    open_phase: dict[str, tuple[str, float]] = {}
-    per_task: dict[str, dict[str, float]] = {}
+    attempts: dict[str, _Attempt] = {}
     first_agent: float | None = None
     for record in read_journal(run_dir / "events.jsonl"):
         task = record.get("task_id")
@@ -59,48 +77,33 @@ def read_phases(run_dir: Path) -> RunPhases:
             continue
         at = _ts(record)
         changes = record.get("changes") or {}
-        event = record.get("event")
-        if event == "register" or (event == "transition" and record.get("to") == "queued"):
-            marks[task] = {"queued": at}
-            per_task[task] = {}
-            open_phase.pop(task, None)
-        elif event == "transition" and record.get("to") == "running":
-            _close(per_task, marks, task, "queued", at)
-            marks.setdefault(task, {})["running"] = at
-        elif event == "transition" and record.get("to") in TERMINAL:
-            _end_open_phase(per_task, open_phase, task, at)
-            if "done" in marks.get(task, {}):
-                per_task.setdefault(task, {})["adopt"] = at - marks[task]["done"]
-        if "wm_pid" in changes and "running" in marks.get(task, {}):
-            per_task.setdefault(task, {})["spawn"] = at - marks[task]["running"]
-            marks[task]["spawned"] = at
+        event, to = record.get("event"), record.get("to")
+        if event == "register" or (event == "transition" and to == "queued"):
+            attempts[task] = _Attempt(marks={"queued": at})  # a retry counts its last attempt
+            continue
+        attempt = attempts.setdefault(task, _Attempt())
+        if event == "transition" and to == "running":
+            attempt.since("queued", "queued", at)
+            attempt.marks["running"] = at
+        elif event == "transition" and to in TERMINAL:
+            attempt.leave_phase(at)
+            attempt.since("done", "adopt", at)
+        if "wm_pid" in changes and "running" in attempt.marks:
+            attempt.since("running", "spawn", at)
+            attempt.marks["spawned"] = at
         if changes.get("pid") and first_agent is None:
             first_agent = at
         phase = changes.get("phase")
         if phase is None or event == "transition":
             continue
-        _end_open_phase(per_task, open_phase, task, at)
-        if phase == "agent" and "spawned" in marks.get(task, {}) and "setup" not in per_task.get(task, {}):
-            per_task.setdefault(task, {})["setup"] = at - marks[task]["spawned"]
+        attempt.leave_phase(at)
+        if phase == "agent" and "setup" not in attempt.spent:
+            attempt.since("spawned", "setup", at)
         if phase == "done":
-            marks.setdefault(task, {})["done"] = at
+            attempt.marks["done"] = at
         elif phase in _WM_PHASE:
-            open_phase[task] = (_WM_PHASE[phase], at)
-    return RunPhases(per_task=per_task, first_agent_at=first_agent)
-
-
-def _close(per_task: dict[str, dict[str, float]], marks: dict[str, dict[str, float]], task: str, name: str,
-           at: float) -> None:
-    if name in marks.get(task, {}):
-        per_task.setdefault(task, {})[name] = at - marks[task][name]
-
-
-def _end_open_phase(per_task: dict[str, dict[str, float]], open_phase: dict[str, tuple[str, float]], task: str,
-                    at: float) -> None:
-    if task in open_phase:
-        name, since = open_phase.pop(task)
-        # A fix-up round re-enters a phase: its time adds up.
-        per_task.setdefault(task, {})[name] = per_task.get(task, {}).get(name, 0.0) + at - since
+            attempt.inside = (_WM_PHASE[phase], at)
+    return RunPhases(per_task={task: a.spent for task, a in attempts.items()}, first_agent_at=first_agent)
 
 
 def describe(phases: RunPhases) -> str:

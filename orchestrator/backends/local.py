@@ -116,6 +116,7 @@ class LocalBackend:
             os.close(write_fd)
         if pid is None:
             os.close(read_fd)
+            launcher.close()  # reaped, not left a zombie
             self._launcher = None  # gone: every later task is spawned the plain way
             return None
         return _Handle(request=request, pid=pid, create_time=create_time_of(pid) or 0.0,

@@ -106,7 +106,6 @@ class OrchestratorCoordinator:
         )
         self.redactor = Redactor.from_env(config.environment())
         self.warnings: list[str] = []
-        self._launcher: Launcher | None = None
         for pattern in config.placeholder_patterns:
             try:
                 re.compile(pattern)
@@ -188,10 +187,11 @@ class OrchestratorCoordinator:
 
     def orchestrate(self, prompts: Sequence[str | os.PathLike[str]], *,
                     observer: Observer | None = None) -> OrchestrationResult:
-        with self._launcher_started_early():
-            return self._orchestrate(prompts, observer)
+        with self._launcher_started_early() as launcher:
+            return self._orchestrate(prompts, observer, launcher)
 
-    def _orchestrate(self, prompts: Sequence[str | os.PathLike[str]], observer: Observer | None) -> OrchestrationResult:
+    def _orchestrate(self, prompts: Sequence[str | os.PathLike[str]], observer: Observer | None,
+                     launcher: Launcher | None) -> OrchestrationResult:
         plan, _ = self.plan(prompts)
         env = self.config.environment()
         if plan.tasks:
@@ -222,23 +222,21 @@ class OrchestratorCoordinator:
                            tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel,
                            **_self_identity())
             self._register(ctx, plan, registry)
-            return self._execute(ctx, plan, registry, journal, observer)
+            return self._execute(ctx, plan, registry, journal, observer, launcher=launcher)
         finally:
             lock.release()
 
     @contextmanager
-    def _launcher_started_early(self) -> Iterator[None]:
+    def _launcher_started_early(self) -> Iterator[Launcher | None]:
         """The local backend forks WorkflowManagers from a launcher that imports our code once;
         started here, its imports overlap planning and the run's set-up instead of delaying the
         first task. The backend takes it over; if the run never gets that far it ends here."""
         launcher = None
         if self.config.backend == "local":
             launcher = Launcher.start(sys.executable, self.config.environment(), home=self.project_root)
-        self._launcher = launcher
         try:
-            yield
+            yield launcher
         finally:
-            self._launcher = None
             if launcher is not None:
                 launcher.close()
 
@@ -305,11 +303,11 @@ class OrchestratorCoordinator:
         if target.finished_at is not None:
             raise StateError(f"run {target.run_id} finished at {target.finished_at}; nothing to resume")
         self.config = self.resumed_config(target, overrides or {})
-        with self._launcher_started_early():
-            return self._resume(target, observer, overrides)
+        with self._launcher_started_early() as launcher:
+            return self._resume(target, observer, overrides, launcher)
 
-    def _resume(self, target: ResumeTarget, observer: Observer | None,
-                overrides: Mapping[str, Any] | None) -> OrchestrationResult:
+    def _resume(self, target: ResumeTarget, observer: Observer | None, overrides: Mapping[str, Any] | None,
+                launcher: Launcher | None) -> OrchestrationResult:
         self.worktrees = WorktreeManager(self.project_root, worktrees_dir=self.config.worktrees_dir,
                                          branch_prefix=self.config.branch_prefix)
         plan = target.plan
@@ -330,7 +328,7 @@ class OrchestratorCoordinator:
             # can start or adopt anything of this run meanwhile.
             found = inspect_tasks(target.run_dir, plan, registry.snapshot(), self.project_root)
             apply(found, registry)
-            return self._execute(ctx, plan, registry, journal, observer, recovery=found)
+            return self._execute(ctx, plan, registry, journal, observer, recovery=found, launcher=launcher)
         finally:
             lock.release()
 
@@ -364,13 +362,14 @@ class OrchestratorCoordinator:
         observer: Observer | None,
         *,
         recovery: Recovery | None = None,
+        launcher: Launcher | None = None,
     ) -> OrchestrationResult:
         started = time.monotonic()
         env = self.config.environment()
         original_branch = git.current_branch(self.project_root) if ctx.in_place else None
         backend = make_backend("local" if ctx.in_place else self.config.backend, env, project_root=self.project_root,
                                max_parallel=self.config.max_parallel, scheduler=self.config.scheduler,
-                               launcher=self._launcher)
+                               launcher=launcher)
         cfg = self.config
         settings = EngineSettings(
             max_parallel=1 if ctx.in_place else cfg.max_parallel,

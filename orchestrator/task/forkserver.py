@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import select
 import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from orchestrator.process import STOP_SIGNALS
+from orchestrator.task.attempt_lock import LOCK_FD_ENV
 
 MAX_MESSAGE = 1 << 20  # a spawn request carries the task's environment; far below this
 FDS_PER_SPAWN = 3  # the task's stdout, its stderr, the attempt lock: in that order
@@ -84,8 +87,8 @@ def _report_exits(sock: socket.socket) -> bool:
             return False
 
 
-def _become_workflow_manager(main: Any, request: dict[str, Any], fds: list[int], *, close: tuple[int, ...],
-                             in_session: int) -> NoReturn:
+def _become_workflow_manager(main: Callable[[list[str]], int], request: dict[str, Any], fds: list[int], *,
+                             close: tuple[int, ...], in_session: int) -> NoReturn:
     code: int = 1
     try:
         os.setsid()
@@ -104,21 +107,18 @@ def _become_workflow_manager(main: Any, request: dict[str, Any], fds: list[int],
         os.chdir(request["cwd"])
         # The lock descriptor keeps the number it arrived with; the WorkflowManager finds it in
         # its environment, as when it was passed at exec.
-        from orchestrator.task.attempt_lock import LOCK_FD_ENV
         os.environ.clear()
         os.environ.update({**request["env"], LOCK_FD_ENV: str(lock_fd)})
         sys.argv = ["-m orchestrator.task", *request["args"]]
         code = main(request["args"])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # as the interpreter reads it: None is 0, a message is 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         traceback.print_exc()
         code = 1
     finally:
         # os._exit, not a return into the launcher's loop; what an interpreter exit would have
         # done for us is done here: flush the streams and the log handlers.
-        import logging
-
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             try:
