@@ -16,7 +16,7 @@ requirements (ids=R1,R2 evidence=PATH [report=none|malformed]: only R1 is report
 `forget-session=1` loses the session, so a fix-up round has to start afresh.
 
 Env: GADUGI_TASK_ID (task id; default the cwd's name), FAKE_CLAUDE_LOG (append start/end records as
-JSON lines), FAKE_CLAUDE_MODE. Sessions are kept under $HOME/.fake-claude/sessions; `--resume` of one
+JSON lines), FAKE_CLAUDE_MODE. Sessions are kept under $CLAUDE_CONFIG_DIR (else $HOME)/.fake-claude/sessions; `--resume` of one
 that is not there fails as the real CLI does ("No conversation found with session ID"). Standard
 library only.
 """
@@ -522,7 +522,9 @@ def main() -> None:
     stream = Stream(opts, task_id)
     # Like the real CLI, a resumed session continues the same conversation: it keeps the task
     # (and so the directive) it was first given, whatever the new prompt says.
-    sessions = Path(os.environ.get("HOME", tempfile.gettempdir())) / ".fake-claude" / "sessions"
+    # The real CLI keeps sessions in $CLAUDE_CONFIG_DIR when set, else under HOME.
+    state = os.environ.get("CLAUDE_CONFIG_DIR") or os.environ.get("HOME", tempfile.gettempdir())
+    sessions = Path(state) / ".fake-claude" / "sessions"
     saved = sessions / f"{stream.session_id}.txt"
     if opts.get("resume") and not saved.exists():
         # What Claude Code 2.x answers for a session this HOME does not have: no init, one

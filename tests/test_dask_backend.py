@@ -278,7 +278,10 @@ def test_retry_on_a_worker_without_the_session_starts_afresh(make_repo, path_wit
                     client.retire_workers(names=["a"], close_workers=True)
                     workers["a"].wait(timeout=60)
 
-            cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address, retries=1)
+            # The agents' state in each worker's HOME, as on two machines: a config directory per
+            # task would sit in the run directory these same-machine workers share.
+            cfg = config(path_with, log, backend="dask", scheduler=cluster.scheduler_address, retries=1,
+                         claude_config="shared")
             result = OrchestratorCoordinator(cfg, repo).orchestrate(files, observer=observer)
         task = result.tasks[0]
         assert task.status.value == "completed" and task.attempts == 2, task.error_message

@@ -68,6 +68,7 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "fix_rounds": ("0", 0), "placeholder_check": ("false", False),
         "placeholder_patterns": ("HACK", ["HACK"]),
         "trust_project": ("true", True), "mcp": ("none", "none"), "sandbox": ("off", "off"),
+        "claude_config": ("shared", "shared"),
         "sandbox_write": ("~/.cache/pip", ["~/.cache/pip"]),
         "allowed_domains": ("pypi.org,files.pythonhosted.org", ["pypi.org", "files.pythonhosted.org"]),
         "scheduler": ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),

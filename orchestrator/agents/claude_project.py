@@ -17,19 +17,22 @@ which passes the worktree's settings file on as flag settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-CLAUDE_CONFIG = ".claude.json"
+from orchestrator.agents.claude_config import user_config_file
+
 PROJECT_SETTINGS = Path(".claude") / "settings.json"
 
 
-def main_checkout_trusted(project_root: Path, home: str | None) -> bool:
+def main_checkout_trusted(project_root: Path, env: Mapping[str, str]) -> bool:
     """True when the user accepted Claude Code's trust dialog for the main checkout."""
-    if not home:
+    path = user_config_file(env)
+    if path is None:
         return False
     try:
-        config = json.loads((Path(home) / CLAUDE_CONFIG).read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     projects = config.get("projects") if isinstance(config, dict) else None
@@ -37,9 +40,9 @@ def main_checkout_trusted(project_root: Path, home: str | None) -> bool:
     return isinstance(entry, dict) and entry.get("hasTrustDialogAccepted") is True
 
 
-def untrusted_note(project_root: Path, home: str | None, trust_flag: bool) -> str | None:
+def untrusted_note(project_root: Path, env: Mapping[str, str], trust_flag: bool) -> str | None:
     """What to say once when the project has Claude Code settings that no agent would get."""
-    if trust_flag or not (project_root / PROJECT_SETTINGS).is_file() or main_checkout_trusted(project_root, home):
+    if trust_flag or not (project_root / PROJECT_SETTINGS).is_file() or main_checkout_trusted(project_root, env):
         return None
     return (f"{PROJECT_SETTINGS} is ignored by Claude Code in every worktree: {project_root} is not trusted "
             "(run `claude` there once and accept the trust dialog, or pass --trust-project)")

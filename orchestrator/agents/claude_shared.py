@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.agents.claude_config import LOGIN_FIX, refreshing_login, user_config_file
 from orchestrator.errors import InputError
 
 MCP_INHERIT = "inherit"
 MCP_NONE = "none"
 # Many servers times many agents is what exhausts memory; past this, doctor and the plan say so.
 MCP_PROCESS_WARNING = 8
-_TOKEN_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
-LOGIN_FIX = ("run `claude setup-token` and set CLAUDE_CODE_OAUTH_TOKEN to its token, or set ANTHROPIC_API_KEY")
 
 
 def mcp_args(mcp: str) -> list[str]:
@@ -45,7 +44,7 @@ def _servers(path: Path, *keys: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def mcp_server_count(mcp: str, project_root: Path, home: str | None) -> int:
+def mcp_server_count(mcp: str, project_root: Path, env: Mapping[str, str]) -> int:
     """How many MCP servers each Claude agent will start (at least: plugins may add more).
     InputError for a FILE that is not an MCP config."""
     if mcp == MCP_NONE:
@@ -56,8 +55,8 @@ def mcp_server_count(mcp: str, project_root: Path, home: str | None) -> int:
             raise InputError(f"--mcp: {mcp} is not a file (use inherit, none or an MCP config JSON file)")
         return len(_servers(path, "mcpServers"))
     names = set(_servers(project_root / ".mcp.json", "mcpServers"))
-    if home:
-        config = Path(home) / ".claude.json"
+    config = user_config_file(env)
+    if config is not None:
         names |= set(_servers(config, "mcpServers")) | set(_servers(config, "projects", str(project_root), "mcpServers"))
     return len(names)
 
@@ -76,10 +75,8 @@ def mcp_note(servers: int, parallel: int, *, only_many: bool = False) -> str | N
 
 def shared_login_note(parallel: int, env: Mapping[str, str]) -> str | None:
     """One line when several agents will share a subscription login that refreshes its token."""
-    if parallel < 2 or any(env.get(name) for name in _TOKEN_VARIABLES):
+    login = refreshing_login(env) if parallel >= 2 else None
+    if login is None:
         return None
-    home = env.get("HOME")
-    if not home or not (Path(home) / ".claude" / ".credentials.json").is_file():
-        return None
-    return (f"{parallel} Claude agents will share one subscription login, whose token refreshes can log "
+    return (f"{parallel} Claude agents will share {login}, whose token refreshes can log "
             f"them out mid-run: {LOGIN_FIX}")

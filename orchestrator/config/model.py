@@ -42,6 +42,8 @@ class OrchestrationConfig(BaseModel):
     sandbox_write: list[str] = Field(default_factory=list, description="Extra paths a sandboxed agent may write.")
     allowed_domains: list[str] = Field(default_factory=list, description="Domains Claude's sandbox lets through.")
     mcp: str = Field(default="inherit", description="inherit, none, or an MCP config file for Claude agents.")
+    claude_config: Literal["auto", "isolated", "shared"] = Field(
+        default="auto", description="Claude Code's config directory: one per task, or the user's shared.")
     trust_project: bool = Field(default=False, description="Apply .claude/settings.json in worktrees, trusted or not.")
     interrupt_timeout: float = Field(default=5.0, description="Seconds after SIGINT before SIGTERM.")
     terminate_timeout: float = Field(default=5.0, description="Seconds after SIGTERM before SIGKILL.")

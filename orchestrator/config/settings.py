@@ -109,6 +109,9 @@ SETTINGS: tuple[Setting, ...] = (
       group="agent"),
     S("mcp", "inherit", v.TEXT, "MCP servers each Claude agent starts: inherit (the user's), none, or only those in FILE",
       group="agent", metavar="inherit|none|FILE"),
+    S("claude_config", "auto", v.choice("auto", "isolated", "shared"),
+      "Claude Code's config directory: isolated = one per task seeded from yours, so launches need no spacing; "
+      "auto = isolated unless a subscription login would be copied", group="agent"),
     S("context", None, v.PATH, "file included in every task's prompt", group="agent",
       default_text="prompts/_context.md", metavar="FILE"),
     S("max_budget_usd", None, v.MONEY, "per-task budget, passed to the agent where supported", group="agent"),
@@ -144,7 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("interrupt_timeout", 5.0, v.SECONDS, "grace after SIGINT before SIGTERM when stopping an agent"),
     S("terminate_timeout", 5.0, v.SECONDS, "grace after SIGTERM before SIGKILL when stopping an agent"),
     S("launch_stagger", 0.5, v.SECONDS_OR_ZERO,
-      "jittered pause between launches (simultaneous `claude` starts corrupt its settings)"),
+      "jittered pause between launches of Claude agents sharing one config directory (they corrupt it)"),
     S("min_free_memory", 512 * 2**20, v.SIZE,
       "new launches wait while available memory (under the cgroup's limit, as `auto` counts it) is below this"),
     S("min_free_disk", 1024 * 2**20, v.SIZE, "new launches wait while free disk is below this"),

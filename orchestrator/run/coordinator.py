@@ -18,6 +18,7 @@ import psutil
 
 from orchestrator.agents import get_agent
 from orchestrator.agents.agentcmd import agent_command, check_agent_available, supports_resume
+from orchestrator.agents.claude_config import isolate
 from orchestrator.agents.claude_project import untrusted_note
 from orchestrator.agents.claude_shared import mcp_note, mcp_server_count, shared_login_note
 from orchestrator.agents.sandbox import choose_policy
@@ -70,6 +71,8 @@ class RunContext:
     run_dir: Path
     monitoring_dir: Path
     in_place: bool = False
+    # Each Claude agent writes its own config directory (agents.claude_config), decided once a run.
+    claude_isolated: bool = False
 
 
 @dataclass
@@ -177,9 +180,9 @@ class OrchestratorCoordinator:
         """What the Claude agents of this plan share with the user's setup, said once each."""
         claude_tasks = sum(1 for t in planned if not self.config.agent_cmd and (t.spec.agent or self.config.agent) == "claude")
         parallel = min(self.config.max_parallel, claude_tasks)
-        home = env.get("HOME")
-        notes = [untrusted_note(self.project_root, home, self.config.trust_project),
-                 mcp_note(mcp_server_count(self.config.mcp, self.project_root, home), parallel),
+        isolate(self.config.claude_config, env)  # refuses `isolated` for a login copies would break
+        notes = [untrusted_note(self.project_root, env, self.config.trust_project),
+                 mcp_note(mcp_server_count(self.config.mcp, self.project_root, env), parallel),
                  shared_login_note(parallel, env)]
         return [note for note in notes if note]
 
@@ -371,15 +374,16 @@ class OrchestratorCoordinator:
                                max_parallel=self.config.max_parallel, scheduler=self.config.scheduler,
                                launcher=launcher)
         cfg = self.config
+        ctx.claude_isolated = isolate(cfg.claude_config, env)
         settings = EngineSettings(
             max_parallel=1 if ctx.in_place else cfg.max_parallel,
             retries=cfg.retries,
             backoff_base=cfg.backoff_base,
             backoff_cap=cfg.backoff_cap,
             run_timeout=cfg.run_timeout_seconds,
-            # The pacing guards against a Claude Code race on its settings files; other agents
-            # (and a generic command) start at once unless the user set a stagger.
-            launch_stagger=cfg.launch_stagger if _uses_claude(plan, cfg) else 0.0,
+            # The pacing guards against a Claude Code race on its settings files, which agents with
+            # a config directory each do not share; other agents (and a generic command) start at once.
+            launch_stagger=cfg.launch_stagger if _uses_claude(plan, cfg) and not ctx.claude_isolated else 0.0,
             min_free_memory=cfg.min_free_memory,
             min_free_disk=cfg.min_free_disk,
             disk_path=self.project_root,
@@ -566,6 +570,7 @@ class OrchestratorCoordinator:
             sandbox_write=list(self.config.sandbox_write),
             allowed_domains=list(self.config.allowed_domains),
             trust_project=self.config.trust_project,
+            claude_config_dir=task_dir / "claude-config" if ctx.claude_isolated and agent == "claude" else None,
         )
 
     def _validation(self, planned: PlannedTask, task_dir: Path, env: dict[str, str], worktree: Path, agent: str,

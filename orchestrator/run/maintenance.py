@@ -160,7 +160,7 @@ class Finding:
 def claude_advice(project_root: Path, env: Mapping[str, str], *, parallel: int, mcp: str) -> list[str]:
     """What `parallel` Claude agents would share with the user's setup that is worth changing:
     many MCP server processes, one subscription login refreshed by all."""
-    servers = mcp_server_count(mcp, project_root, env.get("HOME"))
+    servers = mcp_server_count(mcp, project_root, env)
     notes = [mcp_note(servers, parallel, only_many=True), shared_login_note(parallel, env)]
     return [note for note in notes if note]
 

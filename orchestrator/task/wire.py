@@ -94,6 +94,8 @@ class TaskRequest(BaseModel):
     sandbox_write: list[str] = Field(default_factory=list, description="Extra paths the sandboxed agent may write.")
     allowed_domains: list[str] = Field(default_factory=list, description="Domains Claude's sandbox lets through.")
     trust_project: bool = Field(default=False, description="Pass the project's Claude Code settings on as flag settings.")
+    claude_config_dir: Path | None = Field(
+        default=None, description="The task's own Claude Code config directory (CLAUDE_CONFIG_DIR), seeded from the user's.")
 
     @property
     def result_path(self) -> Path:

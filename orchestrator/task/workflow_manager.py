@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from orchestrator.agents import get_agent
+from orchestrator.agents import claude_config, get_agent
 from orchestrator.agents.sandbox import confine
 from orchestrator.errors import OrchestratorError, WorktreeError
 from orchestrator.gitops import git
@@ -163,6 +163,10 @@ class WorkflowManager:
         deadline.start()
         try:
             self._phase(Phase.SETUP)
+            if req.claude_config_dir is not None:
+                # Every later `claude` of this task (agent, resumed session, fix-up rounds) uses it.
+                claude_config.seed(req.claude_config_dir, self.env)
+                self.env[claude_config.CONFIG_DIR_ENV] = str(req.claude_config_dir)
             start_sha = self._setup()
             result.head_sha = result.start_sha = start_sha
             # Written before the agent starts, so a resume can continue this branch if we die.
