@@ -402,3 +402,26 @@ def test_status_shows_a_task_waiting_to_retry(make_repo: Callable[..., Path], pa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+_STATUS_JSON_LOADS = """
+import sys
+from click.testing import CliRunner
+from orchestrator.cli.main import main
+result = CliRunner().invoke(main, ["status", "--json", "--project-root", sys.argv[1]])
+assert result.exit_code == 0, result.output
+assert json.loads(result.output)["run_id"] == "run-1"
+print(" ".join(m for m in sys.modules if m.split(".")[0] == "rich" or m in {heavy!r}))
+"""
+
+
+def test_status_json_loads_no_table_and_no_agent(make_repo) -> None:
+    """An editor polls `status --json`: it reads the registry (pydantic models) and draws nothing."""
+    repo = make_repo()
+    registry_with(repo / ".gadugi" / "monitoring", "run-1", {"alpha": "completed"}, runs=repo / ".gadugi" / "runs")
+    heavy = ("orchestrator.observe.live", "orchestrator.agents.claude", "orchestrator.agents.pricing",
+             "orchestrator.run.coordinator", "prometheus_client", "yaml")
+    script = "import json\n" + _STATUS_JSON_LOADS.format(heavy=heavy)
+    proc = subprocess.run([sys.executable, "-c", script, str(repo)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == []

@@ -58,10 +58,7 @@ def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, m
     """Show each task of a run (default: the latest): status, phase, attempt, elapsed, cost.
 
     A run whose orchestrator died is reported as such, with the command that continues it."""
-    from rich.console import Console
-    from rich.live import Live
-
-    from orchestrator.observe.live import render_view, summary_line
+    # The table's imports (rich, the live view) wait until a table is drawn: an editor polls `--json`.
     from orchestrator.observe.status import load_run
     from orchestrator.run.project import load_project
 
@@ -79,8 +76,17 @@ def command(run_id: str | None, watch: bool, as_json: bool, project_root: str, m
             _sleep(WATCH_INTERVAL)
             view = load()
             click.echo(json.dumps(view.to_json()))
+        if not watch:
+            return 0
+        from rich.console import Console
+
         # The JSON has the fields; a watch also says on stderr why it stopped (stdout stays JSON).
-        return _finish(Console(stderr=True), view, watch) if watch else 0
+        return _finish(Console(stderr=True), view, watch)
+    from rich.console import Console
+    from rich.live import Live
+
+    from orchestrator.observe.live import render_view, summary_line
+
     console = Console()
     if not watch or _over(view):
         console.print(render_view(view, width=console.width))
