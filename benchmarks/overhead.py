@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -18,7 +19,15 @@ import psutil
 from benchmarks.common import GIT_ENV, PYTHON, make_small_repo
 from benchmarks.phases import read_phases
 
-AGENT_SCRIPT = 'echo "$1" > "done-$1.txt" && git add "done-$1.txt" && git commit -q -m "$1: done"\n'
+# A stand-in named `claude`, so the run treats it as Claude Code (its launch spacing, its config
+# directory per task): it reads its prompt, commits one file and prints the result line Claude
+# Code's stream-json ends with. A shell script, so its cost is the same as the shell floor's commit.
+AGENT_SCRIPT = """cat > /dev/null
+t="$GADUGI_TASK_ID"
+echo "$t" > "done-$t.txt" && git add "done-$t.txt" && git commit -q -m "$t: done" || exit 1
+echo '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"done",\
+"session_id":"00000000-0000-4000-8000-000000000000","total_cost_usd":0,"duration_ms":1}'
+"""
 # flock around add/remove: a `worktree add` concurrent with a `worktree remove` fails in git 2.39
 # ("failed to read .git/worktrees/<x>/commondir"); the orchestrator serializes them the same way.
 SHELL_TASK = (
@@ -40,15 +49,29 @@ def _prompts(repo: Path, n: int) -> list[str]:
     return names
 
 
-def _orchestrate(repo: Path, prompts: list[str], k: int, agent_cmd: str, extra: tuple[str, ...] = ()
-                 ) -> subprocess.Popen[str]:
-    env = dict(GIT_ENV, HOME=str(repo.parent / "home"))
+def install_agent(work: Path, prefix: str = "") -> Path:
+    """A directory holding the stand-in `claude` (`prefix` runs first), to put first on PATH."""
+    agent_dir = work / "bin"
+    agent_dir.mkdir(exist_ok=True)
+    (agent_dir / "claude").write_text("#!/bin/sh\n" + prefix + AGENT_SCRIPT)
+    (agent_dir / "claude").chmod(0o755)
+    return agent_dir
+
+
+def orchestrate(repo: Path, prompts: list[str], k: int, extra: tuple[str, ...] = (), *,
+                agent_dir: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    # A HOME with no subscription login, so `--claude-config auto` gives each agent its own directory.
+    home = repo.parent / "home"
+    home.mkdir(exist_ok=True)
+    env = dict(GIT_ENV, HOME=str(home), **(env or {}))
+    if agent_dir is not None:
+        env["PATH"] = f"{agent_dir}{os.pathsep}{os.environ['PATH']}"
     return subprocess.Popen([PYTHON, "-m", "orchestrator", "run", *prompts, "--max-parallel", str(k),
-                             "--agent-cmd", agent_cmd, "--json", "--quiet", *extra],
+                             "--json", "--quiet", *extra],
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _check(proc: subprocess.Popen[str], n: int) -> None:
+def check_run(proc: subprocess.Popen[str], n: int) -> None:
     out, err = proc.communicate()
     try:
         result = json.loads(out)
@@ -64,8 +87,8 @@ def _check(proc: subprocess.Popen[str], n: int) -> None:
 class OverheadResult:
     tasks: int
     slots: int
-    orchestrator: list[float] = field(default_factory=list)
-    no_stagger: list[float] = field(default_factory=list)  # --launch-stagger 0: the engine's pause excluded
+    orchestrator: list[float] = field(default_factory=list)  # the default: a config directory per agent
+    shared: list[float] = field(default_factory=list)  # --claude-config shared: launches spaced 0.5 s
     shell: list[float] = field(default_factory=list)
     # Per run with the default spacing: median seconds per phase (benchmarks.phases), and from
     # the CLI's start to the first agent process.
@@ -75,15 +98,13 @@ class OverheadResult:
 
 def run_noop(work: Path, n: int, k: int, reps: int) -> OverheadResult:
     out = OverheadResult(tasks=n, slots=k)
-    script = work / "agent.sh"
-    script.write_text(AGENT_SCRIPT)
-    (work / "home").mkdir(exist_ok=True)
+    agent_dir = install_agent(work)
     for rep in range(reps):
         repo = make_small_repo(work / f"orch-{rep}")
         prompts = _prompts(repo, n)
         t0, epoch0 = time.perf_counter(), time.time()
-        proc = _orchestrate(repo, prompts, k, f"/bin/sh {script} {{task_id}}")
-        _check(proc, n)
+        proc = orchestrate(repo, prompts, k, agent_dir=agent_dir)
+        check_run(proc, n)
         out.orchestrator.append(time.perf_counter() - t0)
         phases = read_phases(next((repo / ".gadugi" / "runs").iterdir()))
         out.phases.append(phases.medians())
@@ -93,9 +114,9 @@ def run_noop(work: Path, n: int, k: int, reps: int) -> OverheadResult:
         repo = make_small_repo(work / f"orch0-{rep}")
         prompts = _prompts(repo, n)
         t0 = time.perf_counter()
-        proc = _orchestrate(repo, prompts, k, f"/bin/sh {script} {{task_id}}", ("--launch-stagger", "0"))
-        _check(proc, n)
-        out.no_stagger.append(time.perf_counter() - t0)
+        proc = orchestrate(repo, prompts, k, ("--claude-config", "shared"), agent_dir=agent_dir)
+        check_run(proc, n)
+        out.shared.append(time.perf_counter() - t0)
         shutil.rmtree(repo)
 
         repo = make_small_repo(work / f"shell-{rep}")
@@ -140,7 +161,7 @@ def run_idle(work: Path, agents: int, sleep: float) -> IdleResult:
     prompts = _prompts(repo, agents)
     (work / "home").mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    proc = _orchestrate(repo, prompts, agents, f"sleep {sleep:g}")
+    proc = orchestrate(repo, prompts, agents, ("--agent-cmd", f"sleep {sleep:g}"))
     me = psutil.Process(proc.pid)
     peak = peak_wm = peak_uss = 0
     steady: list[tuple[float, float, float]] = []  # (wall, orchestrator cpu, WM cpu) while all agents run
@@ -164,7 +185,7 @@ def run_idle(work: Path, agents: int, sleep: float) -> IdleResult:
             pass
         time.sleep(0.5)
     wall = time.perf_counter() - t0
-    _check(proc, agents)
+    check_run(proc, agents)
     # The orchestrator's own CPU over its life, from the kernel's accounting of the exited child.
     total = steady[-1][1] if steady else float("nan")
     if len(steady) >= 2:

@@ -39,6 +39,9 @@ def _ts(record: dict[str, Any]) -> float:
 class RunPhases:
     per_task: dict[str, dict[str, float]]
     first_agent_at: float | None  # epoch seconds
+    # Per task, its last attempt's hold on a slot: `running` → terminal (epoch seconds).
+    slots: dict[str, tuple[float, float]] = field(default_factory=dict)
+    run_started_at: float | None = None
 
     def medians(self) -> dict[str, float]:
         return {phase: statistics.median(values) for phase in PHASES
@@ -71,9 +74,13 @@ class _Attempt:
 def read_phases(run_dir: Path) -> RunPhases:
     attempts: dict[str, _Attempt] = {}
     first_agent: float | None = None
+    run_started: float | None = None
+    slots: dict[str, tuple[float, float]] = {}
     for record in read_journal(run_dir / "events.jsonl"):
         task = record.get("task_id")
         if task is None:
+            if record.get("event") == "run_started" and run_started is None:
+                run_started = _ts(record)
             continue
         at = _ts(record)
         changes = record.get("changes") or {}
@@ -88,6 +95,8 @@ def read_phases(run_dir: Path) -> RunPhases:
         elif event == "transition" and to in TERMINAL:
             attempt.leave_phase(at)
             attempt.since("done", "adopt", at)
+            if "running" in attempt.marks:
+                slots[task] = (attempt.marks["running"], at)
         if "wm_pid" in changes and "running" in attempt.marks:
             attempt.since("running", "spawn", at)
             attempt.marks["spawned"] = at
@@ -103,7 +112,8 @@ def read_phases(run_dir: Path) -> RunPhases:
             attempt.marks["done"] = at
         elif phase in _WM_PHASE:
             attempt.inside = (_WM_PHASE[phase], at)
-    return RunPhases(per_task={task: a.spent for task, a in attempts.items()}, first_agent_at=first_agent)
+    return RunPhases(per_task={task: a.spent for task, a in attempts.items()}, first_agent_at=first_agent,
+                     slots=slots, run_started_at=run_started)
 
 
 def describe(phases: RunPhases) -> str:

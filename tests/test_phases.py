@@ -31,3 +31,7 @@ def test_every_phase_of_a_task_is_in_the_journal(make_repo, path_with: str) -> N
     first = phases.time_to_first_agent(started)
     assert first is not None and 0 < first < ended - started
     assert set(phases.medians()) == set(PHASES)
+    # Each task's hold on a slot, from `running` to its end: b's starts only after a's ended.
+    assert phases.run_started_at is not None and started <= phases.run_started_at
+    (a_start, a_end), (b_start, b_end) = phases.slots["a"], phases.slots["b"]
+    assert phases.run_started_at <= a_start < a_end <= b_start < b_end <= ended

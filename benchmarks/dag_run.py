@@ -1,0 +1,106 @@
+"""A real run of a 24-task graph against the best any scheduler could do with the same tasks.
+
+The graph (dependencies and shared files, as the TaskAnalyzer plans them) runs through the CLI at
+k=4 with a stand-in agent named `claude` that sleeps 1-4 s and commits. Each task's own slot time
+(`running` → terminal in the journal: WorkflowManager, worktree, agent, commit, adoption) is what
+the lower bound is computed from, so the ratio shows what the schedule and the gaps between tasks
+cost, not what a task costs: max(critical path of dependencies, work ÷ slots, the sum of the tasks
+sharing one scope). The virtual-clock benchmark (schedule.py) shows what the policy alone reaches.
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.common import GIT_ENV, make_small_repo, median
+from benchmarks.overhead import check_run, install_agent, orchestrate
+from benchmarks.phases import RunPhases, read_phases
+from benchmarks.schedule import _longest
+
+N_TASKS, SLOTS, SEED = 24, 4, 7
+# Sleeps before committing; the task's name says how long (durations/<task id>).
+SLEEPING_AGENT = 'sleep "$(cat "$GADUGI_DURATIONS/$GADUGI_TASK_ID")"\n'
+
+
+@dataclass
+class DagResult:
+    tasks: int
+    slots: int
+    makespans: list[float] = field(default_factory=list)  # run_started → last task terminal
+    bounds: list[float] = field(default_factory=list)
+    bound_kinds: list[str] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)  # the whole CLI, planning and merge check included
+    overhead: list[float] = field(default_factory=list)  # median over tasks: slot time minus the agent's sleep
+
+    @property
+    def ratios(self) -> list[float]:
+        return [m / b for m, b in zip(self.makespans, self.bounds, strict=True)]
+
+
+def _write_graph(repo: Path, rng: random.Random) -> tuple[list[str], dict[str, float]]:
+    folder = repo / "prompts"
+    folder.mkdir(exist_ok=True)
+    names, sleeps = [], {}
+    for i in range(N_TASKS):
+        tid = f"t{i:02d}"
+        deps = sorted({f"t{j:02d}" for j in rng.sample(range(i), k=min(i, rng.choice([0, 0, 0, 1])))})
+        files = sorted({f"src/f{rng.randrange(12):02d}.py" for _ in range(rng.choice([0, 1, 1, 2]))})
+        sleeps[tid] = round(rng.uniform(1.0, 4.0), 2)
+        front = [f"id: {tid}"] + ([f"depends_on: [{', '.join(deps)}]"] if deps else []) + (
+            [f"files: [{', '.join(files)}]"] if files else [])
+        (folder / f"{tid}.md").write_text("---\n" + "\n".join(front) + f"\n---\n# Task {tid}\nCommit one file.\n")
+        names.append(f"prompts/{tid}.md")
+    subprocess.run(["git", "add", "-A"], cwd=repo, env=GIT_ENV, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "prompts"], cwd=repo, env=GIT_ENV, check=True)
+    return names, sleeps
+
+
+def lower_bound(repo: Path, prompts: list[str], slot_times: dict[str, float], slots: int) -> tuple[float, str]:
+    """The best makespan for these slot times: no schedule of this graph on `slots` is shorter."""
+    from orchestrator.gitops import git
+    from orchestrator.models import EdgeKind
+    from orchestrator.plan.analyzer import TaskAnalyzer
+
+    analysis = TaskAnalyzer(repo, git.ls_files(repo)).analyze([repo / p for p in prompts])
+    ids = [t.id for t in analysis.tasks]
+    deps = [(e.before, e.after) for e in analysis.edges if e.kind == EdgeKind.DEPENDENCY]
+    bounds = {
+        "critical path": _longest(ids, deps, slot_times),
+        "work/slots": sum(slot_times.values()) / slots,
+        # Tasks sharing a scope never overlap, whatever the order.
+        "scope chain": max((sum(slot_times[t] for t in tasks) for tasks in analysis.shared_scopes.values()),
+                           default=0.0),
+    }
+    kind = max(bounds, key=lambda k: bounds[k])
+    return bounds[kind], kind
+
+
+def run_dag(work: Path, reps: int) -> DagResult:
+    out = DagResult(tasks=N_TASKS, slots=SLOTS)
+    agent_dir = install_agent(work, prefix=SLEEPING_AGENT)
+    for rep in range(reps):
+        repo = make_small_repo(work / f"dag-{rep}")
+        prompts, sleeps = _write_graph(repo, random.Random(SEED))
+        durations = work / f"durations-{rep}"
+        durations.mkdir()
+        for tid, seconds in sleeps.items():
+            (durations / tid).write_text(f"{seconds}\n")
+        t0 = time.perf_counter()
+        proc = orchestrate(repo, prompts, SLOTS, agent_dir=agent_dir, env={"GADUGI_DURATIONS": str(durations)})
+        check_run(proc, N_TASKS)
+        out.wall.append(time.perf_counter() - t0)
+        phases: RunPhases = read_phases(next((repo / ".gadugi" / "runs").iterdir()))
+        slot_times = {tid: end - start for tid, (start, end) in phases.slots.items()}
+        bound, kind = lower_bound(repo, prompts, slot_times, SLOTS)
+        assert phases.run_started_at is not None
+        out.makespans.append(max(end for _, end in phases.slots.values()) - phases.run_started_at)
+        out.bounds.append(bound)
+        out.bound_kinds.append(kind)
+        out.overhead.append(median([slot_times[t] - sleeps[t] for t in slot_times]))
+        shutil.rmtree(repo)
+        shutil.rmtree(durations)
+    return out
