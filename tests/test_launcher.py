@@ -3,6 +3,7 @@ spawned one to the rest of the system (own session, attempt lock, exit status), 
 launcher loses no task. Real processes; every wait is for an event."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -135,3 +136,42 @@ def test_the_launcher_ends_with_its_orchestrator(tmp_path: Path) -> None:
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_the_cli_run_starts_one_launcher_and_every_task_forks_from_it(
+    make_repo, path_with: str, tmp_path: Path
+) -> None:
+    """`orchestrator run` starts the launcher itself (before its imports and the plan); the
+    coordinator uses that one rather than starting a second, and it ends with the run."""
+    repo = make_repo()
+    go = tmp_path / "go"
+    (repo / "prompts").mkdir()
+    for tid in ("a", "b"):
+        (repo / "prompts" / f"{tid}.md").write_text(f"---\nid: {tid}\n---\n# {tid}\nfake-claude: slow until={go}\n")
+    cli = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "a", "b", "--json"], cwd=repo,
+                           env=dict(os.environ, PATH=path_with), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        registry = repo / ".gadugi" / "monitoring" / "process_registry.json"
+
+        def wm_pids() -> list[int]:
+            try:
+                processes = json.loads(registry.read_text())["processes"]
+            except (OSError, ValueError, KeyError):
+                return []
+            return [p["wm_pid"] for p in processes.values() if p.get("wm_pid")]
+
+        wait_until(lambda: len(wm_pids()) == 2, "both WorkflowManagers started")
+        (launcher,) = launchers_of(cli.pid)
+        assert {psutil.Process(pid).ppid() for pid in wm_pids()} == {launcher.pid}
+        go.touch()
+        out, err = cli.communicate(timeout=180)
+        assert cli.returncode == 0, err
+        assert json.loads(out)["successful_tasks"] == 2
+        wait_until(lambda: not launcher.is_running() or launcher.status() == psutil.STATUS_ZOMBIE,
+                   "the launcher ended with the run")
+    finally:
+        if cli.poll() is None:
+            go.touch()
+            cli.kill()
+            cli.communicate()

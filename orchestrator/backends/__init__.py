@@ -1,8 +1,5 @@
 """Where WorkflowManagers run. The engine talks to a backend only through submit/cancel/kill and
-a queue of events, so another backend (a cluster) can replace the local one."""
-from __future__ import annotations
+a queue of events (`backends.base`), so another backend (a cluster) can replace the local one.
 
-from orchestrator.backends.base import Backend, BackendEvent
-from orchestrator.backends.local import LocalBackend
-
-__all__ = ["Backend", "BackendEvent", "LocalBackend"]
+Nothing is imported here: the CLI starts the launcher (`backends.launcher`) before it loads the
+models the backends need."""

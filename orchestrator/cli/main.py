@@ -1,6 +1,7 @@
 """The command line: parse and validate, build a config, call the core, print. Nothing else."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -152,18 +153,30 @@ def _report(result: OrchestrationResult, warnings: list[str], as_json: bool) -> 
 def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, dry_run: bool,
         as_json: bool, plain: bool, verbose: bool, quiet: bool, **options: Any) -> int:
     """Run the prompt files: plan, worktrees, agents in parallel, summary."""
-    from orchestrator.cli import ui
-    from orchestrator.run.coordinator import OrchestratorCoordinator
-
     settings = _settings(options, project_root)
-    coordinator = OrchestratorCoordinator(_config(settings), project_root)
-    paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
-    if dry_run:
-        plan, _ = coordinator.plan(paths)
-        ui.print_plan(plan, coordinator.warnings, as_json=as_json, machine=coordinator.config.machine)
-        return 0
-    result = _run_with_observers(settings, plain=plain, quiet=quiet, verbose=verbose, as_json=as_json,
-                                 start=lambda observer: coordinator.orchestrate(paths, observer=observer))
+    launcher = None
+    if not dry_run and settings["backend"] == "local":
+        from orchestrator.backends.launcher import Launcher
+
+        # Before our own heavy imports: the launcher's imports overlap them, the plan and the
+        # run's set-up, so the first task forks from a ready launcher.
+        launcher = Launcher.start(sys.executable, os.environ, home=Path(project_root).resolve())
+    try:
+        from orchestrator.cli import ui
+        from orchestrator.run.coordinator import OrchestratorCoordinator
+
+        coordinator = OrchestratorCoordinator(_config(settings), project_root)
+        paths = _prompt_paths(prompts, from_stdin, interactive, coordinator.project_root)
+        if dry_run:
+            plan, _ = coordinator.plan(paths)
+            ui.print_plan(plan, coordinator.warnings, as_json=as_json, machine=coordinator.config.machine)
+            return 0
+        result = _run_with_observers(
+            settings, plain=plain, quiet=quiet, verbose=verbose, as_json=as_json,
+            start=lambda observer: coordinator.orchestrate(paths, observer=observer, launcher=launcher))
+    finally:
+        if launcher is not None:
+            launcher.close()
     return _report(result, coordinator.warnings, as_json)
 
 

@@ -188,10 +188,14 @@ class OrchestratorCoordinator:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def orchestrate(self, prompts: Sequence[str | os.PathLike[str]], *,
-                    observer: Observer | None = None) -> OrchestrationResult:
-        with self._launcher_started_early() as launcher:
+    def orchestrate(self, prompts: Sequence[str | os.PathLike[str]], *, observer: Observer | None = None,
+                    launcher: Launcher | None = None) -> OrchestrationResult:
+        """`launcher`: one the caller started even earlier (the CLI does, before its imports); the
+        caller closes it. Without one, a local run starts its own here."""
+        if launcher is not None:
             return self._orchestrate(prompts, observer, launcher)
+        with self._launcher_started_early() as started:
+            return self._orchestrate(prompts, observer, started)
 
     def _orchestrate(self, prompts: Sequence[str | os.PathLike[str]], observer: Observer | None,
                      launcher: Launcher | None) -> OrchestrationResult:
