@@ -56,6 +56,10 @@ export type BaseSha = string;
 export type Branch = string;
 export type BranchPrefix = string;
 /**
+ * The task's own Claude Code config directory (CLAUDE_CONFIG_DIR), seeded from the user's.
+ */
+export type ClaudeConfigDir = string | null;
+/**
  * With resume_session: the command that starts afresh if the session is gone.
  */
 export type FreshAgentCommand = string[] | null;
@@ -169,6 +173,7 @@ export interface TaskRequest {
   base_sha: BaseSha;
   branch: Branch;
   branch_prefix?: BranchPrefix;
+  claude_config_dir?: ClaudeConfigDir;
   fresh_agent_command?: FreshAgentCommand;
   fresh_prompt_path?: FreshPromptPath;
   in_place?: InPlace;

@@ -25,6 +25,10 @@ export type BaseRef = string | null;
 export type BranchPrefix = string;
 export type BreakerThreshold = number;
 /**
+ * Claude Code's config directory: one per task, or the user's shared.
+ */
+export type ClaudeConfig = 'auto' | 'isolated' | 'shared';
+/**
  * File included in every task's prompt.
  */
 export type Context = string | null;
@@ -240,6 +244,7 @@ export interface OrchestrationConfig {
   base_ref?: BaseRef;
   branch_prefix?: BranchPrefix;
   breaker_threshold?: BreakerThreshold;
+  claude_config?: ClaudeConfig;
   context?: Context;
   env?: Env;
   fallback_to_sequential?: FallbackToSequential;
