@@ -72,6 +72,7 @@ def _git(
     check: bool = True,
     retry_locked: bool = False,
     extra_env: Mapping[str, str] | None = None,
+    input_text: str | None = None,
 ) -> tuple[int, str, str]:
     argv = ["git", "-C", str(path), *args]
     env = _env()
@@ -80,7 +81,7 @@ def _git(
     delays = list(_LOCK_RETRY_DELAYS) if retry_locked else []
     while True:
         try:
-            return run_cmd(argv, env=env, check=check)
+            return run_cmd(argv, env=env, check=check, input_text=input_text)
         except CommandError as exc:
             if delays and _LOCK_BUSY.search(exc.stderr):
                 time.sleep(delays.pop(0))
@@ -336,6 +337,33 @@ def checkout_worktree(path: Path) -> None:
     _git(path, "-c", f"checkout.workers={CHECKOUT_WORKERS}", "reset", "--hard", "--quiet", retry_locked=True)
 
 
+def set_sparse_checkout(worktree: Path, patterns: Sequence[str], *, cone: bool) -> None:
+    """Make `worktree` (made with `--no-checkout`, so nothing is written yet) sparse: its next
+    checkout writes only what `patterns` select. The settings are the worktree's own
+    (config.worktree, info/sparse-checkout); the first call turns on extensions.worktreeConfig in
+    the shared config, so callers hold the repository lock."""
+    _git(worktree, "sparse-checkout", "set", "--cone" if cone else "--no-cone", "--stdin",
+         input_text="".join(f"{p}\n" for p in patterns))
+
+
+def is_sparse(worktree: Path) -> bool:
+    rc, out, _ = _git(worktree, "config", "--bool", "--get", "core.sparseCheckout", check=False)
+    return rc == 0 and out.strip() == "true"
+
+
+def directories_among(repo: Path, commit: str, paths: Sequence[str]) -> set[str]:
+    """Which of `paths` are directories (trees) at `commit`; one ls-tree for all of them."""
+    if not paths:
+        return set()
+    _, out, _ = _git(repo, "ls-tree", "-z", commit, "--", *paths)
+    found: set[str] = set()
+    for record in _zsplit(out):
+        meta, _, name = record.partition("\t")
+        if meta.split(" ")[1:2] == ["tree"]:
+            found.add(name)
+    return found
+
+
 def reset_hard(worktree: Path, commit: str) -> None:
     """Put index and tracked files of `worktree` at `commit`, rewriting only the files that differ."""
     _git(worktree, "reset", "--hard", "--quiet", commit, retry_locked=True)
@@ -454,7 +482,10 @@ def _identity_args(repo: Path) -> list[str]:
 
 def commit_all(worktree: Path, message: str) -> str | None:
     """Stage everything (untracked included) and commit it; the new SHA, or None if nothing changed."""
-    _git(worktree, "add", "-A", retry_locked=True)
+    # In a sparse worktree, --sparse lets a file written outside the checked-out scopes be staged
+    # (plain `add -A` refuses it and fails); files absent because they are outside are
+    # skip-worktree entries, which `add` never records as deleted either way.
+    _git(worktree, "add", "-A", *(["--sparse"] if is_sparse(worktree) else []), retry_locked=True)
     if _git(worktree, "diff", "--cached", "--quiet", check=False)[0] == 0:
         return None
     # --no-verify: this commit only preserves what the agent left behind. A user's pre-commit or

@@ -567,6 +567,7 @@ class OrchestratorCoordinator:
             port_range=self.config.port_range,
             worktree_include=self.config.worktree_include,
             pool_size=self._pool_size(ctx),
+            sparse_scopes=list(spec.files) if self.config.sparse else [],
             validation=validation,
             sandbox=planned.sandbox,
             sandbox_write=list(self.config.sandbox_write),

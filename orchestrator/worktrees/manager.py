@@ -21,6 +21,7 @@ from typing import Literal
 from orchestrator.errors import GitError, InputError, OrchestratorError, WorktreeError
 from orchestrator.gitops import git
 from orchestrator.state.locks import file_lock
+from orchestrator.worktrees.sparse import sparse_checkout_for
 
 log = logging.getLogger(__name__)
 
@@ -231,15 +232,20 @@ class WorktreeManager:
         predecessors: Sequence[tuple[str, str]] = (),
         lock_reason: str,
         leftover_of: str | None = None,
+        sparse_scopes: Sequence[str] = (),
     ) -> CreatedWorktree:
         """Create `branch` and a locked worktree at `path`, starting at `base_sha` or at the
         (merged) result commits of `predecessors`, given as (branch, commit) pairs.
 
         `leftover_of`: the lock-reason prefix of this task in this run. A worktree at `path`
         locked with it, on no branch, is what an attempt killed while setting up left (a pooled
-        checkout half recycled): it holds no work and is cleared instead of refused."""
+        checkout half recycled): it holds no work and is cleared instead of refused.
+
+        `sparse_scopes`: the task's declared `files:` scopes, for a sparse checkout of them
+        (worktrees/sparse.py); empty for a full checkout."""
         path = Path(os.path.abspath(path))
         start, merged_from = self._start_commit(task_id, base_sha, predecessors)
+        sparse = sparse_checkout_for(self.project_root, start, sparse_scopes) if sparse_scopes else None
         attempted = False
         try:
             with self._repo_lock():
@@ -256,6 +262,8 @@ class WorktreeManager:
                 # failure may leave a branch that this call made.
                 attempted = True
                 git.add_worktree(self.project_root, path, branch, start, checkout=False, lock_reason=lock_reason)
+                if sparse is not None:
+                    git.set_sparse_checkout(path, sparse.patterns, cone=sparse.cone)
             # The checkout is the slow part (perf-limits §1); outside the lock it runs in parallel
             # with other tasks' set-up, while the worktree is already locked with our reason.
             git.checkout_worktree(path)
