@@ -2,7 +2,9 @@
 only what the agent changed (never deletions of the files left out)."""
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,3 +84,27 @@ def test_a_sparse_worktree_is_not_pooled(repo: Path) -> None:
     manager.finish(path)
     assert not WorktreePool(manager, size=2).release(path)
     assert path.is_dir() and WorktreePool(manager, size=2).entries() == []
+
+
+def test_a_run_with_sparse_gives_declared_scopes_only_and_never_a_pooled_full_checkout(
+        repo: Path, tmp_path: Path) -> None:
+    # The agent commits the list of files it saw. `full` runs first (k=1) and its worktree is
+    # pooled; `scoped` comes after it and must still get its own sparse checkout.
+    agent = tmp_path / "agent.sh"
+    agent.write_text('#!/bin/sh\nfind . -path ./.git -prune -o -type f -print | sort > "seen-$1.txt"\n')
+    agent.chmod(0o755)
+    (repo / "prompts").mkdir()
+    (repo / "prompts" / "full.md").write_text("---\nid: full\n---\n# Full\n")
+    (repo / "prompts" / "scoped.md").write_text("---\nid: scoped\nfiles: [src/]\ndepends_on: [full]\n---\n# Scoped\n")
+    sh(repo, "add", "-A")
+    sh(repo, "commit", "-q", "-m", "prompts")
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "full", "scoped", "--sparse", "--max-parallel", "1",
+         "--launch-stagger", "0", "--agent-cmd", f"{agent} {{task_id}}", "--json"],
+        cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    tasks = {t["task_id"]: t for t in json.loads(proc.stdout)["tasks"]}
+    seen = {tid: sh(repo, "show", f"{t['branch']}:seen-{tid}.txt").splitlines() for tid, t in tasks.items()}
+    assert "./docs/guide.md" in seen["full"]
+    assert "./docs/guide.md" not in seen["scoped"] and "./src/deep/util.py" in seen["scoped"]
+    assert "./README.md" in seen["scoped"]
