@@ -99,10 +99,7 @@ def kill_warmer_mid_checkout(repo: Path, gate: Path, started: Path, base: str) -
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the warmer, its git and the filter: kill -9 mid-checkout
         proc.wait()
-    pool = WorktreePool(WorktreeManager(repo), size=2)
-    (slot,) = pool.entries()
-    entry = next(e for e in git.list_worktrees(repo) if e.path == slot)
-    assert entry.lock_reason == WARMING_LOCK_REASON
+    (slot,) = [e.path for e in git.list_worktrees(repo) if e.lock_reason == WARMING_LOCK_REASON]
     return slot
 
 
@@ -116,6 +113,21 @@ def test_a_checkout_left_by_a_killed_warmer_is_never_handed_out(make_repo: MakeR
     assert not path.exists() and not slot.exists()
     assert [e.path for e in git.list_worktrees(repo)] == [repo]
     assert pool.entries() == [] and not git.branch_exists(repo, "gadugi/t1")
+
+
+def test_a_killed_warmers_entry_does_not_count_and_warming_replaces_it(make_repo: MakeRepo, tmp_path: Path) -> None:
+    repo, gate, started = gated_repo(make_repo, tmp_path)
+    base = sh(repo, "rev-parse", "HEAD")
+    kill_warmer_mid_checkout(repo, gate, started, base)
+    pool = WorktreePool(WorktreeManager(repo), size=1)
+    assert pool.entries() == []
+    started.unlink()
+    warming = start_warming(pool, base, 1)
+    wait_until(started.exists, "the new warmer's checkout to be inside the filter")
+    open_gate(gate)
+    warming.join()
+    (slot,) = pool.entries()
+    assert (slot / "a.gated").read_text() == "payload\n"
 
 
 def test_drain_removes_a_checkout_left_by_a_killed_warmer(make_repo: MakeRepo, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from orchestrator.errors import OrchestratorError, StateError
 from orchestrator.gitops import git
 from orchestrator.models import iso
 from orchestrator.state.atomic import read_json, write_json_atomic
-from orchestrator.state.locks import file_lock
+from orchestrator.state.locks import file_lock, is_held
 from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,9 @@ class WorktreePool:
     # -- public ----------------------------------------------------------------------------------
 
     def entries(self) -> list[Path]:
-        """Paths currently listed as pooled (not validated)."""
+        """Paths currently listed as pooled (not validated), but for entries whose warmer died."""
         with file_lock(self.manager.lock_path):
-            return [Path(e.path) for e in self._load().entries]
+            return [Path(e.path) for e in self._load().entries if not self._abandoned(e)]
 
     def acquire(
         self,
@@ -196,7 +196,7 @@ class WorktreePool:
         with ExitStack() as warming:
             with file_lock(self.manager.lock_path):
                 state = self._load()
-                if self.size == 0 or len(state.entries) >= self.size:
+                if self.size == 0 or sum(not self._abandoned(e) for e in state.entries) >= self.size:
                     return False
                 slot = self._free_slot(state)
                 # Held until the checkout is done: a claimer waits on it, and the kernel lets go
@@ -332,9 +332,11 @@ class WorktreePool:
         usable: list[PoolEntry] = []
         for item in state.entries:
             wt = registered.get(os.path.realpath(item.path))
-            if item.warming_pid is not None:
-                # Its warmer may not have registered it yet; the claimer's wait sorts that out.
-                usable.append(item)
+            if self._abandoned(item):
+                if wt is not None:
+                    self._discard(Path(item.path))
+            elif item.warming_pid is not None:
+                usable.append(item)  # still being checked out: a claimer waits for it
             elif wt is not None and not wt.prunable and Path(item.path).is_dir():
                 usable.append(item)
             elif wt is not None:  # registered but its directory is gone: drop the registration
@@ -348,6 +350,10 @@ class WorktreePool:
         state = self._load()
         state.entries = [e for e in state.entries if os.path.realpath(e.path) != os.path.realpath(path)]
         self._save(state)
+
+    def _abandoned(self, item: PoolEntry) -> bool:
+        """Listed as warming while nobody holds its flock: its warmer was killed mid-way."""
+        return item.warming_pid is not None and not is_held(self._warm_lock(Path(item.path)))
 
     def _warm_lock(self, slot: Path) -> Path:
         return self.state_path.parent / f"pool-warm-{slot.name}.lock"
