@@ -71,10 +71,21 @@ def _prompts(repo: Path, prefix: str, n: int) -> list[str]:
 def _parallel_adds(repo: Path, k: int, tag: str) -> float:
     head = git(repo, "rev-parse", "HEAD")
     paths = [repo.parent / f"floor-{tag}-{i}" for i in range(k)]
+
+    def add(i: int) -> None:
+        # Concurrent adds race in git 2.39 ("failed to read .git/worktrees/<x>/commondir"); a
+        # retry is what a script doing this would need too, and its time counts.
+        for attempt in range(5):
+            try:
+                git(repo, "worktree", "add", "-q", "--no-track", "-b", f"floor-{tag}-{i}-{attempt}", str(paths[i]), head)
+                return
+            except RuntimeError:
+                if attempt == 4 or paths[i].exists():
+                    raise
+
     t0 = time.perf_counter()
     with ThreadPoolExecutor(k) as pool:
-        list(pool.map(lambda i: git(repo, "worktree", "add", "-q", "--no-track", "-b", f"floor-{tag}-{i}",
-                                    str(paths[i]), head), range(k)))
+        list(pool.map(add, range(k)))
     took = time.perf_counter() - t0
     for path in paths:
         git(repo, "worktree", "remove", "--force", str(path))
