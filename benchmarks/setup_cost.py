@@ -1,8 +1,11 @@
 """Per-task worktree setup by repository size: fresh `git worktree add` (the floor every fresh
-checkout pays), WorktreeManager.create, and a WorktreePool recycle once the pool is warm.
+checkout pays), WorktreeManager.create, a sparse create of one directory (`--sparse` with a
+one-directory `files:` scope), and a WorktreePool recycle once the pool is warm.
 
 Every repetition removes the previous worktree first, as a run does between tasks, so the numbers
-include this VM's slow-create-after-delete effect where it applies (perf-limits §1).
+include this VM's slow-create-after-delete effect where it applies (perf-limits §1). The plain add
+and the create alternate within each repetition, so neither is always the one measured right after
+the other's removal.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ class SetupResult:
     git_add: list[float] = field(default_factory=list)
     git_remove: list[float] = field(default_factory=list)
     create: list[float] = field(default_factory=list)
+    sparse: list[float] = field(default_factory=list)  # create with one directory (100 files) as scope
     remove: list[float] = field(default_factory=list)
     acquire: list[float] = field(default_factory=list)
     release: list[float] = field(default_factory=list)
@@ -27,6 +31,14 @@ class SetupResult:
     @property
     def ratio(self) -> float:
         return median(self.acquire) / median(self.git_add)
+
+    @property
+    def create_ratio(self) -> float:
+        return median(self.create) / median(self.git_add)
+
+    @property
+    def sparse_ratio(self) -> float:
+        return median(self.sparse) / median(self.git_add)
 
 
 def measure(cache_dir: Path, files: int, reps: int) -> SetupResult:
@@ -46,7 +58,7 @@ def measure(cache_dir: Path, files: int, reps: int) -> SetupResult:
     pool = WorktreePool(manager, size=2)
     pool.drain()
     out = SetupResult(files=files)
-    for i in range(reps):
+    def plain(i: int) -> None:
         path = wt_root / f"plain-{i}"
         t0 = time.perf_counter()
         git(repo, "worktree", "add", "-q", "--no-track", "-b", f"plain-{i}-{time.time_ns()}", str(path), first)
@@ -54,7 +66,8 @@ def measure(cache_dir: Path, files: int, reps: int) -> SetupResult:
         t0 = time.perf_counter()
         git(repo, "worktree", "remove", "--force", str(path))
         out.git_remove.append(time.perf_counter() - t0)
-    for i in range(reps):
+
+    def fresh(i: int) -> None:
         path = wt_root / f"fresh-{i}"
         t0 = time.perf_counter()
         manager.create(f"fresh-{i}", f"bench/fresh-{i}-{time.time_ns()}", path, base_sha=first, lock_reason="bench")
@@ -63,6 +76,18 @@ def measure(cache_dir: Path, files: int, reps: int) -> SetupResult:
         t0 = time.perf_counter()
         manager.remove(path)
         out.remove.append(time.perf_counter() - t0)
+
+    for i in range(reps):
+        for step in (plain, fresh) if i % 2 == 0 else (fresh, plain):
+            step(i)
+    for i in range(reps):
+        path = wt_root / f"sparse-{i}"
+        t0 = time.perf_counter()
+        manager.create(f"sparse-{i}", f"bench/sparse-{i}-{time.time_ns()}", path, base_sha=first,
+                       lock_reason="bench", sparse_scopes=["d0000/"])
+        out.sparse.append(time.perf_counter() - t0)
+        manager.finish(path)
+        manager.remove(path)
     # Warm the pool with one finished worktree, then alternate start commits so every recycle
     # rewrites the files that differ, as consecutive tasks on a moving base do.
     seed = wt_root / "seed"

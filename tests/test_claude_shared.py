@@ -74,7 +74,8 @@ def test_shared_subscription_login_is_said_once_with_the_fix(make_repo, path_wit
     shared = orchestrator(repo, path_with, home, "plan", *IDS, GADUGI_MAX_PARALLEL="2")
     assert warnings(shared, "login") == [
         f"warning: 2 Claude agents will share the subscription login in {home}/.claude/.credentials.json, whose "
-        "token refreshes can log them out mid-run: run `claude setup-token` and set CLAUDE_CODE_OAUTH_TOKEN to its token, or set ANTHROPIC_API_KEY"
+        "token refreshes can log them out mid-run: run `claude setup-token` and set CLAUDE_CODE_OAUTH_TOKEN to its "
+        "token, or set ANTHROPIC_API_KEY"
     ]
     token = orchestrator(repo, path_with, home, "plan", *IDS, GADUGI_MAX_PARALLEL="2", CLAUDE_CODE_OAUTH_TOKEN="t")
     assert warnings(token, "login") == []

@@ -64,7 +64,7 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "notify_url": ("http://127.0.0.1:9/x", "http://127.0.0.1:9/x"), "metrics_file": ("m.prom", "m.prom"),
         "breaker_threshold": ("5", 5), "max_budget_usd": ("$2.50", 2.5), "run_budget_usd": ("10", 10.0),
         "context": ("ctx.md", "ctx.md"), "backend": ("dask-local", "dask-local"),
-        "worktree_pool": ("0", 0),
+        "worktree_pool": ("0", 0), "sparse": ("true", True),
         "fix_rounds": ("0", 0), "placeholder_check": ("false", False),
         "placeholder_patterns": ("HACK", ["HACK"]),
         "trust_project": ("true", True), "mcp": ("none", "none"), "sandbox": ("off", "off"),

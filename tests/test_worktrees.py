@@ -397,12 +397,15 @@ def test_failure_after_registration_rolls_back(repo: Path, manager: WorktreeMana
     base = sh(repo, "rev-parse", "HEAD")
     before = refs(repo)
 
-    def broken(repo_: Path, path: Path, reason: str) -> None:
-        raise git.GitError("lock failed")
+    real_add = git.add_worktree
 
-    monkeypatch.setattr(git, "lock_worktree", broken)
+    def broken(*args: Any, **kwargs: Any) -> None:
+        real_add(*args, **kwargs)  # registered (and locked), then the command still fails
+        raise git.GitError("add failed late")
+
+    monkeypatch.setattr(git, "add_worktree", broken)
     path = repo / ".worktrees" / "lf"
-    with pytest.raises(WorktreeError, match="lock failed"):
+    with pytest.raises(WorktreeError, match="add failed late"):
         manager.create("lf", "gadugi/lf", path, base_sha=base, lock_reason="r")
     assert refs(repo) == before and not path.exists()
     assert [e.path for e in git.list_worktrees(repo)] == [repo]

@@ -62,6 +62,7 @@ class OrchestrationConfig(BaseModel):
     worktree_pool: int | None = Field(
         default=None, ge=0, description="Clean finished worktrees kept for reuse; max_parallel when unset, 0 = off."
     )
+    sparse: bool = Field(default=False, description="Sparse worktrees of the `files:` scopes prompts declare.")
     setup: str | None = Field(default=None, description="Shell command run in each new worktree.")
     teardown: str | None = Field(default=None, description="Shell command run before a worktree is removed.")
     port_range: tuple[int, int] | None = Field(default=None, description="$PORT is allocated from this range.")

@@ -162,6 +162,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("worktree_pool", None, v.OPTIONAL_COUNT,
       "keep up to N clean finished worktrees and recycle them for later tasks (0 = off)",
       default_text="--max-parallel"),
+    S("sparse", False, v.SWITCH,
+      "check out only the `files:` scopes a prompt declares (plus top-level files); others get everything"),
     S("worktree_cleanup", "auto", v.choice("auto", "keep", "cleanup"),
       "which worktrees are removed after the run: auto keeps those with work in them or failed",
       shortcuts=(("--keep-worktrees", "keep", "Keep every task's worktree."),

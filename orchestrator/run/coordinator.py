@@ -57,7 +57,9 @@ from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import SESSION_TOKEN, Predecessor, TaskRequest, Validation
 from orchestrator.worktrees.disposal import dispose_worktree
 from orchestrator.worktrees.manager import WorktreeManager
+from orchestrator.worktrees.pool import WorktreePool
 from orchestrator.worktrees.provision import release_port
+from orchestrator.worktrees.warming import PoolWarming, start_warming
 
 
 def new_run_id() -> str:
@@ -216,6 +218,7 @@ class OrchestratorCoordinator:
             ctx = self._start_run(run_id)
             self.worktrees.ensure_ignored()
             ctx.in_place = self._needs_fallback()
+            warming = self._warm_pool(ctx, plan)
             saved = {
                 "plan": plan.model_dump(mode="json"),
                 "config": self.config.model_dump(mode="json", exclude={"env"}),
@@ -229,7 +232,10 @@ class OrchestratorCoordinator:
                            tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel,
                            **_self_identity())
             self._register(ctx, plan, registry)
-            return self._execute(ctx, plan, registry, journal, observer, launcher=launcher)
+            try:
+                return self._execute(ctx, plan, registry, journal, observer, launcher=launcher)
+            finally:
+                warming.join()
         finally:
             lock.release()
 
@@ -569,6 +575,7 @@ class OrchestratorCoordinator:
             port_range=self.config.port_range,
             worktree_include=self.config.worktree_include,
             pool_size=self._pool_size(ctx),
+            sparse_scopes=list(spec.files) if self.config.sparse else [],
             validation=validation,
             sandbox=planned.sandbox,
             sandbox_write=list(self.config.sandbox_write),
@@ -609,6 +616,12 @@ class OrchestratorCoordinator:
             return 0
         pool = self.config.worktree_pool
         return self.config.max_parallel if pool is None else pool
+
+    def _warm_pool(self, ctx: RunContext, plan: Plan) -> PoolWarming:
+        """Check out the base for the first wave in the background (only where tasks run here)."""
+        size = self._pool_size(ctx) if self.config.backend != "dask" else 0
+        wave = min(self.config.max_parallel, len(plan.tasks))
+        return start_warming(WorktreePool(self.worktrees, size=size), plan.base_sha, wave)
 
     def _cleanup(self, ctx: RunContext, plan: Plan, results: dict[str, TaskResult]) -> None:
         """Completed tasks' worktrees go (their branches stay); failed ones stay for inspection."""

@@ -89,6 +89,9 @@ class TaskRequest(BaseModel):
     port_range: tuple[int, int] | None = None
     worktree_include: str | None = ".worktreeinclude"
     pool_size: int = Field(default=0, description="Recycle pooled worktrees (and return this one) when > 0.")
+    sparse_scopes: list[str] = Field(
+        default_factory=list, description="Declared `files:` scopes to check out sparsely (--sparse); empty = full."
+    )
     validation: Validation = Field(default_factory=Validation)
     sandbox: str = Field(default="none", description="The boundary the agent runs in (agents.sandbox).")
     sandbox_write: list[str] = Field(default_factory=list, description="Extra paths the sandboxed agent may write.")

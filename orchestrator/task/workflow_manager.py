@@ -316,7 +316,8 @@ class WorkflowManager:
             return start
         reason = f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}"
         created = None
-        if req.pool_size:
+        # A sparse task never takes a pooled full checkout (nor returns its sparse one, pool.py).
+        if req.pool_size and not req.sparse_scopes:
             start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
             created = WorktreePool(manager, size=req.pool_size).acquire(
                 req.task_id, req.branch, req.worktree, start_sha=start, lock_reason=reason)
@@ -324,7 +325,7 @@ class WorkflowManager:
                 self.emitter.log(f"recycled a pooled worktree into {req.worktree}")
         if created is None:
             created = manager.create(req.task_id, req.branch, req.worktree, base_sha=req.base_sha,
-                                     predecessors=preds, lock_reason=reason,
+                                     predecessors=preds, lock_reason=reason, sparse_scopes=req.sparse_scopes,
                                      leftover_of=f"gadugi run={req.run_id} task={req.task_id} ")
         if created.merged_from:
             self.emitter.log(f"started from the merge of {', '.join(created.merged_from)}")

@@ -21,6 +21,7 @@ from typing import Literal
 from orchestrator.errors import GitError, InputError, OrchestratorError, WorktreeError
 from orchestrator.gitops import git
 from orchestrator.state.locks import file_lock
+from orchestrator.worktrees.sparse import sparse_checkout_for
 
 log = logging.getLogger(__name__)
 
@@ -231,16 +232,21 @@ class WorktreeManager:
         predecessors: Sequence[tuple[str, str]] = (),
         lock_reason: str,
         leftover_of: str | None = None,
+        sparse_scopes: Sequence[str] = (),
     ) -> CreatedWorktree:
         """Create `branch` and a locked worktree at `path`, starting at `base_sha` or at the
         (merged) result commits of `predecessors`, given as (branch, commit) pairs.
 
         `leftover_of`: the lock-reason prefix of this task in this run. A worktree at `path`
         locked with it, on no branch, is what an attempt killed while setting up left (a pooled
-        checkout half recycled): it holds no work and is cleared instead of refused."""
+        checkout half recycled): it holds no work and is cleared instead of refused.
+
+        `sparse_scopes`: the task's declared `files:` scopes, for a sparse checkout of them
+        (worktrees/sparse.py); empty for a full checkout."""
         path = Path(os.path.abspath(path))
         start, merged_from = self._start_commit(task_id, base_sha, predecessors)
-        attempted = registered = False
+        sparse = sparse_checkout_for(self.project_root, start, sparse_scopes) if sparse_scopes else None
+        attempted = False
         try:
             with self._repo_lock():
                 if leftover_of is not None:
@@ -255,14 +261,15 @@ class WorktreeManager:
                 # `worktree add -b` creates the branch before it checks the path, so from here a
                 # failure may leave a branch that this call made.
                 attempted = True
-                git.add_worktree(self.project_root, path, branch, start, checkout=False)
-                registered = True
-                git.lock_worktree(self.project_root, path, lock_reason)
-            # The checkout is the slow part (perf-limits §1); outside the lock it runs in parallel.
+                git.add_worktree(self.project_root, path, branch, start, checkout=False, lock_reason=lock_reason)
+                if sparse is not None:
+                    git.set_sparse_checkout(path, sparse.patterns, cone=sparse.cone)
+            # The checkout is the slow part (perf-limits §1); outside the lock it runs in parallel
+            # with other tasks' set-up, while the worktree is already locked with our reason.
             git.checkout_worktree(path)
         except BaseException as exc:
             if attempted:
-                self._roll_back(path, branch, start, registered=registered)
+                self._roll_back(path, branch, start)
             if isinstance(exc, (GitError, OSError)):
                 raise WorktreeError(f"could not create worktree for task {task_id}: {exc}") from exc
             raise
@@ -284,12 +291,14 @@ class WorktreeManager:
         git.remove_worktree(self.project_root, path, force=True)
         git.prune_worktrees(self.project_root)
 
-    def _roll_back(self, path: Path, branch: str, start: str, *, registered: bool) -> None:
+    def _roll_back(self, path: Path, branch: str, start: str) -> None:
         """Undo what a failed create made: its registration, and its branch if still at `start`."""
         repo = self.project_root
         try:
             with self._repo_lock():
-                if registered:
+                # Nothing was registered at `path` before create's check under the lock, so an
+                # entry there now is ours, even when `worktree add` itself failed after making it.
+                if self._entry(path) is not None:
                     git.unlock_worktree(repo, path)
                     # --force: the files are our own fresh checkout, no agent has run in it yet.
                     git.remove_worktree(repo, path, force=True)

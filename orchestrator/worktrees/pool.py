@@ -16,12 +16,21 @@ Pool entries live in `<worktrees_root>-pool/<n>`, a sibling of the worktrees dir
 filesystem (so `git worktree move` is a rename), and outside the directory whose unknown children
 `WorktreeManager.orphans` reports. The list is `.gadugi/pool.json`, rewritten atomically under the
 repository's git lock, which also serializes the moves themselves.
+
+Warming (`warm_one`, run in the background by worktrees/warming.py while a run starts) adds fresh
+detached checkouts of the base. A warming entry is listed from the moment it is registered, marked
+with the warmer's pid, and the warmer holds its flock (`.gadugi/pool-warm-<slot>.lock`) until the
+checkout is complete and the worktree's lock reason says so. An `acquire` that finds no ready entry
+claims a warming one (unlisting it, so nobody else does), waits for that flock, and takes the
+worktree only if its lock reason then says ready: an entry left by a warmer killed mid-checkout is
+discarded there, or by `drain`, which removes everything under the pool directory.
 """
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -30,13 +39,14 @@ from orchestrator.errors import OrchestratorError, StateError
 from orchestrator.gitops import git
 from orchestrator.models import iso
 from orchestrator.state.atomic import read_json, write_json_atomic
-from orchestrator.state.locks import file_lock
+from orchestrator.state.locks import file_lock, is_held
 from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
 
 log = logging.getLogger(__name__)
 
 POOL_FILE = "pool.json"
 POOL_LOCK_REASON = "gadugi-pool: idle, recycled for the next task"
+WARMING_LOCK_REASON = "gadugi-pool: warming, not ready"
 # Ignored directories that are expensive to rebuild and that a task of the same repository almost
 # always wants again. Keeping them is the one way a recycled worktree differs from a fresh one: a
 # dependency installed (or modified) by the previous task is still there, possibly stale for the new
@@ -56,6 +66,7 @@ class PoolEntry(BaseModel):
     path: str
     released_at: str
     previous_branch: str | None = Field(default=None, description="Branch of the task that used it last.")
+    warming_pid: int | None = Field(default=None, description="Set while a warmer is still checking it out.")
 
 
 class PoolFile(BaseModel):
@@ -118,9 +129,9 @@ class WorktreePool:
     # -- public ----------------------------------------------------------------------------------
 
     def entries(self) -> list[Path]:
-        """Paths currently listed as pooled (not validated)."""
+        """Paths currently listed as pooled (not validated), but for entries whose warmer died."""
         with file_lock(self.manager.lock_path):
-            return [Path(e.path) for e in self._load().entries]
+            return [Path(e.path) for e in self._load().entries if not self._abandoned(e)]
 
     def acquire(
         self,
@@ -143,18 +154,26 @@ class WorktreePool:
         with file_lock(self.manager.lock_path):
             if git.branch_exists(repo, branch) or os.path.lexists(path):
                 return None
-            source = self._take_usable()
-            if source is None:
+            taken = self._take_usable()
+            if taken is None:
                 return None
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                git.unlock_worktree(repo, source)
-                git.move_worktree(repo, source, path)
-                git.lock_worktree(repo, path, lock_reason)
-            except (OrchestratorError, OSError) as exc:
-                log.warning("pooled worktree %s unusable, removing it: %s", source, exc)
-                self._discard(source)
+            source, warming = taken
+            if not warming and not self._move_in(source, path, lock_reason):
                 return None
+        if warming:
+            # Claimed, so ours alone; its warmer may still be writing files. Wait for it without
+            # the git lock (the warmer needs that to finish), then take it only if it finished.
+            with file_lock(self._warm_lock(source)):
+                pass
+            with file_lock(self.manager.lock_path):
+                entry = self._registered(source)
+                if entry is None or entry.lock_reason != POOL_LOCK_REASON or os.path.lexists(path):
+                    log.warning("warming of %s did not finish; creating a fresh worktree instead", source)
+                    if entry is not None:
+                        self._discard(source)
+                    return None
+                if not self._move_in(source, path, lock_reason):
+                    return None
         try:
             # Outside the lock: these touch only this worktree, and they are the slow part.
             self._reset(path, start_sha)
@@ -167,6 +186,49 @@ class WorktreePool:
                     log.warning("kept branch %s after failed recycle: it moved from %s", branch, start_sha)
             return None
         return CreatedWorktree(path=path, branch=branch, start_sha=start_sha, merged_from=tuple(merged_from))
+
+    def warm_one(self, start_sha: str) -> bool:
+        """Add one fresh detached checkout of `start_sha` to the pool; False when it is full.
+
+        Listed as warming from its registration on (so acquire can claim it and wait), ready once
+        checked out. Raises what the checkout raises, after removing the half-made entry."""
+        repo = self.manager.project_root
+        with ExitStack() as warming:
+            with file_lock(self.manager.lock_path):
+                state = self._load()
+                if self.size == 0 or sum(not self._abandoned(e) for e in state.entries) >= self.size:
+                    return False
+                slot = self._free_slot(state)
+                # Held until the checkout is done: a claimer waits on it, and the kernel lets go
+                # of it if we are killed, so the claimer never waits for a dead warmer.
+                warming.enter_context(file_lock(self._warm_lock(slot)))
+                git.info_exclude_add(repo, self._exclude_patterns())
+                self.pool_dir.mkdir(parents=True, exist_ok=True)
+                state.entries.append(PoolEntry(path=str(slot), released_at=iso(), warming_pid=os.getpid()))
+                self._save(state)
+                try:
+                    git.add_worktree(repo, slot, None, start_sha, checkout=False, lock_reason=WARMING_LOCK_REASON)
+                except OrchestratorError:
+                    self._unlist(slot)
+                    raise
+            try:
+                git.checkout_worktree(slot)
+            except BaseException:
+                with file_lock(self.manager.lock_path):
+                    self._unlist(slot)
+                    self._discard(slot)
+                raise
+            with file_lock(self.manager.lock_path):
+                # The lock reason is the mark of a finished checkout that a claimer trusts; the
+                # entry may be gone from the list already, claimed by a task waiting for it.
+                git.unlock_worktree(repo, slot)
+                git.lock_worktree(repo, slot, POOL_LOCK_REASON)
+                state = self._load()
+                for item in state.entries:
+                    if os.path.realpath(item.path) == os.path.realpath(slot):
+                        item.warming_pid = None
+                self._save(state)
+        return True
 
     def release(self, path: Path) -> bool:
         """Put the finished task's worktree at `path` into the pool; True when pooled.
@@ -246,25 +308,55 @@ class WorktreePool:
             (gitdir / "logs" / "HEAD").unlink(missing_ok=True)
         git.set_orig_head(path, start_sha)
 
-    def _take_usable(self) -> Path | None:
-        """Pop the first pool entry that is still a registered, existing worktree (under the lock)."""
+    def _move_in(self, source: Path, path: Path, lock_reason: str) -> bool:
+        """Move a taken pool entry to the task's path, locked for it (under the git lock)."""
+        repo = self.manager.project_root
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            git.unlock_worktree(repo, source)
+            git.move_worktree(repo, source, path)
+            git.lock_worktree(repo, path, lock_reason)
+        except (OrchestratorError, OSError) as exc:
+            log.warning("pooled worktree %s unusable, removing it: %s", source, exc)
+            self._discard(source)
+            return False
+        return True
+
+    def _take_usable(self) -> tuple[Path, bool] | None:
+        """Pop the first ready pool entry that is still a registered, existing worktree, else the
+        first warming one; with whether it is still warming (under the lock)."""
         state = self._load()
         if not state.entries:
             return None
         registered = {os.path.realpath(e.path): e for e in git.list_worktrees(self.manager.project_root)}
-        chosen: Path | None = None
-        keep: list[PoolEntry] = []
+        usable: list[PoolEntry] = []
         for item in state.entries:
             wt = registered.get(os.path.realpath(item.path))
-            if chosen is None and wt is not None and not wt.prunable and Path(item.path).is_dir():
-                chosen = Path(item.path)
+            if self._abandoned(item):
+                if wt is not None:
+                    self._discard(Path(item.path))
+            elif item.warming_pid is not None:
+                usable.append(item)  # still being checked out: a claimer waits for it
             elif wt is not None and not wt.prunable and Path(item.path).is_dir():
-                keep.append(item)
+                usable.append(item)
             elif wt is not None:  # registered but its directory is gone: drop the registration
                 self._discard(Path(item.path))
-        state.entries = keep
+        chosen = next((i for i in usable if i.warming_pid is None), usable[0] if usable else None)
+        state.entries = [i for i in usable if i is not chosen]
         self._save(state)
-        return chosen
+        return None if chosen is None else (Path(chosen.path), chosen.warming_pid is not None)
+
+    def _unlist(self, path: Path) -> None:
+        state = self._load()
+        state.entries = [e for e in state.entries if os.path.realpath(e.path) != os.path.realpath(path)]
+        self._save(state)
+
+    def _abandoned(self, item: PoolEntry) -> bool:
+        """Listed as warming while nobody holds its flock: its warmer was killed mid-way."""
+        return item.warming_pid is not None and not is_held(self._warm_lock(Path(item.path)))
+
+    def _warm_lock(self, slot: Path) -> Path:
+        return self.state_path.parent / f"pool-warm-{slot.name}.lock"
 
     def _discard(self, path: Path) -> None:
         """Remove a worktree of ours (pooled, or just recycled and not yet handed over)."""

@@ -7,6 +7,10 @@ export type Path = string;
  */
 export type PreviousBranch = string | null;
 export type ReleasedAt = string;
+/**
+ * Set while a warmer is still checking it out.
+ */
+export type WarmingPid = number | null;
 export type Entries = PoolEntry[];
 export type Version = number;
 
@@ -18,4 +22,5 @@ export interface PoolEntry {
   path: Path;
   previous_branch?: PreviousBranch;
   released_at: ReleasedAt;
+  warming_pid?: WarmingPid;
 }

@@ -106,6 +106,10 @@ export type SandboxWrite = string[];
  */
 export type Setup = string | null;
 /**
+ * Declared `files:` scopes to check out sparsely (--sparse); empty = full.
+ */
+export type SparseScopes = string[];
+/**
  * Seconds of no sign of life before a stall.
  */
 export type StallTimeout = number | null;
@@ -190,6 +194,7 @@ export interface TaskRequest {
   sandbox?: Sandbox;
   sandbox_write?: SandboxWrite;
   setup?: Setup;
+  sparse_scopes?: SparseScopes;
   stall_timeout?: StallTimeout;
   start_sha?: StartSha;
   task_dir: TaskDir;

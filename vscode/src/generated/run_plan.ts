@@ -121,6 +121,10 @@ export type Scheduler = string | null;
  */
 export type Setup = string | null;
 /**
+ * Sparse worktrees of the `files:` scopes prompts declare.
+ */
+export type Sparse = boolean;
+/**
  * None turns stall detection off.
  */
 export type StallTimeoutSeconds = number | null;
@@ -274,6 +278,7 @@ export interface OrchestrationConfig {
   sandbox_write?: SandboxWrite;
   scheduler?: Scheduler;
   setup?: Setup;
+  sparse?: Sparse;
   stall_timeout_seconds?: StallTimeoutSeconds;
   task_timeout_seconds?: TaskTimeoutSeconds;
   teardown?: Teardown;
