@@ -290,7 +290,7 @@ def start_worker(address: str, home: Path, path_with: str, log: Path, name: str)
     env.update(HOME=str(home), PATH=path_with, FAKE_CLAUDE_LOG=str(log))
     return subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
-         "--resources", "agent=1", "--name", name, "--no-dashboard", "--local-directory", str(home / "dask")],
+         "--resources", "agent=1", "--name", name, "--no-dashboard", "--no-nanny", "--local-directory", str(home / "dask")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
