@@ -27,6 +27,14 @@ def launchers_of(pid: int) -> list[psutil.Process]:
             if LAUNCHER_MODULE in " ".join(child.cmdline())]
 
 
+def the_launcher_of(pid: int) -> psutil.Process:
+    """`pid`'s one launcher child, once it is the only one: under load its command line can read
+    empty for a moment after the start, and an earlier test's launcher may still be exiting."""
+    wait_until(lambda: len(launchers_of(pid)) == 1, "exactly one launcher among our children")
+    (launcher,) = launchers_of(pid)
+    return launcher
+
+
 def request_for(repo: Path, tmp_path: Path, task_id: str, directive: str) -> TaskRequest:
     prompt = tmp_path / f"{task_id}.md"
     prompt.write_text(f"# {task_id}\nfake-claude: {directive}\n")
@@ -51,7 +59,7 @@ def test_a_forked_workflow_manager_is_a_task_like_any_other(make_repo, path_with
     request = request_for(repo, tmp_path, "t", f"slow until={go}")
     backend = LocalBackend(dict(os.environ, PATH=path_with), project_root=repo)
     try:
-        (launcher,) = launchers_of(os.getpid())
+        launcher = the_launcher_of(os.getpid())
         wait_until(lambda: Path(launcher.cwd()) == repo, "the launcher among the project's processes")
         pid, create_time = backend.submit(request)
         assert pid is not None and create_time
@@ -100,7 +108,7 @@ def test_losing_the_launcher_loses_no_task(make_repo, path_with: str, tmp_path: 
         running = request_for(repo, tmp_path, "running", f"slow until={go}")
         pid, _ = backend.submit(running)
         assert pid is not None
-        (launcher,) = launchers_of(os.getpid())
+        launcher = the_launcher_of(os.getpid())
         launcher.kill()
         launcher.wait()
         go.touch()
