@@ -26,8 +26,14 @@ def pids_from_log(log: Path) -> set[int]:
 
 
 def assert_gone(pids: set[int]) -> None:
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:  # gone, also when it went between the look-up and the read
+            return False
+
     def alive() -> set[int]:
-        return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+        return {p for p in pids if running(p)}
 
     wait_until(lambda: not alive(), f"every process gone (alive: {alive()})")
 
