@@ -142,3 +142,22 @@ def wait_until(predicate: Callable[[], object], what: str = "condition", timeout
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not reached"
         time.sleep(POLL)
+
+
+# The longest tests, by measured wall time, go first: pytest-xdist hands tests out in collection
+# order, so the VS Code suite (code-server and Chromium, a minute or more in one worker) and the
+# other long runs overlap the many short tests instead of starting last with a worker idle.
+_LONGEST_FIRST = (
+    "tests/test_vscode_extension.py",
+    "tests/test_dask_backend.py",
+    "tests/integration/",
+    "tests/test_torture.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid
+        return next((i for i, prefix in enumerate(_LONGEST_FIRST) if path.startswith(prefix)), len(_LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each group is kept

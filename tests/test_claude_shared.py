@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from cli_in_process import run_in_process
 from conftest import git
 
 IDS = ("a", "b", "c", "d")
@@ -35,10 +35,9 @@ def user_home(tmp_path: Path, *, mcp_servers: int = 0, subscription: bool = Fals
 
 
 def orchestrator(repo: Path, path_with: str, home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_CODE_"))}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("ANTHROPIC_", "CLAUDE_CODE_"))}
     env.update(PATH=path_with, HOME=str(home), **extra_env)
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return run_in_process(repo, args, env)
 
 
 def warnings(proc: subprocess.CompletedProcess[str], word: str) -> list[str]:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,29 +43,64 @@ EIGHT = {
 }
 
 
-@pytest.fixture
-def proc_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    """Two worker processes with two agent slots each; workers inherit this environment, as
-    real ones have their own (here: where the fake claude logs)."""
-    monkeypatch.setenv("FAKE_CLAUDE_LOG", str(tmp_path / "agents.log"))
+@contextmanager
+def started_cluster(agent_log: Path, local_directory: Path) -> Iterator[Any]:
+    """Two worker processes with two agent slots each; workers inherit the environment they are
+    started in, as real ones have their own (here: where the fake claude logs)."""
     # The nanny sets these in our own environment whenever it spawns a worker (a restart too).
     spawned = [*(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}), "__DASK_PARENT_PID",
-               "PYTHONHASHSEED"]
+               "PYTHONHASHSEED", "FAKE_CLAUDE_LOG"]
     saved = {name: os.environ.get(name) for name in spawned}
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = distributed.LocalCluster(
-            processes=True, n_workers=2, threads_per_worker=2, resources={"agent": 2},
-            dashboard_address=None, local_directory=str(tmp_path / "dask"),
-        )
-    try:
-        yield cluster
-    finally:
-        cluster.close()
+
+    def restore() -> None:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    os.environ["FAKE_CLAUDE_LOG"] = str(agent_log)
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = distributed.LocalCluster(
+                processes=True, n_workers=2, threads_per_worker=2, resources={"agent": 2},
+                dashboard_address=None, local_directory=str(local_directory),
+            )
+    finally:
+        restore()  # the workers have theirs; a test after this starts from our own again
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        restore()  # a worker the nanny restarted meanwhile set them again
+
+
+@pytest.fixture(scope="module")
+def _shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    """One cluster for the tests that leave its workers alive: starting one costs ~2 s of CPU.
+    Its agents log to a link that each test points at its own log."""
+    where = tmp_path_factory.mktemp("dask-cluster")
+    with started_cluster(where / "agents.log", where / "dask") as cluster:
+        yield cluster, where / "agents.log"
+
+
+@pytest.fixture
+def proc_cluster(_shared_cluster: tuple[Any, Path], tmp_path: Path) -> Iterator[Any]:
+    """The shared cluster, its agents logging to this test's `tmp_path / "agents.log"`."""
+    cluster, link = _shared_cluster
+    link.unlink(missing_ok=True)
+    link.symlink_to(tmp_path / "agents.log")
+    with distributed.Client(cluster, set_as_default=False) as client:
+        assert len(client.scheduler_info()["workers"]) == 2, "a test before this one lost a worker"
+    yield cluster
+    link.unlink()
+
+
+@pytest.fixture
+def own_proc_cluster(tmp_path: Path) -> Iterator[Any]:
+    """A cluster of this test's own, for one that kills a worker."""
+    with started_cluster(tmp_path / "agents.log", tmp_path / "dask") as cluster:
+        yield cluster
 
 
 def prompts(repo: Path, specs: dict[str, tuple[str, str]]) -> list[Path]:
@@ -128,8 +164,9 @@ def test_eight_prompts_same_branches_as_local(where: str, make_repo, path_with: 
     print(f"\n[{where}] local {local_wall:.2f}s, dask {dask_wall:.2f}s for 8 tasks")
 
 
-def test_worker_killed_mid_task_is_lost_then_retried(proc_cluster: Any, make_repo, path_with: str,
+def test_worker_killed_mid_task_is_lost_then_retried(own_proc_cluster: Any, make_repo, path_with: str,
                                                      tmp_path: Path) -> None:
+    proc_cluster = own_proc_cluster
     repo = make_repo()
     log = tmp_path / "agents.log"
     specs = {"slow": ("", "slow seconds=4"), "x": ("", "commit"), "y": ("depends_on: [x]", "commit")}
@@ -253,7 +290,7 @@ def start_worker(address: str, home: Path, path_with: str, log: Path, name: str)
     env.update(HOME=str(home), PATH=path_with, FAKE_CLAUDE_LOG=str(log))
     return subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
-         "--resources", "agent=1", "--name", name, "--no-dashboard", "--local-directory", str(home / "dask")],
+         "--resources", "agent=1", "--name", name, "--no-dashboard", "--no-nanny", "--local-directory", str(home / "dask")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 

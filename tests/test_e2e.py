@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_in_process import run_in_process
 from conftest import git
 
 REQUIRED_PROCESS_KEYS = {
@@ -26,16 +27,19 @@ def write_prompt(repo: Path, name: str, front: str, body: str) -> Path:
     return path
 
 
-def run_cli(repo: Path, path_env: str, *args: str, log: Path | None = None,
+def run_cli(repo: Path, path_env: str, *args: str, log: Path | None = None, own_process: bool = False,
             timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PATH=path_env)
+    """`orchestrator ARGS` in `repo`, in this process unless `own_process` (the CLI's own
+    interpreter: `python -m orchestrator`, as run_orchestrator.sh starts it)."""
+    env = {"PATH": path_env}
     if args and args[0] in ("run", "resume") and "--launch-stagger" not in args:
         args = (args[0], "--launch-stagger", "0", *args[1:])  # tests need no pacing between fake agents
     if log is not None:
         env["FAKE_CLAUDE_LOG"] = str(log)
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    if not own_process:
+        return run_in_process(repo, args, env)
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def peak_concurrency(spans: Mapping[str, Sequence[float]]) -> int:
@@ -72,7 +76,8 @@ def six_prompt_repo(make_repo) -> Path:
 def test_six_prompts_dependencies_and_conflict(six_prompt_repo: Path, path_with: str, tmp_path: Path) -> None:
     repo = six_prompt_repo
     log = tmp_path / "agents.log"
-    proc = run_cli(repo, path_with, "run", *[f"prompts/{n}.md" for n in "abcdef"], "--max-parallel", "3", "--json", log=log)
+    proc = run_cli(repo, path_with, "run", *[f"prompts/{n}.md" for n in "abcdef"], "--max-parallel", "3", "--json", log=log,
+                   own_process=True)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     result = json.loads(proc.stdout)
     assert result["total_tasks"] == 6 and result["successful_tasks"] == 6 and result["failed_tasks"] == 0

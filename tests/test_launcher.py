@@ -23,9 +23,18 @@ LAUNCHER_MODULE = "orchestrator.task.forkserver"
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 
-def launchers_of(pid: int) -> list[psutil.Process]:
+def launchers_of(pid: int, repo: Path) -> list[psutil.Process]:
+    """`pid`'s launcher children serving `repo` (the suite's worker may hold others' launchers)."""
     return [child for child in psutil.Process(pid).children()
-            if LAUNCHER_MODULE in " ".join(child.cmdline())]
+            if LAUNCHER_MODULE in (line := " ".join(child.cmdline())) and f"--chdir {repo}" in line]
+
+
+def the_launcher_of(pid: int, repo: Path) -> psutil.Process:
+    """`pid`'s one launcher for `repo`, once it is the only one: under load its command line can
+    read empty for a moment after the start."""
+    wait_until(lambda: len(launchers_of(pid, repo)) == 1, "exactly one launcher for the repository")
+    (launcher,) = launchers_of(pid, repo)
+    return launcher
 
 
 def request_for(repo: Path, tmp_path: Path, task_id: str, directive: str) -> TaskRequest:
@@ -52,7 +61,7 @@ def test_a_forked_workflow_manager_is_a_task_like_any_other(make_repo, path_with
     request = request_for(repo, tmp_path, "t", f"slow until={go}")
     backend = LocalBackend(dict(os.environ, PATH=path_with), project_root=repo)
     try:
-        (launcher,) = launchers_of(os.getpid())
+        launcher = the_launcher_of(os.getpid(), repo)
         wait_until(lambda: Path(launcher.cwd()) == repo, "the launcher among the project's processes")
         pid, create_time = backend.submit(request)
         assert pid is not None and create_time
@@ -67,7 +76,7 @@ def test_a_forked_workflow_manager_is_a_task_like_any_other(make_repo, path_with
         assert request.result_path.exists()
     finally:
         backend.close()
-    assert not launchers_of(os.getpid()), "closing the backend ends the launcher"
+    assert not launchers_of(os.getpid(), repo), "closing the backend ends the launcher"
 
 
 def test_exit_statuses_are_reported_as_a_spawn_would_give_them(tmp_path: Path) -> None:
@@ -101,7 +110,7 @@ def test_losing_the_launcher_loses_no_task(make_repo, path_with: str, tmp_path: 
         running = request_for(repo, tmp_path, "running", f"slow until={go}")
         pid, _ = backend.submit(running)
         assert pid is not None
-        (launcher,) = launchers_of(os.getpid())
+        launcher = the_launcher_of(os.getpid(), repo)
         launcher.kill()
         launcher.wait()
         go.touch()

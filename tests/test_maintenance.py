@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 
+from cli_in_process import run_in_process
 from conftest import git
 from test_e2e import run_cli, write_prompt
 from test_reliability import assert_gone, pids_from_log, start_orchestrator, started, wait_for
 
 
 def cli(repo: Path, path_env: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, env=dict(os.environ, PATH=path_env),
-                          capture_output=True, text=True, timeout=60)
+    return run_in_process(repo, args, {"PATH": path_env})
 
 
 def test_cancel_one_task_of_a_running_run(make_repo, path_with: str, tmp_path: Path) -> None:

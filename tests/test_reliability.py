@@ -26,8 +26,14 @@ def pids_from_log(log: Path) -> set[int]:
 
 
 def assert_gone(pids: set[int]) -> None:
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:  # gone, also when it went between the look-up and the read
+            return False
+
     def alive() -> set[int]:
-        return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+        return {p for p in pids if running(p)}
 
     wait_until(lambda: not alive(), f"every process gone (alive: {alive()})")
 
@@ -231,9 +237,7 @@ def test_kill_9_then_resume_runs_every_task_exactly_once(make_repo, path_with: s
     proc.communicate()
     # Corrupt the registry as a crash mid-write might have: it is rebuilt from the journal.
     (repo / ".gadugi" / "monitoring" / "process_registry.json").write_text('{"processes": {"a": ')
-    env = dict(os.environ, PATH=path_with, FAKE_CLAUDE_LOG=str(log))
-    resumed = subprocess.run([sys.executable, "-m", "orchestrator", "resume", "--json", "--launch-stagger", "0"],
-                             cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    resumed = run_cli(repo, path_with, "resume", "--json", log=log)
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout[-3000:]
     tasks = tasks_of(resumed.stdout)
     assert {t["status"] for t in tasks.values()} == {"completed"}, tasks

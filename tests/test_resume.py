@@ -295,10 +295,13 @@ def test_a_stop_sent_while_the_workflow_manager_starts_is_not_lost(make_repo, pa
         interrupt_timeout=0.3, terminate_timeout=0.3,
     )
     backend = LocalBackend(dict(os.environ, PATH=path_with))
-    backend.submit(request)
-    backend.cancel("t", timeout=True)
-    while (event := backend.events.get(timeout=60)).kind != "exit":
-        pass
+    try:
+        backend.submit(request)
+        backend.cancel("t", timeout=True)
+        while (event := backend.events.get(timeout=60)).kind != "exit":
+            pass
+    finally:
+        backend.close()  # its launcher, else left running in the suite's worker
     assert event.data["returncode"] == 0, "the WorkflowManager ended on its own terms"
     result = load_task_result(request.result_path, 1)
     assert result is not None and result.status == TaskStatus.TIMEOUT
