@@ -171,7 +171,9 @@ def test_the_cli_run_starts_one_launcher_and_every_task_forks_from_it(
             return [p["wm_pid"] for p in processes.values() if p.get("wm_pid")]
 
         wait_until(lambda: len(wm_pids()) == 2, "both WorkflowManagers started")
-        (launcher,) = launchers_of(cli.pid)
+        launcher = the_launcher_of(cli.pid, repo)
+        assert [c.pid for c in psutil.Process(cli.pid).children() if c.pid != launcher.pid
+                and LAUNCHER_MODULE in " ".join(c.cmdline())] == [], "a second launcher"
         assert {psutil.Process(pid).ppid() for pid in wm_pids()} == {launcher.pid}
         go.touch()
         out, err = cli.communicate(timeout=180)
