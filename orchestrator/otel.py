@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_NAME = "gadugi-orchestrator"
 EXPORT_TIMEOUT = 5.0  # seconds for one export request, unless OTEL_EXPORTER_OTLP_TIMEOUT says otherwise
-CLOSE_TIMEOUT = 5.0  # seconds the last spans get at the end of the process
+# Seconds the last spans get at the end of the process: far more than a reachable collector
+# needs, and what an unreachable one costs (the exporter's retries are cut off then).
+CLOSE_TIMEOUT = 2.0
 MAX_QUEUE = 4096  # spans waiting for export; beyond this new ones are dropped, never blocking the run
 QUIET_AFTER_FAILURE = 10.0  # seconds exports are skipped after one failed, so a dead collector costs nothing
 
@@ -61,6 +63,7 @@ class _Forgiving(SpanExporter):
         self.where = where
         self.warned = False
         self._quiet_until = 0.0
+        self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if time.monotonic() < self._quiet_until:
@@ -71,10 +74,16 @@ class _Forgiving(SpanExporter):
             result = SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
             self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE
-            if not self.warned:
-                self.warned = True
-                log.warning("trace export to %s failed; the run goes on (later failures are not reported)", self.where)
+            self.warn("failed")
         return result
+
+    def warn(self, what: str) -> None:
+        """The one warning of this process about its exports."""
+        with self._lock:
+            if self.warned:
+                return
+            self.warned = True
+        log.warning("trace export to %s %s; the run goes on (later failures are not reported)", self.where, what)
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -126,7 +135,12 @@ class Tracing:
                 finished.set()
 
         threading.Thread(target=flush, daemon=True, name="trace-flush").start()
-        return finished.wait(timeout) and not self.exporter.warned
+        if finished.wait(timeout):
+            return not self.exporter.warned
+        # Still retrying an unreachable collector: its shutdown ends the retries' waits at once.
+        self.exporter.warn(f"did not finish within {timeout:g}s")
+        self.exporter.shutdown()
+        return False
 
 
 def ref(span: Span) -> SpanRef:

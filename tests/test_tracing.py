@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -13,7 +15,8 @@ from pathlib import Path
 from conftest import wait_until
 from otlp_receiver import STATUS_ERROR, ReceivedSpan, Receiver, otlp_receiver
 from test_e2e import write_prompt
-from test_reliability import FAST, tasks_of
+from test_reliability import FAST, started, tasks_of
+from test_resume import kill_leftovers
 
 PHASES = {"setup", "agent", "commit", "report"}  # every attempt that ran its agent has these
 
@@ -105,3 +108,120 @@ def test_a_run_is_one_trace_across_processes(make_repo, path_with: str, tmp_path
     assert PHASES <= set(children(received, o_attempts[1])) | {"commit", "report"}
     assert [s.parent_id for s in received.named("merge_check")] == [run.span_id]
     assert all(s.parent_id in received.by_id() for s in received.spans if s is not run), "no orphans"
+
+
+def test_a_dask_workers_workflow_managers_join_the_trace(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    write_prompt(repo, "b.md", "id: b\ndepends_on: [a]", "# B\nfake-claude: commit")
+    with otlp_receiver() as received:
+        proc = run_traced(repo, path_with, "run", "a", "b", "--json", "--backend", "dask-local", "--otel",
+                          env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{received.endpoint}/v1/traces"})
+        assert proc.returncode == 0, proc.stderr
+        wait_until(lambda: received.named("run"), "the run's spans")
+    assert len({s.trace_id for s in received.spans}) == 1
+    tasks = {tid: spans[0] for tid, spans in task_spans(received).items()}
+    for tid in ("a", "b"):
+        (attempt,) = attempts_of(received, tasks[tid]).values()
+        assert PHASES <= set(children(received, attempt)), f"{tid}: the worker's WorkflowManager exported its phases"
+    assert tasks["b"].links == [tasks["a"].span_id]
+
+
+def test_kill_9_then_resume_keeps_one_trace(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo()
+    go = tmp_path / "go"
+    write_prompt(repo, "done.md", "id: done", "# D\nfake-claude: commit")
+    write_prompt(repo, "w.md", "id: w", f"# W\nfake-claude: slow until={go}")
+    log = tmp_path / "agents.log"
+    with otlp_receiver() as received:
+        env = _env(path_with, {"OTEL_EXPORTER_OTLP_ENDPOINT": received.endpoint}, log)
+        first = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", "done", "w", "--launch-stagger", "0",
+                                  *FAST], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run_dir: Path | None = None
+        try:
+            wait_until(lambda: "w" in started(log), "w's agent started")
+            run_dir = next((repo / ".gadugi" / "runs").iterdir())
+            wait_until(lambda: (run_dir / "tasks" / "done" / "result.json").exists(), "done finished")
+            first.send_signal(signal.SIGKILL)
+            first.communicate()
+            # w's WorkflowManager outlives the kill; the resumed run attaches to it, then it finishes.
+            resumed = subprocess.Popen([sys.executable, "-m", "orchestrator", "resume", "--json"], cwd=repo, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            wait_until(lambda: "attached w" in (run_dir / "orchestrator.log").read_text(), "the resume attached w")
+            go.touch()
+            out, err = resumed.communicate(timeout=90)
+            assert resumed.returncode == 0, err
+            assert tasks_of(out)["w"]["status"] == "completed"
+        finally:
+            go.touch()
+            kill_leftovers(repo)
+        wait_until(lambda: received.named("resume"), "the resumed run's spans")
+    records = journal(repo)
+    started_at = next(r for r in records if r["event"] == "run_started")
+    resumed_at = next(r for r in records if r["event"] == "run_resumed")
+    assert resumed_at["trace_id"] == started_at["trace_id"]
+    assert {s.trace_id for s in received.spans} == {started_at["trace_id"]}, "both processes, one trace"
+    (resume,) = received.named("resume")
+    assert resume.parent_id == started_at["trace_span_id"], "the resumed segment hangs under the run's first root"
+    # The attempt the killed orchestrator started is made again, with the id its WorkflowManager
+    # was given, so the phases that process exported have their parent.
+    (w_task,) = task_spans(received)["w"]
+    assert w_task.parent_id == resume.span_id
+    (w_attempt,) = attempts_of(received, w_task).values()
+    assert PHASES <= set(children(received, w_attempt))
+    assert "attached" in w_attempt.event_names()
+
+
+def _shim(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory that, first on PYTHONPATH, makes `import opentelemetry` fail in every process
+    of a run, and notes each process that tried."""
+    shim, marker = tmp_path / "shim", tmp_path / "imported"
+    (shim / "opentelemetry").mkdir(parents=True)
+    (shim / "opentelemetry" / "__init__.py").write_text(
+        f"import os\nopen({str(marker)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        "raise ImportError('No module named opentelemetry (a test shim)')\n")
+    return shim, marker
+
+
+def test_nothing_imports_opentelemetry_when_tracing_is_off(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    write_prompt(repo, "b.md", "id: b\ndepends_on: [a]", "# B\nfake-claude: commit")
+    shim, marker = _shim(tmp_path)
+    proc = run_traced(repo, path_with, "run", "a", "b", "--json", "--launch-stagger", "0",
+                      env={"PYTHONPATH": str(shim)})
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists(), "no process of the run (orchestrator, launcher, WorkflowManagers) imported it"
+    assert "TRACEPARENT" not in (next((repo / ".gadugi" / "runs").iterdir()) / "tasks" / "a" / "request.json").read_text()
+
+
+def test_otel_without_the_package_is_one_line(make_repo, path_with: str, tmp_path: Path) -> None:
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    shim, marker = _shim(tmp_path)
+    proc = run_traced(repo, path_with, "run", "a", "--otel", env={"PYTHONPATH": str(shim)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: --otel needs the OpenTelemetry packages: pip install 'gadugi-orchestrator[otel]'"]
+    assert marker.exists() and not (repo / ".gadugi" / "runs").exists(), "it looked, and started nothing"
+    # The standard variables alone may be meant for other programs: a warning, and the run goes on.
+    proc = run_traced(repo, path_with, "run", "a", "--json", "--launch-stagger", "0",
+                      env={"PYTHONPATH": str(shim), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'gadugi-orchestrator[otel]'" in proc.stderr
+
+
+def test_a_collector_that_is_down_costs_the_run_nothing(make_repo, path_with: str) -> None:
+    repo = make_repo()
+    write_prompt(repo, "a.md", "id: a", "# A\nfake-claude: commit")
+    write_prompt(repo, "b.md", "id: b\ndepends_on: [a]", "# B\nfake-claude: commit")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = run_traced(repo, path_with, "run", "a", "b", "--json", "--launch-stagger", "0",
+                      env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
+    assert proc.returncode == 0, proc.stderr
+    assert {t["status"] for t in tasks_of(proc.stdout).values()} == {"completed"}
+    warnings = [line for line in proc.stderr.splitlines() if "trace" in line.lower()]
+    assert len(warnings) == 1 and warnings[0].startswith("trace export to"), proc.stderr
+    assert not any("Traceback" in line or "opentelemetry" in line for line in proc.stderr.splitlines()), proc.stderr

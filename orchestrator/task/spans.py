@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.tracing import TRACEPARENT, SpanRef, sdk_missing, switched_off
 
+# Seconds this process waits for its last spans to go at its end: a reachable collector takes
+# milliseconds; an unreachable one would otherwise hold up every task's end by the exporter's retries.
+CLOSE_TIMEOUT = 1.0
+
 if TYPE_CHECKING:
     from orchestrator.otel import Span, Tracing
 
@@ -73,7 +77,7 @@ class PhaseSpans:
         if self.round is not None:
             self.round.end()
             self.round = None
-        self.tracing.close()
+        self.tracing.close(CLOSE_TIMEOUT)
 
     def _end_phase(self) -> None:
         if self.current is not None:
