@@ -35,7 +35,7 @@ CLOSE_TIMEOUT = 2.0
 MAX_QUEUE = 4096  # spans waiting for export; beyond this new ones are dropped, never blocking the run
 QUIET_AFTER_FAILURE = 10.0  # seconds exports are skipped after one failed, so a dead collector costs nothing
 
-__all__ = ["Span", "Status", "StatusCode", "Tracing"]
+__all__ = ["Span", "Tracing", "fail", "preload"]
 
 
 class _RunIds(IdGenerator):
@@ -143,10 +143,10 @@ class Tracing:
         return False
 
 
-def ref(span: Span) -> SpanRef:
-    """A live span's ids, to hand to another process."""
-    context = span.get_span_context()
-    return SpanRef(format(context.trace_id, "032x"), format(context.span_id, "016x"))
+def preload() -> None:
+    """Import what the exporter imports only when one is made (its HTTP stack), by making one: for
+    a process that forks many traced ones. It starts no thread and sends nothing."""
+    OTLPSpanExporter(timeout=EXPORT_TIMEOUT).shutdown()
 
 
 def fail(span: Span, description: str | None) -> None:

@@ -60,7 +60,7 @@ class LocalBackend:
         self._lock = threading.Lock()
         # Started now unless the caller started it earlier, so its imports overlap the run's own
         # start rather than the first launch.
-        self._launcher = launcher or Launcher.start(python, env, home=project_root)
+        self._launcher = launcher or Launcher.start(python, env, home=project_root, traced=trace is not None)
 
     def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         request.task_dir.mkdir(parents=True, exist_ok=True)

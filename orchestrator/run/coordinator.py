@@ -206,7 +206,7 @@ class OrchestratorCoordinator:
     def orchestrate(self, prompts: Sequence[str | os.PathLike[str]], *,
                     observer: Observer | None = None) -> OrchestrationResult:
         traced = self._traced()
-        with self._launcher_started_early() as launcher:
+        with self._launcher_started_early(traced) as launcher:
             return self._orchestrate(prompts, observer, launcher, traced)
 
     def _traced(self) -> bool:
@@ -263,13 +263,14 @@ class OrchestratorCoordinator:
             lock.release()
 
     @contextmanager
-    def _launcher_started_early(self) -> Iterator[Launcher | None]:
+    def _launcher_started_early(self, traced: bool) -> Iterator[Launcher | None]:
         """The local backend forks WorkflowManagers from a launcher that imports our code once;
         started here, its imports overlap planning and the run's set-up instead of delaying the
         first task. The backend takes it over; if the run never gets that far it ends here."""
         launcher = None
         if self.config.backend == "local":
-            launcher = Launcher.start(sys.executable, self.config.environment(), home=self.project_root)
+            launcher = Launcher.start(sys.executable, self.config.environment(), home=self.project_root,
+                                      traced=traced)
         try:
             yield launcher
         finally:
@@ -340,7 +341,7 @@ class OrchestratorCoordinator:
             raise StateError(f"run {target.run_id} finished at {target.finished_at}; nothing to resume")
         self.config = self.resumed_config(target, overrides or {})
         traced = self._traced()
-        with self._launcher_started_early() as launcher:
+        with self._launcher_started_early(traced) as launcher:
             return self._resume(target, observer, overrides, launcher, traced)
 
     def _resume(self, target: ResumeTarget, observer: Observer | None, overrides: Mapping[str, Any] | None,
