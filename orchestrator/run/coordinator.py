@@ -370,7 +370,7 @@ class OrchestratorCoordinator:
             found = inspect_tasks(target.run_dir, plan, registry.snapshot(), self.project_root)
             apply(found, registry)
             return self._execute(ctx, plan, registry, journal, observer, recovery=found, launcher=launcher,
-                                 trace=trace, resumed=target.trace is not None and trace == target.trace)
+                                 trace=trace, resumed=trace is not None and target.trace is not None)
         finally:
             lock.release()
 
