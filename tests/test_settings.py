@@ -71,7 +71,7 @@ def test_every_option_from_every_source(tmp_path: Path, setting) -> None:
         "claude_config": ("shared", "shared"),
         "sandbox_write": ("~/.cache/pip", ["~/.cache/pip"]),
         "allowed_domains": ("pypi.org,files.pythonhosted.org", ["pypi.org", "files.pythonhosted.org"]),
-        "scheduler": ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+        "scheduler": ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"), "otel": ("true", True),
     }
     text, expected = samples[setting.key]
     assert resolve_settings(tmp_path, {}, {setting.env: text}).values[setting.key].value == expected

@@ -47,6 +47,7 @@ from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.state.locks import file_lock
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import TaskRequest
+from orchestrator.tracing import SpanRef, exporter_env, handoff_env
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,13 @@ class DaskBackend:
         n_workers: int = 1,
         forward_env: list[str] | None = None,
         remote: str | None = None,
+        trace: SpanRef | None = None,
     ) -> None:
         distributed = import_distributed()
         if not local and not address:
             raise InputError("--backend dask needs --scheduler tcp://HOST:8786 (or use --backend dask-local)")
         self.env = env
+        self.trace = trace
         self.local = local
         self.project_root = Path(project_root)
         self.redactor = Redactor.from_env(env)
@@ -103,6 +106,8 @@ class DaskBackend:
             self.forwarded = dict(env)
         else:
             self.forwarded = {k: env[k] for k in (forward_env or []) if k in env}
+            if trace is not None:  # the worker's WorkflowManagers export to the same collector
+                self.forwarded.update(exporter_env(env))
         self.events: queue.Queue[BackendEvent] = queue.Queue()
         self._attempts: dict[str, _Attempt] = {}  # by Dask key
         self._by_task: dict[str, str] = {}  # task id -> key of its running attempt
@@ -172,7 +177,7 @@ class DaskBackend:
             from_remote=shipment.from_remote,
             branch_tip=shipment.branch_tip,
             known=shipment.known,
-            env=self.forwarded,
+            env=handoff_env(self.forwarded, self.trace, request.task_id, request.attempt),
             keep_pids=self.local,
         )
         with self._lock:

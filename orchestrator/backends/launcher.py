@@ -51,9 +51,11 @@ class Launcher:
         threading.Thread(target=self._read, daemon=True, name="wm-launcher").start()
 
     @classmethod
-    def start(cls, python: str, env: Mapping[str, str], *, home: Path | None = None) -> Launcher | None:
+    def start(cls, python: str, env: Mapping[str, str], *, home: Path | None = None,
+              traced: bool = False) -> Launcher | None:
         """Start it from PACKAGE_PARENT (where `-m` finds our package); it then moves to `home`,
-        the project, so whoever lists the project's processes finds it among them."""
+        the project, so whoever lists the project's processes finds it among them. `traced`:
+        it imports the OpenTelemetry SDK once too, for every WorkflowManager it forks."""
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except (AttributeError, OSError):
@@ -63,7 +65,7 @@ class Launcher:
             # what the tasks get; the launcher just ends with the orchestrator's socket.
             proc = subprocess.Popen(
                 [python, "-m", "orchestrator.task.forkserver", "--socket-fd", str(theirs.fileno()),
-                 *(["--chdir", str(home)] if home is not None else [])],
+                 *(["--chdir", str(home)] if home is not None else []), *(["--traced"] if traced else [])],
                 cwd=PACKAGE_PARENT, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), start_new_session=True,
             )

@@ -20,6 +20,7 @@ from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task import attempt_lock
 from orchestrator.task.wire import AGENT_ARGV_ENV, FIXUP_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
+from orchestrator.tracing import SpanRef, handoff_env
 
 
 @dataclass
@@ -49,8 +50,9 @@ class _Handle:
 
 class LocalBackend:
     def __init__(self, env: dict[str, str], *, python: str = sys.executable, project_root: Path | None = None,
-                 launcher: Launcher | None = None) -> None:
+                 launcher: Launcher | None = None, trace: SpanRef | None = None) -> None:
         self.env = env
+        self.trace = trace
         self.redactor = Redactor.from_env(env)
         self.python = python
         self.events: queue.Queue[BackendEvent] = queue.Queue()
@@ -58,12 +60,12 @@ class LocalBackend:
         self._lock = threading.Lock()
         # Started now unless the caller started it earlier, so its imports overlap the run's own
         # start rather than the first launch.
-        self._launcher = launcher or Launcher.start(python, env, home=project_root)
+        self._launcher = launcher or Launcher.start(python, env, home=project_root, traced=trace is not None)
 
     def submit(self, request: TaskRequest) -> tuple[int | None, float | None]:
         request.task_dir.mkdir(parents=True, exist_ok=True)
         request_path = request.task_dir / "request.json"
-        env = dict(self.env)
+        env = handoff_env(self.env, self.trace, request.task_id, request.attempt)
         shown = self.redactor.argv(request.agent_command)
         if shown != request.agent_command:
             # A secret among the agent's arguments reaches the WorkflowManager only through its

@@ -25,6 +25,7 @@ from orchestrator.cli.commands import status as status_cmd
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.cli.options import agent_options, prompt_inputs, run_options
 from orchestrator.errors import InputError, OrchestratorError, closest
+from orchestrator.tracing import wanted
 from orchestrator.version import __version__
 
 if TYPE_CHECKING:
@@ -155,11 +156,12 @@ def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_r
     """Run the prompt files: plan, worktrees, agents in parallel, summary."""
     settings = _settings(options, project_root)
     launcher = None
-    if not dry_run and settings["backend"] == "local":
+    if not dry_run and settings["backend"] == "local" and not wanted(settings["otel"], os.environ):
         from orchestrator.backends.launcher import Launcher
 
-        # Before our own heavy imports: the launcher's imports overlap them, the plan and the
-        # run's set-up, so the first task forks from a ready launcher.
+        # Before our own heavy imports: the launcher's imports overlap them, the plan and the run's
+        # set-up, so the first task forks from a ready launcher. Not for a traced run, whose
+        # launcher also imports the SDK once the coordinator has checked it is installed.
         launcher = Launcher.start(sys.executable, os.environ, home=Path(project_root).resolve())
     try:
         from orchestrator.cli import ui

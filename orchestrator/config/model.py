@@ -69,6 +69,7 @@ class OrchestrationConfig(BaseModel):
     worktree_include: str | None = Field(default=".worktreeinclude", description="Patterns file of ignored files to copy.")
     backend: str = Field(default="local", description="local, dask (needs scheduler) or dask-local.")
     scheduler: str | None = Field(default=None, description="Dask scheduler address for backend dask.")
+    otel: bool = Field(default=False, description="Export the run as an OpenTelemetry trace (also on with OTEL_* set).")
     env: dict[str, str] | None = Field(
         default=None, description="Environment for agents; the orchestrator's own when unset."
     )

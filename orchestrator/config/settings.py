@@ -184,6 +184,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("notify_url", None, v.OPTIONAL_TEXT, "POST a JSON notification to this URL on the same events", field=None, metavar="URL"),
     S("metrics_file", None, v.PATH, "Prometheus textfile for node_exporter", field=None,
       default_text=".gadugi/monitoring/metrics.prom", metavar="FILE"),
+    S("otel", False, v.SWITCH, "export the run as an OpenTelemetry trace over OTLP/HTTP, set up by the standard "
+      "OTEL_* variables (on by itself when OTEL_EXPORTER_OTLP_ENDPOINT is set); needs the otel extra"),
 )
 del S
 BY_KEY = {s.key: s for s in SETTINGS}

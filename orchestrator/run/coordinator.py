@@ -8,11 +8,11 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -37,7 +37,7 @@ from orchestrator.models import (
     iso,
     utcnow,
 )
-from orchestrator.observe.events import Observer, RunFinished, RunStarted
+from orchestrator.observe.events import EngineEvent, Observer, RunFinished, RunStarted
 from orchestrator.observe.report import write_reports
 from orchestrator.observe.run_segments import read_run_timing
 from orchestrator.plan.analyzer import Analysis, TaskAnalyzer, longest_remaining_path
@@ -55,11 +55,15 @@ from orchestrator.state.runlock import RunLock
 from orchestrator.state.runs import find_run, run_dirs
 from orchestrator.state.secrets import Redactor
 from orchestrator.task.wire import SESSION_TOKEN, Predecessor, TaskRequest, Validation
+from orchestrator.tracing import INSTALL_HINT, SpanRef, sdk_missing, wanted
 from orchestrator.worktrees.disposal import dispose_worktree
 from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.pool import WorktreePool
 from orchestrator.worktrees.provision import release_port
 from orchestrator.worktrees.warming import PoolWarming, start_warming
+
+if TYPE_CHECKING:
+    from orchestrator.observe.traces import RunTracer
 
 
 def new_run_id() -> str:
@@ -86,10 +90,24 @@ class ResumeTarget:
     saved: dict[str, Any]
     entries: dict[str, ProcessInfo]
     finished_at: str | None  # set when nothing is left to do: the time of its last record
+    trace: SpanRef | None = None  # the run's trace, when it was traced
 
     @property
     def plan(self) -> Plan:
         return Plan.model_validate(self.saved["plan"])
+
+
+def _recorded_trace(records: Sequence[Mapping[str, Any]]) -> SpanRef | None:
+    """The run's trace as its journal keeps it: the last start or resume that recorded one."""
+    for record in reversed(records):
+        if record.get("event") in ("run_started", "run_resumed") and record.get("trace_id") \
+                and record.get("trace_span_id"):
+            return SpanRef(str(record["trace_id"]), str(record["trace_span_id"]))
+    return None
+
+
+def _trace_fields(trace: SpanRef | None) -> dict[str, Any]:
+    return {"trace_id": trace.trace_id, "trace_span_id": trace.span_id} if trace is not None else {}
 
 
 def _self_identity() -> dict[str, Any]:
@@ -192,15 +210,31 @@ class OrchestratorCoordinator:
 
     def orchestrate(self, prompts: Sequence[str | os.PathLike[str]], *, observer: Observer | None = None,
                     launcher: Launcher | None = None) -> OrchestrationResult:
-        """`launcher`: one the caller started even earlier (the CLI does, before its imports); the
-        caller closes it. Without one, a local run starts its own here."""
-        if launcher is not None:
-            return self._orchestrate(prompts, observer, launcher)
-        with self._launcher_started_early() as started:
-            return self._orchestrate(prompts, observer, started)
+        """`launcher`: an untraced one the caller started even earlier (the CLI does, before its
+        imports); the caller closes it. Otherwise a local run starts its own here."""
+        traced = self._traced()
+        if launcher is not None and not traced:
+            return self._orchestrate(prompts, observer, launcher, traced)
+        with self._launcher_started_early(traced) as started:
+            return self._orchestrate(prompts, observer, started, traced)
+
+    def _traced(self) -> bool:
+        """Is this run exported as a trace? `--otel` without the OpenTelemetry packages is an
+        error before anything starts; the standard variables without them only a warning (they
+        may be set for other programs)."""
+        if not wanted(self.config.otel, os.environ):
+            return False
+        missing = sdk_missing()
+        if missing is None:
+            return True
+        if self.config.otel:
+            raise InputError(f"--otel needs the OpenTelemetry packages: {INSTALL_HINT}")
+        self.warnings.append(f"OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed ({missing}); "
+                             f"no trace is exported: {INSTALL_HINT}")
+        return False
 
     def _orchestrate(self, prompts: Sequence[str | os.PathLike[str]], observer: Observer | None,
-                     launcher: Launcher | None) -> OrchestrationResult:
+                     launcher: Launcher | None, traced: bool) -> OrchestrationResult:
         plan, _ = self.plan(prompts)
         env = self.config.environment()
         if plan.tasks:
@@ -228,25 +262,28 @@ class OrchestratorCoordinator:
             write_bytes_atomic(ctx.run_dir / PLAN_FILE, self.redactor.text(json.dumps(saved)).encode())
             journal = Journal(ctx.run_dir / "events.jsonl", run_id=ctx.run_id)
             registry = ProcessRegistry(ctx.monitoring_dir, ctx.run_id, journal=journal, coalesce=COALESCE_SECONDS)
+            # The trace's ids are drawn here and kept in the journal, so a resume continues it.
+            trace = SpanRef.new() if traced else None
             journal.append("run_started", project_root=str(self.project_root), base_sha=plan.base_sha,
                            tasks=[t.spec.id for t in plan.tasks], max_parallel=self.config.max_parallel,
-                           **_self_identity())
+                           **_self_identity(), **_trace_fields(trace))
             self._register(ctx, plan, registry)
             try:
-                return self._execute(ctx, plan, registry, journal, observer, launcher=launcher)
+                return self._execute(ctx, plan, registry, journal, observer, launcher=launcher, trace=trace)
             finally:
                 warming.join()
         finally:
             lock.release()
 
     @contextmanager
-    def _launcher_started_early(self) -> Iterator[Launcher | None]:
+    def _launcher_started_early(self, traced: bool) -> Iterator[Launcher | None]:
         """The local backend forks WorkflowManagers from a launcher that imports our code once;
         started here, its imports overlap planning and the run's set-up instead of delaying the
         first task. The backend takes it over; if the run never gets that far it ends here."""
         launcher = None
         if self.config.backend == "local":
-            launcher = Launcher.start(sys.executable, self.config.environment(), home=self.project_root)
+            launcher = Launcher.start(sys.executable, self.config.environment(), home=self.project_root,
+                                      traced=traced)
         try:
             yield launcher
         finally:
@@ -283,7 +320,7 @@ class OrchestratorCoordinator:
         if not resumable(entries) and ended_cleanly(records):
             finished_at = str(records[-1].get("ts", "")) if records else "an unknown time"
         return ResumeTarget(run_id=run_dir.name, run_dir=run_dir, saved=saved, entries=entries,
-                            finished_at=finished_at)
+                            finished_at=finished_at, trace=_recorded_trace(records))
 
     def resumed_config(self, target: ResumeTarget, overrides: Mapping[str, Any]) -> OrchestrationConfig:
         """The run's own options, as it was started, with only the explicitly given ones changed."""
@@ -316,11 +353,12 @@ class OrchestratorCoordinator:
         if target.finished_at is not None:
             raise StateError(f"run {target.run_id} finished at {target.finished_at}; nothing to resume")
         self.config = self.resumed_config(target, overrides or {})
-        with self._launcher_started_early() as launcher:
-            return self._resume(target, observer, overrides, launcher)
+        traced = self._traced()
+        with self._launcher_started_early(traced) as launcher:
+            return self._resume(target, observer, overrides, launcher, traced)
 
     def _resume(self, target: ResumeTarget, observer: Observer | None, overrides: Mapping[str, Any] | None,
-                launcher: Launcher | None) -> OrchestrationResult:
+                launcher: Launcher | None, traced: bool) -> OrchestrationResult:
         self.worktrees = WorktreeManager(self.project_root, worktrees_dir=self.config.worktrees_dir,
                                          branch_prefix=self.config.branch_prefix)
         plan = target.plan
@@ -334,14 +372,18 @@ class OrchestratorCoordinator:
             journal = Journal(target.run_dir / "events.jsonl", run_id=target.run_id)
             # Before loading the registry: what that journals (a rebuild) belongs to this process's
             # segment; after the killed one's last record it would hide the gap between them.
-            journal.append("run_resumed", overrides=sorted(overrides or {}), **_self_identity())
+            # The same trace as before; a run first traced now gets its trace from here on.
+            trace = (target.trace or SpanRef.new()) if traced else None
+            journal.append("run_resumed", overrides=sorted(overrides or {}), **_self_identity(),
+                           **_trace_fields(trace))
             registry = ProcessRegistry.load(monitoring, target.run_id, journal=journal, coalesce=COALESCE_SECONDS)
             self._register(ctx, plan, registry)  # those a kill during the first registration missed
             # Sorted under the run lock, from the registry as loaded now: no other orchestrator
             # can start or adopt anything of this run meanwhile.
             found = inspect_tasks(target.run_dir, plan, registry.snapshot(), self.project_root)
             apply(found, registry)
-            return self._execute(ctx, plan, registry, journal, observer, recovery=found, launcher=launcher)
+            return self._execute(ctx, plan, registry, journal, observer, recovery=found, launcher=launcher,
+                                 trace=trace, resumed=trace is not None and target.trace is not None)
         finally:
             lock.release()
 
@@ -376,13 +418,18 @@ class OrchestratorCoordinator:
         *,
         recovery: Recovery | None = None,
         launcher: Launcher | None = None,
+        trace: SpanRef | None = None,
+        resumed: bool = False,
     ) -> OrchestrationResult:
         started = time.monotonic()
         env = self.config.environment()
         original_branch = git.current_branch(self.project_root) if ctx.in_place else None
         backend = make_backend("local" if ctx.in_place else self.config.backend, env, project_root=self.project_root,
                                max_parallel=self.config.max_parallel, scheduler=self.config.scheduler,
-                               launcher=launcher)
+                               launcher=launcher, trace=trace)
+        tracer = self._run_tracer(trace, plan, resumed=resumed) if trace is not None else None
+        if tracer is not None:
+            observer = _both(tracer, observer)
         cfg = self.config
         ctx.claude_isolated = isolate(cfg.claude_config, env)
         settings = EngineSettings(
@@ -431,7 +478,8 @@ class OrchestratorCoordinator:
                            original_branch)
             wall = time.monotonic() - started
             if not ctx.in_place:
-                self._step("removing finished worktrees", self._cleanup, ctx, plan, results)
+                with _step_span(tracer, "cleanup"):
+                    self._step("removing finished worktrees", self._cleanup, ctx, plan, results)
             # The run's figures span every orchestrator process of it, this one up to `ended`;
             # run_finished records that instant so a later reading of the journal agrees.
             ended = utcnow()
@@ -439,7 +487,8 @@ class OrchestratorCoordinator:
             result = build_result(ctx.run_id, plan, results, timing, engine, in_place=ctx.in_place)
             registry.finalize()
             registry.close()
-            merge = self._merge_check(ctx, plan, result)
+            with _step_span(tracer, "merge_check"):
+                merge = self._merge_check(ctx, plan, result)
             result.report_path = str(write_reports(ctx.run_dir, result, plan, results, self.warnings, merge,
                                                    timing=timing))
             # Last: a run is finished once its report exists, so a kill before this line leaves a
@@ -448,7 +497,22 @@ class OrchestratorCoordinator:
                            wall_seconds=round(wall, 3), interrupted=result.interrupted, ended_at=iso(ended))
             if observer is not None:
                 observer(RunFinished(result=result))
+            if tracer is not None:
+                tracer.close()
         return result
+
+    def _run_tracer(self, trace: SpanRef, plan: Plan, *, resumed: bool) -> RunTracer:
+        from orchestrator.observe.traces import RunTracer
+        from orchestrator.otel import Tracing
+
+        cfg = self.config
+        tasks = {t.spec.id: {"gadugi.title": t.spec.title, "gadugi.branch": t.branch, "gadugi.base_sha": plan.base_sha,
+                             "gadugi.agent": "generic" if cfg.agent_cmd else (t.spec.agent or cfg.agent),
+                             "gadugi.model": t.spec.model or cfg.model, "gadugi.depends_on": t.spec.depends_on or None}
+                 for t in plan.tasks}
+        return RunTracer(Tracing(trace.trace_id), trace, resumed=resumed, tasks=tasks,
+                         attributes={"gadugi.project_root": str(self.project_root), "gadugi.base_sha": plan.base_sha,
+                                     "gadugi.base_ref": plan.base_ref, "gadugi.backend": cfg.backend})
 
     def _step(self, what: str, step: Callable[..., object], *args: Any) -> None:
         try:
@@ -639,6 +703,21 @@ class OrchestratorCoordinator:
                                     base_sha=plan.base_sha, teardown=self.config.teardown,
                                     log_path=ctx.run_dir / "tasks" / tid / "workflow_manager.log"):
                 self.warnings.append(f"kept worktree {planned.worktree}: it has uncommitted changes")
+
+
+def _both(tracer: Observer, observer: Observer | None) -> Observer:
+    """The tracer first (it never raises), then the caller's observer."""
+    if observer is None:
+        return tracer
+
+    def both(event: EngineEvent) -> None:
+        tracer(event)
+        observer(event)
+    return both
+
+
+def _step_span(tracer: RunTracer | None, name: str) -> AbstractContextManager[None]:
+    return tracer.step(name) if tracer is not None else nullcontext()
 
 
 def _uses_claude(plan: Plan, config: OrchestrationConfig) -> bool:

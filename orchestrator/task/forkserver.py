@@ -26,10 +26,18 @@ MAX_MESSAGE = 1 << 20  # a spawn request carries the task's environment; far bel
 FDS_PER_SPAWN = 3  # the task's stdout, its stderr, the attempt lock: in that order
 
 
-def serve(sock: socket.socket) -> None:
+def serve(sock: socket.socket, *, traced: bool = False) -> None:
     # Imported here, once, before the first request: this is the cost the launcher exists to pay
     # only once per run.
     from orchestrator.task import workflow_manager
+
+    if traced:  # each WorkflowManager of a traced run would import the SDK (~0.15 s of CPU): here, once
+        from orchestrator.tracing import sdk_missing
+
+        if sdk_missing() is None:
+            from orchestrator.otel import preload
+
+            preload()
 
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     wake_r, wake_w = os.pipe()
@@ -132,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.task.forkserver")
     parser.add_argument("--socket-fd", type=int, required=True)
     parser.add_argument("--chdir", type=Path)
+    parser.add_argument("--traced", action="store_true", help="import the OpenTelemetry SDK before forking")
     args = parser.parse_args(argv)
     if args.chdir is not None:
         os.chdir(args.chdir)
-    serve(socket.socket(fileno=args.socket_fd))
+    serve(socket.socket(fileno=args.socket_fd), traced=args.traced)
     return 0
 
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,6 +32,7 @@ from orchestrator.state.atomic import write_bytes_atomic, write_json_atomic
 from orchestrator.state.secrets import Redactor
 from orchestrator.task import attempt_lock
 from orchestrator.task.checkpoint import CheckpointSpec, describe, fixup_message, run_checkpoint
+from orchestrator.task.spans import PhaseSpans
 from orchestrator.task.stall import StallWatch
 from orchestrator.task.verify import run_verify
 from orchestrator.task.wire import (
@@ -77,9 +80,10 @@ class Emitter:
 
 
 class WorkflowManager:
-    def __init__(self, request: TaskRequest, emitter: Emitter) -> None:
+    def __init__(self, request: TaskRequest, emitter: Emitter, spans: PhaseSpans | None = None) -> None:
         self.request = request
         self.emitter = emitter
+        self.spans = spans  # set when the run is traced
         self.env = git.no_git_env(os.environ)
         self.env.update(
             {
@@ -180,6 +184,8 @@ class WorkflowManager:
             elif self.stop_reason is None:
                 self._phase(Phase.AGENT)
                 result.outcome = self._run_agent()
+                if not result.outcome.success and self.spans is not None:
+                    self.spans.fail(result.outcome.message or result.outcome.failure)
                 self._checkpoint(result.outcome)
             else:
                 result.outcome = AgentOutcome(failure="cancelled", message="stopped before the agent started")
@@ -192,6 +198,8 @@ class WorkflowManager:
             result.outcome.failure = result.outcome.failure if result.outcome.failure != "none" else "setup_failed"
             result.error_message = str(exc)
             self.emitter.log(f"error: {exc}")
+            if self.spans is not None:
+                self.spans.fail(str(exc))
         finally:
             deadline.cancel()
             if start_sha and not req.in_place:
@@ -243,6 +251,8 @@ class WorkflowManager:
             why = describe(validation)
             self.emitter.log(f"fixing {rounds}/{val.fix_rounds}: {why}")
             self.emitter.emit("fixup", round=rounds, rounds=val.fix_rounds, reason=why)
+            if self.spans is not None:
+                self.spans.fixup(rounds, why)
             message = fixup_message(validation, result.verify, round_number=rounds, rounds=val.fix_rounds,
                                     requirements_block=bool(val.requirements))
             self._phase(Phase.AGENT)
@@ -291,6 +301,17 @@ class WorkflowManager:
     def _phase(self, phase: Phase) -> None:
         self.phase = phase
         self.emitter.emit("phase", phase=phase.value)
+        if self.spans is not None:
+            self.spans.phase(phase.value)
+
+    @contextmanager
+    def _step(self, name: str) -> Iterator[None]:
+        """A traced step inside a phase; nothing when the run is not traced."""
+        if self.spans is None:
+            yield
+            return
+        with self.spans.step(name):
+            yield
 
     def _worktrees(self) -> WorktreeManager:
         req = self.request
@@ -305,8 +326,9 @@ class WorkflowManager:
             if req.in_place:
                 git.switch_branch(req.worktree, req.branch)
             else:
-                manager.reattach(req.task_id, req.branch, req.worktree,
-                                 lock_reason=f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}")
+                with self._step("worktree"):
+                    manager.reattach(req.task_id, req.branch, req.worktree,
+                                     lock_reason=f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}")
             self.emitter.log(f"attempt {req.attempt}: continuing on {req.branch} in {req.worktree}")
             return req.start_sha
         preds = [(p.branch, p.head_sha) for p in req.predecessors]
@@ -316,20 +338,22 @@ class WorkflowManager:
             return start
         reason = f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}"
         created = None
-        # A sparse task never takes a pooled full checkout (nor returns its sparse one, pool.py).
-        if req.pool_size and not req.sparse_scopes:
-            start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
-            created = WorktreePool(manager, size=req.pool_size).acquire(
-                req.task_id, req.branch, req.worktree, start_sha=start, lock_reason=reason)
-            if created is not None:
-                self.emitter.log(f"recycled a pooled worktree into {req.worktree}")
-        if created is None:
-            created = manager.create(req.task_id, req.branch, req.worktree, base_sha=req.base_sha,
-                                     predecessors=preds, lock_reason=reason, sparse_scopes=req.sparse_scopes,
-                                     leftover_of=f"gadugi run={req.run_id} task={req.task_id} ")
+        with self._step("worktree"):
+            # A sparse task never takes a pooled full checkout (nor returns its sparse one, pool.py).
+            if req.pool_size and not req.sparse_scopes:
+                start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
+                created = WorktreePool(manager, size=req.pool_size).acquire(
+                    req.task_id, req.branch, req.worktree, start_sha=start, lock_reason=reason)
+                if created is not None:
+                    self.emitter.log(f"recycled a pooled worktree into {req.worktree}")
+            if created is None:
+                created = manager.create(req.task_id, req.branch, req.worktree, base_sha=req.base_sha,
+                                         predecessors=preds, lock_reason=reason, sparse_scopes=req.sparse_scopes,
+                                         leftover_of=f"gadugi run={req.run_id} task={req.task_id} ")
         if created.merged_from:
             self.emitter.log(f"started from the merge of {', '.join(created.merged_from)}")
-        self._prepare(created.start_sha)
+        with self._step("setup_hook"):
+            self._prepare(created.start_sha)
         return created.start_sha
 
     def _prepare(self, start_sha: str) -> None:
@@ -580,18 +604,23 @@ def main(argv: list[str] | None = None) -> int:
     })
     redactor = Redactor.from_env(os.environ)
     emitter = Emitter(request.task_id, request.task_dir / "workflow_manager.log", redactor)
-    manager = WorkflowManager(request, emitter)
+    spans = PhaseSpans.from_environ(os.environ, {"gadugi.task_id": request.task_id, "gadugi.attempt": request.attempt})
+    manager = WorkflowManager(request, emitter, spans)
     _install_signal_handlers(manager)
-    result = manager.run()
-    if request.pool_size and not request.in_place and result.status == TaskStatus.COMPLETED:
-        # Released before the result is written: the next task launches on our exit and can
-        # already recycle this worktree within the same run.
-        try:
-            WorktreePool(manager._worktrees(), size=request.pool_size).release(request.worktree)
-        except OrchestratorError as exc:
-            emitter.log(f"worktree not pooled: {exc}")
-    write_bytes_atomic(request.result_path, redactor.text(result.model_dump_json()).encode())
-    emitter.emit("result", result=result.model_dump(mode="json"))
+    try:
+        result = manager.run()
+        if request.pool_size and not request.in_place and result.status == TaskStatus.COMPLETED:
+            # Released before the result is written: the next task launches on our exit and can
+            # already recycle this worktree within the same run.
+            try:
+                WorktreePool(manager._worktrees(), size=request.pool_size).release(request.worktree)
+            except OrchestratorError as exc:
+                emitter.log(f"worktree not pooled: {exc}")
+        write_bytes_atomic(request.result_path, redactor.text(result.model_dump_json()).encode())
+        emitter.emit("result", result=result.model_dump(mode="json"))
+    finally:
+        if spans is not None:  # before the process goes, on every way out (a stop by signal included)
+            spans.close()
     return 0
 
 

@@ -85,6 +85,10 @@ export type Model = string | null;
  * Where the registry JSON goes; <root>/.gadugi/monitoring when unset.
  */
 export type MonitoringDir = string | null;
+/**
+ * Export the run as an OpenTelemetry trace (also on with OTEL_* set).
+ */
+export type Otel = boolean;
 export type PermissionMode = string | null;
 /**
  * Scan the lines a task added for placeholders.
@@ -267,6 +271,7 @@ export interface OrchestrationConfig {
   min_free_memory?: MinFreeMemory;
   model?: Model;
   monitoring_dir?: MonitoringDir;
+  otel?: Otel;
   permission_mode?: PermissionMode;
   placeholder_check?: PlaceholderCheck;
   placeholder_patterns?: PlaceholderPatterns;
