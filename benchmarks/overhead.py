@@ -10,11 +10,14 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
+from orchestrator.tracing import sdk_missing
 
 from benchmarks.common import GIT_ENV, PYTHON, make_small_repo
 from benchmarks.phases import read_phases
@@ -83,12 +86,47 @@ def check_run(proc: subprocess.Popen[str], n: int) -> None:
         raise RuntimeError(f"only {result.get('successful_tasks')}/{n} tasks completed: {failed} {err[-2000:]}")
 
 
+class OtlpSink:
+    """An OTLP/HTTP endpoint on 127.0.0.1 that accepts every export and counts the requests: what
+    a collector costs the run is not what is measured, only what exporting costs it."""
+
+    def __init__(self) -> None:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.requests = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> OtlpSink:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class OverheadResult:
     tasks: int
     slots: int
     orchestrator: list[float] = field(default_factory=list)  # the default: a config directory per agent
     shared: list[float] = field(default_factory=list)  # --claude-config shared: launches spaced 0.5 s
+    # --otel, exporting to a local OTLP/HTTP sink: wall seconds and export requests (empty without the extra).
+    traced: list[float] = field(default_factory=list)
+    exports: list[int] = field(default_factory=list)
     shell: list[float] = field(default_factory=list)
     # Per run with the default spacing: median seconds per phase (benchmarks.phases), and from
     # the CLI's start to the first agent process.
@@ -110,6 +148,18 @@ def run_noop(work: Path, n: int, k: int, reps: int) -> OverheadResult:
         out.phases.append(phases.medians())
         out.first_agent.append(phases.time_to_first_agent(epoch0) or float("nan"))
         shutil.rmtree(repo)
+
+        if sdk_missing() is None:
+            repo = make_small_repo(work / f"orch-otel-{rep}")
+            prompts = _prompts(repo, n)
+            with OtlpSink() as sink:
+                t0 = time.perf_counter()
+                proc = orchestrate(repo, prompts, k, ("--otel",), agent_dir=agent_dir,
+                                   env={"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url})
+                check_run(proc, n)
+                out.traced.append(time.perf_counter() - t0)
+                out.exports.append(sink.requests)
+            shutil.rmtree(repo)
 
         repo = make_small_repo(work / f"orch0-{rep}")
         prompts = _prompts(repo, n)

@@ -138,6 +138,12 @@ def render_performance_ii(perf: PerformanceII, noop: overhead.OverheadResult, pl
     if one_file is not None and one_file.seconds is not None:
         L.append(f"| plan of 1000 prompts all touching one file ≤ 0.5 s | {one_file.seconds:.3f} s, "
                  f"{one_file.conflict_edges} conflict edges | the 0.5 s target | {_verdict(one_file.seconds, 0.5)} |")
+    if noop.traced:
+        traced = median(noop.traced)
+        L.append(f"| tracing on (`--otel`, exporting to an OTLP/HTTP sink on 127.0.0.1), the 16 no-op tasks | "
+                 f"{traced:.2f} s ({(traced / median(noop.orchestrator) - 1) * 100:+.0f} %; "
+                 f"{median([float(x) for x in noop.exports]):.0f} export requests) | the same run untraced: "
+                 f"{median(noop.orchestrator):.2f} s | measured, no target |")
     starts = perf.starts
     version = starts.median("--version")
     L.append(f"| `orchestrator --version` cold (median of {len(starts.bare)}) ≤ 0.15 s | {version:.3f} s "
