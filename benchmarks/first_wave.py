@@ -4,7 +4,8 @@ first wave needs a checkout, and git's own is the cheapest way to one). Measured
 (an empty pool: what the background warming buys) and a second run in the same repository (the
 pool kept from the first).
 
-The agent is a shell script that commits one file (not named claude, so launches are not spaced).
+The agent is the stand-in `claude` of overhead.py, which commits one file; with a config directory
+per agent (the default) launches are not spaced.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from orchestrator.state.journal import read_journal
 
 from benchmarks.common import GIT_ENV, generated_repo, git
-from benchmarks.overhead import AGENT_SCRIPT, _check, _orchestrate
+from benchmarks.overhead import check_run, install_agent, orchestrate
 from benchmarks.phases import read_phases
 
 
@@ -92,13 +93,13 @@ def _parallel_adds(repo: Path, k: int, tag: str) -> float:
     return took
 
 
-def _run(repo: Path, prompts: list[str], k: int, script: Path) -> tuple[float, float]:
+def _run(repo: Path, prompts: list[str], k: int, agent_dir: Path) -> tuple[float, float]:
     """(run start -> k-th agent start, median setup phase) of one run."""
     runs = repo / ".gadugi" / "runs"
     before = set(runs.iterdir()) if runs.exists() else set()
     epoch0 = time.time()
-    proc = _orchestrate(repo, prompts, k, f"/bin/sh {script} {{task_id}}")
-    _check(proc, len(prompts))
+    proc = orchestrate(repo, prompts, k, agent_dir=agent_dir)
+    check_run(proc, len(prompts))
     (run_dir,) = set(runs.iterdir()) - before
     starts = agent_starts(run_dir)
     return starts[k - 1] - epoch0, read_phases(run_dir).medians().get("setup", float("nan"))
@@ -107,18 +108,17 @@ def _run(repo: Path, prompts: list[str], k: int, script: Path) -> tuple[float, f
 def measure(cache_dir: Path, work: Path, files: int, k: int, tasks: int, reps: int) -> FirstWaveResult:
     source, _, _ = generated_repo(cache_dir, files)
     out = FirstWaveResult(files=files, slots=k, tasks=tasks)
-    script = work / "agent.sh"
-    script.write_text(AGENT_SCRIPT)
+    agent_dir = install_agent(work)
     (work / "home").mkdir(exist_ok=True)
     for rep in range(reps):
         repo = _clone(source, work / f"wave-{rep}")
         first = _prompts(repo, "a", tasks)
         out.git_add.append(_parallel_adds(repo, k, f"{rep}"))
-        took, setup = _run(repo, first, k, script)
+        took, setup = _run(repo, first, k, agent_dir)
         out.first_run.append(took)
         out.setup_first.append(setup)
         second = _prompts(repo, "b", tasks)
-        took, setup = _run(repo, second, k, script)
+        took, setup = _run(repo, second, k, agent_dir)
         out.second_run.append(took)
         out.setup_second.append(setup)
         shutil.rmtree(repo)  # its worktrees and pool live inside it
