@@ -25,7 +25,6 @@ from orchestrator.cli.commands import status as status_cmd
 from orchestrator.cli.error_handler import handle_errors
 from orchestrator.cli.options import agent_options, prompt_inputs, run_options
 from orchestrator.errors import InputError, OrchestratorError, closest
-from orchestrator.tracing import wanted
 from orchestrator.version import __version__
 
 if TYPE_CHECKING:
@@ -154,6 +153,8 @@ def _report(result: OrchestrationResult, warnings: list[str], as_json: bool) -> 
 def run(prompts: tuple[str, ...], from_stdin: bool, interactive: bool, project_root: str, dry_run: bool,
         as_json: bool, plain: bool, verbose: bool, quiet: bool, **options: Any) -> int:
     """Run the prompt files: plan, worktrees, agents in parallel, summary."""
+    from orchestrator.tracing import wanted
+
     settings = _settings(options, project_root)
     launcher = None
     if not dry_run and settings["backend"] == "local" and not wanted(settings["otel"], os.environ):
