@@ -9,6 +9,7 @@ sharing one scope). The virtual-clock benchmark (schedule.py) shows what the pol
 """
 from __future__ import annotations
 
+import bisect
 import random
 import shutil
 import subprocess
@@ -35,6 +36,10 @@ class DagResult:
     bound_kinds: list[str] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)  # the whole CLI, planning and merge check included
     overhead: list[float] = field(default_factory=list)  # median over tasks: slot time minus the agent's sleep
+    # The same graph with the same slot times through the engine on the virtual clock: the policy's own ratio.
+    virtual: list[float] = field(default_factory=list)
+    # Median over launches after the first wave: from the latest end before a task's start to that start.
+    launch_gap: list[float] = field(default_factory=list)
 
     @property
     def ratios(self) -> list[float]:
@@ -61,11 +66,10 @@ def _write_graph(repo: Path, rng: random.Random) -> tuple[list[str], dict[str, f
 
 def lower_bound(repo: Path, prompts: list[str], slot_times: dict[str, float], slots: int) -> tuple[float, str]:
     """The best makespan for these slot times: no schedule of this graph on `slots` is shorter."""
-    from orchestrator.gitops import git
     from orchestrator.models import EdgeKind
     from orchestrator.plan.analyzer import TaskAnalyzer
 
-    analysis = TaskAnalyzer(repo, git.ls_files(repo)).analyze([repo / p for p in prompts])
+    analysis = TaskAnalyzer(repo, git_ls_files(repo)).analyze([repo / p for p in prompts])
     ids = [t.id for t in analysis.tasks]
     deps = [(e.before, e.after) for e in analysis.edges if e.kind == EdgeKind.DEPENDENCY]
     bounds = {
@@ -77,6 +81,36 @@ def lower_bound(repo: Path, prompts: list[str], slot_times: dict[str, float], sl
     }
     kind = max(bounds, key=lambda k: bounds[k])
     return bounds[kind], kind
+
+
+def virtual_makespan(repo: Path, prompts: list[str], slot_times: dict[str, float], slots: int, work: Path) -> float:
+    """The makespan the engine's policy gives these slot times, on the virtual clock (no overhead)."""
+    from orchestrator.models import Plan, PlannedTask
+    from orchestrator.plan.analyzer import TaskAnalyzer, longest_remaining_path
+    from orchestrator.run.engine import EngineSettings
+
+    from benchmarks.virtual import START, Simulation, VirtualBackend, VirtualClock
+
+    analysis = TaskAnalyzer(repo, git_ls_files(repo)).analyze([repo / p for p in prompts])
+    planned = [PlannedTask(spec=s, branch=f"b/{s.id}", worktree=work / "wt" / s.id, agent_command=["true"])
+               for s in analysis.tasks]
+    plan = Plan(tasks=planned, edges=analysis.edges, shared_scopes=analysis.shared_scopes, base_sha="0" * 40)
+    sim = Simulation(plan, VirtualBackend(VirtualClock(), slot_times), work / "virtual-run")
+    sim.run(EngineSettings(max_parallel=slots, retries=0, launch_stagger=0.0),
+            remaining_path=longest_remaining_path([t.spec for t in planned], plan.edges))
+    return max(end for _, end in sim.backend.spans.values()) - START
+
+
+def git_ls_files(repo: Path) -> list[str]:
+    from orchestrator.gitops import git
+
+    return git.ls_files(repo)
+
+
+def _launch_gaps(slots: dict[str, tuple[float, float]], k: int) -> list[float]:
+    starts = sorted(start for start, _ in slots.values())
+    ends = sorted(end for _, end in slots.values())
+    return [start - ends[i] for start in starts[k:] if (i := bisect.bisect_right(ends, start) - 1) >= 0]
 
 
 def run_dag(work: Path, reps: int) -> DagResult:
@@ -101,6 +135,8 @@ def run_dag(work: Path, reps: int) -> DagResult:
         out.bounds.append(bound)
         out.bound_kinds.append(kind)
         out.overhead.append(median([slot_times[t] - sleeps[t] for t in slot_times]))
+        out.virtual.append(virtual_makespan(repo, prompts, slot_times, SLOTS, work / f"virtual-{rep}") / bound)
+        out.launch_gap.append(median(_launch_gaps(phases.slots, SLOTS)))
         shutil.rmtree(repo)
         shutil.rmtree(durations)
     return out

@@ -34,6 +34,7 @@ class FirstWaveResult:
     second_run: list[float] = field(default_factory=list)
     setup_first: list[float] = field(default_factory=list)  # median worktree setup phase per run
     setup_second: list[float] = field(default_factory=list)
+    first_agent: list[float] = field(default_factory=list)  # first run: run start -> the first agent's start
 
 
 def agent_starts(run_dir: Path) -> list[float]:
@@ -93,8 +94,8 @@ def _parallel_adds(repo: Path, k: int, tag: str) -> float:
     return took
 
 
-def _run(repo: Path, prompts: list[str], k: int, agent_dir: Path) -> tuple[float, float]:
-    """(run start -> k-th agent start, median setup phase) of one run."""
+def _run(repo: Path, prompts: list[str], k: int, agent_dir: Path) -> tuple[float, float, float]:
+    """(run start -> k-th agent start, median setup phase, run start -> first agent start)."""
     runs = repo / ".gadugi" / "runs"
     before = set(runs.iterdir()) if runs.exists() else set()
     epoch0 = time.time()
@@ -102,7 +103,7 @@ def _run(repo: Path, prompts: list[str], k: int, agent_dir: Path) -> tuple[float
     check_run(proc, len(prompts))
     (run_dir,) = set(runs.iterdir()) - before
     starts = agent_starts(run_dir)
-    return starts[k - 1] - epoch0, read_phases(run_dir).medians().get("setup", float("nan"))
+    return starts[k - 1] - epoch0, read_phases(run_dir).medians().get("setup", float("nan")), starts[0] - epoch0
 
 
 def measure(cache_dir: Path, work: Path, files: int, k: int, tasks: int, reps: int) -> FirstWaveResult:
@@ -114,11 +115,12 @@ def measure(cache_dir: Path, work: Path, files: int, k: int, tasks: int, reps: i
         repo = _clone(source, work / f"wave-{rep}")
         first = _prompts(repo, "a", tasks)
         out.git_add.append(_parallel_adds(repo, k, f"{rep}"))
-        took, setup = _run(repo, first, k, agent_dir)
+        took, setup, first_agent = _run(repo, first, k, agent_dir)
         out.first_run.append(took)
+        out.first_agent.append(first_agent)
         out.setup_first.append(setup)
         second = _prompts(repo, "b", tasks)
-        took, setup = _run(repo, second, k, agent_dir)
+        took, setup, _ = _run(repo, second, k, agent_dir)
         out.second_run.append(took)
         out.setup_second.append(setup)
         shutil.rmtree(repo)  # its worktrees and pool live inside it

@@ -24,6 +24,17 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Sections from the benchmarks not run here (torture, checkpoint, sandbox cost, plan scale) follow
+# this line in the report; rewriting the report keeps them.
+KEPT_MARKER = "<!-- measured separately: the sections below come from the benchmarks that are not part of "
+
+
+def _kept_sections(report: Path) -> str:
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    at = text.find(KEPT_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
+
+
 def _verdict(value: float, target: float) -> str:
     if value <= target:
         return f"PASS ({value / target:.2f} of the target)"
@@ -82,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         wave_files = 2_000 if quick else 20_000
         wave = section(f"first wave on {wave_files} files, k=4", lambda: first_wave.measure(
             args.cache_dir, Path(tmp), wave_files, 4, 4, 1 if quick else 3))
+        # One run: the time to the first agents where a checkout is most of it (not in --quick).
+        wave_big = None if quick else section("first wave on 100000 files, k=4", lambda: first_wave.measure(
+            args.cache_dir, Path(tmp), 100_000, 4, 4, 1))
         dag = section("a 24-task graph, real run at k=4", lambda: dag_run.run_dag(Path(tmp), 1 if quick else 3))
         starts = section("CLI cold start", lambda: cli_start.run_cli_start(Path(tmp), 5))
     say("writing report")
@@ -91,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         saved.write_bytes(pickle.dumps(done))
     took = float(done["took"])  # type: ignore[arg-type]
     report = render(machine, sched, setups, plans, regs, noop, idle, wave, quick, took,
-                    PerformanceII(dag=dag, starts=starts))
+                    PerformanceII(dag=dag, starts=starts, wave_big=wave_big))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report)
+    out.write_text(report + _kept_sections(out))
     svg_path = out.with_suffix(".svg")
     svg_path.write_text(plot(setups, plans))
     say(f"wrote {out} and {svg_path}")
@@ -123,6 +137,7 @@ class PerformanceII:
 
     dag: dag_run.DagResult
     starts: cli_start.StartResult
+    wave_big: first_wave.FirstWaveResult | None = None  # the first wave on the largest repository
 
 
 def render_performance_ii(perf: PerformanceII, noop: overhead.OverheadResult, plans: list[batch.PlanResult]) -> list[str]:
@@ -144,6 +159,15 @@ def render_performance_ii(perf: PerformanceII, noop: overhead.OverheadResult, pl
                  f"{traced:.2f} s ({(traced / median(noop.orchestrator) - 1) * 100:+.0f} %; "
                  f"{median([float(x) for x in noop.exports]):.0f} export requests) | the same run untraced: "
                  f"{median(noop.orchestrator):.2f} s | measured, no target |")
+    big = perf.wave_big
+    if big is not None:
+        ratio_big = median(big.first_run) / median(big.git_add)
+        L.append(f"| time to the first agent (`run` → its start): a small repository (16 no-op tasks) and "
+                 f"{big.files // 1000}k files | {median(noop.first_agent):.2f} s and {median(big.first_agent):.2f} s "
+                 f"(the {big.slots}th agent at {median(big.first_run):.2f} s = {ratio_big:.2f}× the floor; "
+                 f"second run {median(big.second_run):.2f} s) | {big.slots} parallel `git worktree add` of "
+                 f"{big.files // 1000}k files: {median(big.git_add):.2f} s (one run each: the page cache moves "
+                 f"both) | measured, no target |")
     starts = perf.starts
     version = starts.median("--version")
     L.append(f"| `orchestrator --version` cold (median of {len(starts.bare)}) ≤ 0.15 s | {version:.3f} s "
@@ -228,6 +252,22 @@ def render(machine: object, sched: list[schedule.ScheduleResult], setups: list[s
              "goes is in the phase table below. The agent is a shell script named `claude`; by default each gets its "
              "own Claude Code config directory, so launches are not spaced; sharing one (`--claude-config shared`) "
              f"spaces them 0.5 s apart: {median(noop.orchestrator):.2f} s vs {median(noop.shared):.2f} s.")
+    L.append(f"* **No-op targets (≤ 2×, ≤ 4× with spacing).** The floor does 16 checkouts and commits in "
+             f"{median(noop.shell):.2f} s. Before its first agent the run pays {median(noop.first_agent):.2f} s "
+             "(the interpreter and our imports, the plan, the run's files, the launcher's fork, the first worktree), "
+             "and after the last one the merge check and the report: fixed costs that alone exceed 2× the floor, "
+             "so no design that plans, records and checks a run in a Python process reaches it on this "
+             "shell-sized floor; per task, the phase table shows what is left (setup = the worktree, the agent = "
+             "the stand-in's own git commit). With `--claude-config shared` the spacing alone is 16 × 0.5 s, "
+             "20× the floor: the answer to it is the config directory per agent, now the default, not a smaller "
+             "spacing.")
+    dag = perf.dag
+    L.append(f"* **The real graph.** Between a slot freeing and the next task running the engine takes "
+             f"{median(dag.launch_gap) * 1000:.0f} ms (median, from the journal), so the gap to the bound is the "
+             f"schedule's: the same graph with the same slot times through the engine on the virtual clock gives "
+             f"{median(dag.virtual):.3f}× (the greedy list scheduler's price on this graph), against "
+             f"{median(dag.ratios):.3f}× for real. Across the {len(sched)} simulated graphs its median is "
+             f"{statistics.median(ratios):.3f}×.")
     L.append(f"* **Registry.** Updates are measured as a run makes them: heartbeat-level changes apply in memory "
              "and reach `process_registry.json` within 0.25 s (status changes are written at once), because the file "
              "holds every task and rewriting it per heartbeat made an update cost grow with the task count. The rare "
