@@ -56,6 +56,27 @@ def test_on_macos_the_keychain_login_cannot_be_seen_so_only_a_stored_key_counts(
     assert refreshing_login({"HOME": str(home)}, "darwin") is None
 
 
+def test_a_missing_home_or_a_config_that_is_not_an_object_is_no_stored_key(tmp_path: Path) -> None:
+    assert refreshing_login({}, "darwin") == "a login in the macOS keychain"
+    home = user_home(tmp_path)
+    (home / ".claude.json").write_text('["primaryApiKey"]')
+    (home / ".claude" / "settings.json").write_text("not json")
+    assert refreshing_login({"HOME": str(home)}, "darwin") == "a login in the macOS keychain"
+
+
+def test_a_seed_cut_short_is_finished_by_the_next_one(tmp_path: Path) -> None:
+    """Killed after the links and before `.claude.json` (the last step): the retry completes it."""
+    home = user_home(tmp_path)
+    target = tmp_path / "task" / "claude-config"
+    (target / "plugins").mkdir(parents=True)
+    (target / "settings.json").symlink_to(home / ".claude" / "settings.json")
+    seed(target, {"HOME": str(home)})
+    assert json.loads((target / ".claude.json").read_text()) == {"numStartups": 3}
+    assert (target / "agents").readlink() == home / ".claude" / "agents"
+    assert (target / "plugins" / "installed_plugins.json").readlink() == home / ".claude" / "plugins" / "installed_plugins.json"
+    assert not list(target.glob("*.partial"))
+
+
 @pytest.mark.skipif(sys.platform == "darwin", reason="the keychain decides there")
 def test_auto_isolates_unless_a_subscription_login_would_be_copied(tmp_path: Path) -> None:
     plain = {"HOME": str(user_home(tmp_path / "a"))}

@@ -95,7 +95,8 @@ def isolate(mode: str, env: Mapping[str, str]) -> bool:
 
 def seed(target: Path, env: Mapping[str, str]) -> None:
     """Make `target` a config directory that sees the user's configuration and writes only its
-    own state. Kept once made, so a retry or a resumed run finds the task's sessions in it."""
+    own state. Kept once made, so a retry or a resumed run finds the task's sessions in it; one
+    cut short (no `.claude.json` yet) is completed, each step skipping what is already there."""
     if (target / CONFIG_FILE).is_file():
         return
     target.mkdir(parents=True, exist_ok=True)
@@ -103,8 +104,8 @@ def seed(target: Path, env: Mapping[str, str]) -> None:
     if source is not None:
         _link_children(source, target, _LINKED)
         plugins = source / "plugins"
-        if plugins.is_dir() and not (target / "plugins").exists():
-            (target / "plugins").mkdir()
+        if plugins.is_dir():
+            (target / "plugins").mkdir(exist_ok=True)
             names = [p.name for p in plugins.iterdir() if p.name not in _PLUGINS_WRITTEN]
             _link_children(plugins, target / "plugins", names)
     # Written last and by rename: its presence says the directory is complete.
