@@ -10,6 +10,7 @@ sharing one scope). The virtual-clock benchmark (schedule.py) shows what the pol
 from __future__ import annotations
 
 import bisect
+import heapq
 import random
 import shutil
 import subprocess
@@ -38,6 +39,9 @@ class DagResult:
     overhead: list[float] = field(default_factory=list)  # median over tasks: slot time minus the agent's sleep
     # The same graph with the same slot times through the engine on the virtual clock: the policy's own ratio.
     virtual: list[float] = field(default_factory=list)
+    # The best of many list schedules with random priorities and the slot times known in advance
+    # (which no run knows): how close an order chosen with hindsight gets to the bound.
+    hindsight: list[float] = field(default_factory=list)
     # Median over launches after the first wave: from the latest end before a task's start to that start.
     launch_gap: list[float] = field(default_factory=list)
 
@@ -101,6 +105,42 @@ def virtual_makespan(repo: Path, prompts: list[str], slot_times: dict[str, float
     return max(end for _, end in sim.backend.spans.values()) - START
 
 
+def hindsight_makespan(repo: Path, prompts: list[str], slot_times: dict[str, float], slots: int,
+                       tries: int = 2000, seed: int = 1) -> float:
+    """The shortest makespan found by list-scheduling with `tries` random priority orders, the
+    durations known: dependencies wait, tasks sharing a scope never overlap, a free slot takes the
+    highest-priority task that may start."""
+    from orchestrator.models import EdgeKind
+    from orchestrator.plan.analyzer import TaskAnalyzer
+
+    analysis = TaskAnalyzer(repo, git_ls_files(repo)).analyze([repo / p for p in prompts])
+    ids = [t.id for t in analysis.tasks]
+    needs: dict[str, set[str]] = {t: set() for t in ids}
+    for e in analysis.edges:
+        if e.kind == EdgeKind.DEPENDENCY:
+            needs[e.after].add(e.before)
+    scopes = [set(tasks) for tasks in analysis.shared_scopes.values()]
+
+    def blocked(tid: str, busy: set[str]) -> bool:
+        return any(tid in scope and scope & busy for scope in scopes)
+
+    def makespan(rank: dict[str, float]) -> float:
+        now, running, done, started = 0.0, [], set(), set()  # running: heap of (end, task)
+        while len(done) < len(ids):
+            busy = {tid for _, tid in running}
+            for tid in sorted((t for t in ids if t not in started and needs[t] <= done), key=lambda t: -rank[t]):
+                if len(running) < slots and not blocked(tid, busy):
+                    started.add(tid)
+                    busy.add(tid)
+                    heapq.heappush(running, (now + slot_times[tid], tid))
+            now, tid = heapq.heappop(running)
+            done.add(tid)
+        return now
+
+    rng = random.Random(seed)
+    return min(makespan({t: rng.random() for t in ids}) for _ in range(tries))
+
+
 def git_ls_files(repo: Path) -> list[str]:
     from orchestrator.gitops import git
 
@@ -136,6 +176,7 @@ def run_dag(work: Path, reps: int) -> DagResult:
         out.bound_kinds.append(kind)
         out.overhead.append(median([slot_times[t] - sleeps[t] for t in slot_times]))
         out.virtual.append(virtual_makespan(repo, prompts, slot_times, SLOTS, work / f"virtual-{rep}") / bound)
+        out.hindsight.append(hindsight_makespan(repo, prompts, slot_times, SLOTS) / bound)
         out.launch_gap.append(median(_launch_gaps(phases.slots, SLOTS)))
         shutil.rmtree(repo)
         shutil.rmtree(durations)
