@@ -17,11 +17,15 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.common import GIT_ENV, make_small_repo, median
 from benchmarks.overhead import check_run, install_agent, orchestrate
 from benchmarks.phases import RunPhases, read_phases
 from benchmarks.schedule import _longest
+
+if TYPE_CHECKING:
+    from orchestrator.plan.analyzer import Analysis
 
 N_TASKS, SLOTS, SEED = 24, 4, 7
 # Sleeps before committing; the task's name says how long (durations/<task id>).
@@ -68,12 +72,18 @@ def _write_graph(repo: Path, rng: random.Random) -> tuple[list[str], dict[str, f
     return names, sleeps
 
 
-def lower_bound(repo: Path, prompts: list[str], slot_times: dict[str, float], slots: int) -> tuple[float, str]:
-    """The best makespan for these slot times: no schedule of this graph on `slots` is shorter."""
-    from orchestrator.models import EdgeKind
+def analyze(repo: Path, prompts: list[str]) -> Analysis:
+    """The graph as the run planned it: tasks, dependency and conflict edges, shared scopes."""
+    from orchestrator.gitops import git
     from orchestrator.plan.analyzer import TaskAnalyzer
 
-    analysis = TaskAnalyzer(repo, git_ls_files(repo)).analyze([repo / p for p in prompts])
+    return TaskAnalyzer(repo, git.ls_files(repo)).analyze([repo / p for p in prompts])
+
+
+def lower_bound(analysis: Analysis, slot_times: dict[str, float], slots: int) -> tuple[float, str]:
+    """The best makespan for these slot times: no schedule of this graph on `slots` is shorter."""
+    from orchestrator.models import EdgeKind
+
     ids = [t.id for t in analysis.tasks]
     deps = [(e.before, e.after) for e in analysis.edges if e.kind == EdgeKind.DEPENDENCY]
     bounds = {
@@ -87,15 +97,14 @@ def lower_bound(repo: Path, prompts: list[str], slot_times: dict[str, float], sl
     return bounds[kind], kind
 
 
-def virtual_makespan(repo: Path, prompts: list[str], slot_times: dict[str, float], slots: int, work: Path) -> float:
+def virtual_makespan(analysis: Analysis, slot_times: dict[str, float], slots: int, work: Path) -> float:
     """The makespan the engine's policy gives these slot times, on the virtual clock (no overhead)."""
     from orchestrator.models import Plan, PlannedTask
-    from orchestrator.plan.analyzer import TaskAnalyzer, longest_remaining_path
+    from orchestrator.plan.analyzer import longest_remaining_path
     from orchestrator.run.engine import EngineSettings
 
     from benchmarks.virtual import START, Simulation, VirtualBackend, VirtualClock
 
-    analysis = TaskAnalyzer(repo, git_ls_files(repo)).analyze([repo / p for p in prompts])
     planned = [PlannedTask(spec=s, branch=f"b/{s.id}", worktree=work / "wt" / s.id, agent_command=["true"])
                for s in analysis.tasks]
     plan = Plan(tasks=planned, edges=analysis.edges, shared_scopes=analysis.shared_scopes, base_sha="0" * 40)
@@ -105,15 +114,13 @@ def virtual_makespan(repo: Path, prompts: list[str], slot_times: dict[str, float
     return max(end for _, end in sim.backend.spans.values()) - START
 
 
-def hindsight_makespan(repo: Path, prompts: list[str], slot_times: dict[str, float], slots: int,
+def hindsight_makespan(analysis: Analysis, slot_times: dict[str, float], slots: int,
                        tries: int = 2000, seed: int = 1) -> float:
     """The shortest makespan found by list-scheduling with `tries` random priority orders, the
     durations known: dependencies wait, tasks sharing a scope never overlap, a free slot takes the
     highest-priority task that may start."""
     from orchestrator.models import EdgeKind
-    from orchestrator.plan.analyzer import TaskAnalyzer
 
-    analysis = TaskAnalyzer(repo, git_ls_files(repo)).analyze([repo / p for p in prompts])
     ids = [t.id for t in analysis.tasks]
     needs: dict[str, set[str]] = {t: set() for t in ids}
     for e in analysis.edges:
@@ -141,12 +148,6 @@ def hindsight_makespan(repo: Path, prompts: list[str], slot_times: dict[str, flo
     return min(makespan({t: rng.random() for t in ids}) for _ in range(tries))
 
 
-def git_ls_files(repo: Path) -> list[str]:
-    from orchestrator.gitops import git
-
-    return git.ls_files(repo)
-
-
 def _launch_gaps(slots: dict[str, tuple[float, float]], k: int) -> list[float]:
     starts = sorted(start for start, _ in slots.values())
     ends = sorted(end for _, end in slots.values())
@@ -169,14 +170,15 @@ def run_dag(work: Path, reps: int) -> DagResult:
         out.wall.append(time.perf_counter() - t0)
         phases: RunPhases = read_phases(next((repo / ".gadugi" / "runs").iterdir()))
         slot_times = {tid: end - start for tid, (start, end) in phases.slots.items()}
-        bound, kind = lower_bound(repo, prompts, slot_times, SLOTS)
+        analysis = analyze(repo, prompts)
+        bound, kind = lower_bound(analysis, slot_times, SLOTS)
         assert phases.run_started_at is not None
         out.makespans.append(max(end for _, end in phases.slots.values()) - phases.run_started_at)
         out.bounds.append(bound)
         out.bound_kinds.append(kind)
         out.overhead.append(median([slot_times[t] - sleeps[t] for t in slot_times]))
-        out.virtual.append(virtual_makespan(repo, prompts, slot_times, SLOTS, work / f"virtual-{rep}") / bound)
-        out.hindsight.append(hindsight_makespan(repo, prompts, slot_times, SLOTS) / bound)
+        out.virtual.append(virtual_makespan(analysis, slot_times, SLOTS, work / f"virtual-{rep}") / bound)
+        out.hindsight.append(hindsight_makespan(analysis, slot_times, SLOTS) / bound)
         out.launch_gap.append(median(_launch_gaps(phases.slots, SLOTS)))
         shutil.rmtree(repo)
         shutil.rmtree(durations)
