@@ -26,6 +26,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import InputError
 
@@ -59,11 +60,15 @@ def user_config_file(env: Mapping[str, str]) -> Path | None:
     return Path(env["HOME"]) / CONFIG_FILE if env.get("HOME") else None
 
 
-def _read_json(path: Path | None) -> dict[str, object]:
+def read_object(path: Path | None, *keys: str) -> dict[str, Any]:
+    """The JSON object under `keys` in the file at `path`: {} when the file is missing or unreadable,
+    or when a key or an object on the way is absent (the CLI reports its own file errors)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+        data: Any = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
     except (OSError, ValueError):
         return {}
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
     return data if isinstance(data, dict) else {}
 
 
@@ -76,8 +81,8 @@ def refreshing_login(env: Mapping[str, str], platform: str = sys.platform) -> st
     if config_dir is not None and (config_dir / CREDENTIALS).is_file():
         return f"the subscription login in {config_dir / CREDENTIALS}"
     if platform == "darwin":
-        stored_key = _read_json(user_config_file(env)).get("primaryApiKey")
-        helper = config_dir is not None and _read_json(config_dir / "settings.json").get("apiKeyHelper")
+        stored_key = read_object(user_config_file(env)).get("primaryApiKey")
+        helper = config_dir is not None and read_object(config_dir / "settings.json").get("apiKeyHelper")
         if not (stored_key or helper):
             return "a login in the macOS keychain"
     return None

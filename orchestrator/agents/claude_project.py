@@ -16,28 +16,19 @@ which passes the worktree's settings file on as flag settings.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.agents.claude_config import user_config_file
+from orchestrator.agents.claude_config import read_object, user_config_file
 
 PROJECT_SETTINGS = Path(".claude") / "settings.json"
 
 
 def main_checkout_trusted(project_root: Path, env: Mapping[str, str]) -> bool:
     """True when the user accepted Claude Code's trust dialog for the main checkout."""
-    path = user_config_file(env)
-    if path is None:
-        return False
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    projects = config.get("projects") if isinstance(config, dict) else None
-    entry = projects.get(str(project_root)) if isinstance(projects, dict) else None
-    return isinstance(entry, dict) and entry.get("hasTrustDialogAccepted") is True
+    entry = read_object(user_config_file(env), "projects", str(project_root))
+    return entry.get("hasTrustDialogAccepted") is True
 
 
 def untrusted_note(project_root: Path, env: Mapping[str, str], trust_flag: bool) -> str | None:
@@ -51,11 +42,7 @@ def untrusted_note(project_root: Path, env: Mapping[str, str], trust_flag: bool)
 def project_settings(worktree: Path) -> dict[str, Any]:
     """The worktree's `.claude/settings.json` (the project's committed file), {} when absent or
     not a JSON object (the CLI reports its own file errors)."""
-    try:
-        data = json.loads((worktree / PROJECT_SETTINGS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_object(worktree / PROJECT_SETTINGS)
 
 
 def merge_settings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

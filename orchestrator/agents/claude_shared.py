@@ -11,12 +11,10 @@ each one starts, and the login each one refreshes.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from orchestrator.agents.claude_config import LOGIN_FIX, refreshing_login, user_config_file
+from orchestrator.agents.claude_config import LOGIN_FIX, read_object, refreshing_login, user_config_file
 from orchestrator.errors import InputError
 
 MCP_INHERIT = "inherit"
@@ -34,16 +32,6 @@ def mcp_args(mcp: str) -> list[str]:
     return ["--mcp-config", str(Path(mcp).expanduser().resolve()), "--strict-mcp-config"]
 
 
-def _servers(path: Path, *keys: str) -> dict[str, Any]:
-    try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data if isinstance(data, dict) else {}
-
-
 def mcp_server_count(mcp: str, project_root: Path, env: Mapping[str, str]) -> int:
     """How many MCP servers each Claude agent will start (at least: plugins may add more).
     InputError for a FILE that is not an MCP config."""
@@ -53,11 +41,11 @@ def mcp_server_count(mcp: str, project_root: Path, env: Mapping[str, str]) -> in
         path = Path(mcp).expanduser()
         if not path.is_file():
             raise InputError(f"--mcp: {mcp} is not a file (use inherit, none or an MCP config JSON file)")
-        return len(_servers(path, "mcpServers"))
-    names = set(_servers(project_root / ".mcp.json", "mcpServers"))
+        return len(read_object(path, "mcpServers"))
+    names = set(read_object(project_root / ".mcp.json", "mcpServers"))
     config = user_config_file(env)
     if config is not None:
-        names |= set(_servers(config, "mcpServers")) | set(_servers(config, "projects", str(project_root), "mcpServers"))
+        names |= set(read_object(config, "mcpServers")) | set(read_object(config, "projects", str(project_root), "mcpServers"))
     return len(names)
 
 
