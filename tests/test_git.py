@@ -320,3 +320,20 @@ def test_worktree_list_waits_out_a_worktree_being_made(make_repo, monkeypatch) -
     monkeypatch.setattr(gitmod, "run_cmd", half_made_once)
     entries = gitmod.list_worktrees(repo)
     assert len(calls) == 2 and [e.path for e in entries] == [repo]
+
+
+def test_relock_changes_the_reason_and_a_move_keeps_the_lock(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    sh(tmp_path, "init", "-q", str(repo))
+    sh(repo, "commit", "-q", "--allow-empty", "-m", "c")
+    wt = tmp_path / "wt"
+    sh(repo, "worktree", "add", "-q", "--detach", "--lock", "--reason", "first owner", str(wt))
+    git.relock_worktree(wt, "second owner")
+    moved = tmp_path / "moved"
+    git.move_worktree(repo, wt, moved)
+    [_, entry] = git.list_worktrees(repo)
+    assert (entry.path, entry.locked, entry.lock_reason) == (moved, True, "second owner")
+    # The file as `git worktree lock` writes it, so git's unlock and lock work on it as usual.
+    assert git.unlock_worktree(repo, moved) is True
+    git.lock_worktree(repo, moved, "third")
+    assert git.list_worktrees(repo)[1].lock_reason == "third"

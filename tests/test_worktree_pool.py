@@ -264,3 +264,64 @@ def test_drain_removes_pooled_worktrees_and_keeps_branches(repo: Path, manager: 
     assert pool.entries() == [] and not pool.pool_dir.exists()
     assert sh(repo, "rev-parse", "gadugi/da") == tip
     assert [e for e in git.list_worktrees(repo) if e.path.parent == pool.pool_dir] == []
+
+
+class Killed(BaseException):
+    """Stands for a kill: no except clause of the pool catches it, so no clean-up of its own runs."""
+
+
+@pytest.mark.parametrize("dies_after", ["relock_worktree", "move_worktree", "reset_hard"])
+def test_a_take_killed_at_any_step_leaves_the_task_lock_then_a_retry_clears_it(
+    repo: Path, manager: WorktreeManager, monkeypatch: pytest.MonkeyPatch, dies_after: str
+) -> None:
+    """Between the pool and the task's path the checkout is always locked, by the pool or by the
+    task: a kill leaves nothing unlocked for prune, and the task's next attempt (`leftover_of`)
+    clears it wherever it stopped, instead of refusing its own path."""
+    pool = WorktreePool(manager, size=2)
+    assert pool.release(finished_task(manager, repo, "one").path)
+    [pooled] = pool.entries()
+    owner = "gadugi run=r task=two "
+    real = getattr(git, dies_after)
+
+    def step_then_kill(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(git, dies_after, step_then_kill)
+    path = manager.worktrees_root / "two"
+    start = sh(repo, "rev-parse", "HEAD")
+    with pytest.raises(Killed):
+        pool.acquire("two", "gadugi/two", path, start_sha=start, lock_reason=owner + "pid=1")
+    monkeypatch.undo()
+    where = pooled if dies_after == "relock_worktree" else path
+    assert lock_reason(repo, where) == owner + "pid=1"
+
+    # The next attempt, as the WorkflowManager makes it: the pool first, then a fresh checkout.
+    again = pool.acquire("two", "gadugi/two", path, start_sha=start, lock_reason=owner + "pid=2", leftover_of=owner)
+    created = again or manager.create("two", "gadugi/two", path, base_sha=start, lock_reason=owner + "pid=2",
+                                      leftover_of=owner)
+    assert sh(created.path, "branch", "--show-current") == "gadugi/two"
+    assert lock_reason(repo, path) == owner + "pid=2"
+    assert [e.path for e in git.list_worktrees(repo)] == [repo, path]
+    assert not pooled.exists() and pool.entries() == []
+
+
+def test_a_release_killed_mid_move_leaves_the_checkout_locked(
+    repo: Path, manager: WorktreeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = WorktreePool(manager, size=2)
+    task = finished_task(manager, repo, "one")
+    sh(repo, "worktree", "lock", "--reason", "gadugi run=r task=one pid=1", str(task.path))
+    real = git.move_worktree
+
+    def move_then_kill(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        raise Killed
+
+    monkeypatch.setattr(git, "move_worktree", move_then_kill)
+    with pytest.raises(Killed):
+        pool.release(task.path)
+    monkeypatch.undo()
+    [pooled] = pool.entries()
+    assert lock_reason(repo, pooled) == POOL_LOCK_REASON
+    assert sh(repo, "rev-parse", "gadugi/one") == sh(pooled, "rev-parse", "HEAD")

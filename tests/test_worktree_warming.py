@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.gitops import git
+from orchestrator.state.locks import is_held
 from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
 from orchestrator.worktrees.pool import WARMING_LOCK_REASON, WorktreePool
 from orchestrator.worktrees.warming import start_warming
@@ -77,16 +78,50 @@ def test_acquire_claims_an_entry_still_being_warmed_and_waits_for_it(make_repo: 
     path = repo / ".worktrees" / "t1"
     taker = threading.Thread(target=lambda: got.append(
         pool.acquire("t1", "gadugi/t1", path, start_sha=base, lock_reason="gadugi run=r task=t1")))
+    (slot,) = pool.entries()
     taker.start()
-    # Claimed (unlisted, so no one else takes it) while the warmer still writes it.
-    wait_until(lambda: pool.entries() == [], "the warming entry to be claimed")
-    assert not path.exists() and not got
-    open_gate(gate)
-    taker.join()
-    warming.join()
+    try:
+        # Claimed while the warmer still writes it: still listed, but passed by by other takers.
+        wait_until(lambda: is_held(claim_lock(repo, slot)), "the warming entry to be claimed")
+        assert pool.entries() == [slot]
+        assert pool.acquire("t2", "gadugi/t2", repo / ".worktrees" / "t2", start_sha=base, lock_reason="r") is None
+        assert not path.exists() and not got
+    finally:
+        open_gate(gate)
+        taker.join()
+        warming.join()
     assert got and got[0] is not None and got[0].path == path
     assert (path / "a.gated").read_text() == "payload\n" and not git.is_dirty(path)
     assert sh(path, "symbolic-ref", "HEAD") == "refs/heads/gadugi/t1"
+
+
+def claim_lock(repo: Path, slot: Path) -> Path:
+    return repo / ".gadugi" / f"pool-claim-{slot.name}.lock"
+
+
+def test_a_killed_claimers_entry_stays_listed_for_the_next_taker(make_repo: MakeRepo, tmp_path: Path) -> None:
+    repo, gate, started = gated_repo(make_repo, tmp_path)
+    base = sh(repo, "rev-parse", "HEAD")
+    pool = WorktreePool(WorktreeManager(repo), size=2)
+    warming = start_warming(pool, base, 1)
+    wait_until(started.exists, "the warmer's checkout to be inside the filter")
+    (slot,) = pool.entries()
+    code = ("import sys; from pathlib import Path; from orchestrator.worktrees.manager import WorktreeManager;"
+            "from orchestrator.worktrees.pool import WorktreePool; repo = Path(sys.argv[1]);"
+            "WorktreePool(WorktreeManager(repo), size=2).acquire('t1', 'gadugi/t1', repo / '.worktrees' / 't1',"
+            " start_sha=sys.argv[2], lock_reason='gadugi run=r task=t1 pid=1')")
+    claimer = subprocess.Popen([sys.executable, "-c", code, str(repo), base], cwd=PROJECT)
+    try:
+        wait_until(lambda: is_held(claim_lock(repo, slot)), "the claimer to wait for the warming entry")
+    finally:
+        claimer.kill()  # kill -9 while it waits for the warmer
+        claimer.wait()
+        open_gate(gate)
+        warming.join()
+    assert pool.entries() == [slot]
+    got = pool.acquire("t2", "gadugi/t2", repo / ".worktrees" / "t2", start_sha=base, lock_reason="r")
+    assert got is not None and (got.path / "a.gated").read_text() == "payload\n"
+    assert not git.branch_exists(repo, "gadugi/t1") and not (repo / ".worktrees" / "t1").exists()
 
 
 def kill_warmer_mid_checkout(repo: Path, gate: Path, started: Path, base: str) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from orchestrator.cmd import CommandError, run_cmd
 from orchestrator.errors import GitError, InputError
+from orchestrator.state.atomic import write_text_atomic
 
 # Variables that describe *who* and *how*, never *which repository*: keeping them lets the user's
 # identity, ssh setup and tracing through. Everything else (GIT_DIR, GIT_WORK_TREE,
@@ -382,8 +383,20 @@ def detach_head(worktree: Path) -> None:
 
 
 def move_worktree(repo: Path, source: Path, target: Path) -> None:
-    """`git worktree move` (a rename on one filesystem; git refuses a locked worktree)."""
-    _git(repo, "worktree", "move", str(source), str(target), retry_locked=True)
+    """`git worktree move`, a rename on one filesystem, with its lock: a locked worktree stays
+    locked with the same reason throughout (`--force` twice is git's consent to move one), so a
+    kill mid-way never leaves it unlocked for `prune` or `remove`."""
+    _git(repo, "worktree", "move", "--force", "--force", str(source), str(target), retry_locked=True)
+
+
+def relock_worktree(worktree: Path, reason: str) -> None:
+    """Give the locked linked worktree a new lock reason in one step.
+
+    git has no command for it: `lock` refuses a locked worktree, and `unlock` then `lock` leaves a
+    moment with no lock at all. The reason lives in the admin file `locked`
+    (gitrepository-layout: `worktrees/<id>/locked`), written the way `git worktree lock` writes it,
+    so replacing that file atomically changes the owner without that moment."""
+    write_text_atomic(git_dir(worktree) / "locked", reason + "\n")
 
 
 def lock_worktree(repo: Path, path: Path, reason: str) -> None:

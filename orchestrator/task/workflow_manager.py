@@ -320,6 +320,10 @@ class WorkflowManager:
     def _setup(self) -> str:
         req = self.request
         manager = self._worktrees()
+        # Lock reasons of this task in this run start with `owner`; what an earlier attempt killed
+        # while setting up left locked with it holds no work and is cleared, never refused.
+        owner = f"gadugi run={req.run_id} task={req.task_id} "
+        reason = f"{owner}pid={os.getpid()}"
         if req.reuse_worktree and req.start_sha:
             # A retry continues in the worktree (and on the branch) of the earlier attempt, whose
             # leftovers were committed, so nothing done so far is lost or redone from scratch.
@@ -327,8 +331,7 @@ class WorkflowManager:
                 git.switch_branch(req.worktree, req.branch)
             else:
                 with self._step("worktree"):
-                    manager.reattach(req.task_id, req.branch, req.worktree,
-                                     lock_reason=f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}")
+                    manager.reattach(req.task_id, req.branch, req.worktree, lock_reason=reason)
             self.emitter.log(f"attempt {req.attempt}: continuing on {req.branch} in {req.worktree}")
             return req.start_sha
         preds = [(p.branch, p.head_sha) for p in req.predecessors]
@@ -336,20 +339,19 @@ class WorkflowManager:
             start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
             git.switch_new_branch(req.worktree, req.branch, start)
             return start
-        reason = f"gadugi run={req.run_id} task={req.task_id} pid={os.getpid()}"
         created = None
         with self._step("worktree"):
             # A sparse task never takes a pooled full checkout (nor returns its sparse one, pool.py).
             if req.pool_size and not req.sparse_scopes:
                 start = manager.start_commit(req.task_id, base_sha=req.base_sha, predecessors=preds)
                 created = WorktreePool(manager, size=req.pool_size).acquire(
-                    req.task_id, req.branch, req.worktree, start_sha=start, lock_reason=reason)
+                    req.task_id, req.branch, req.worktree, start_sha=start, lock_reason=reason, leftover_of=owner)
                 if created is not None:
                     self.emitter.log(f"recycled a pooled worktree into {req.worktree}")
             if created is None:
                 created = manager.create(req.task_id, req.branch, req.worktree, base_sha=req.base_sha,
                                          predecessors=preds, lock_reason=reason, sparse_scopes=req.sparse_scopes,
-                                         leftover_of=f"gadugi run={req.run_id} task={req.task_id} ")
+                                         leftover_of=owner)
         if created.merged_from:
             self.emitter.log(f"started from the merge of {', '.join(created.merged_from)}")
         with self._step("setup_hook"):

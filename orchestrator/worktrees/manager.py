@@ -250,7 +250,7 @@ class WorktreeManager:
         try:
             with self._repo_lock():
                 if leftover_of is not None:
-                    self._clear_leftover(path, branch, leftover_of)
+                    self.clear_leftover(branch, leftover_of)
                 # Re-checked under the lock: a concurrent run may have taken the name since
                 # plan_names; we fail rather than reuse or delete what is not ours.
                 if git.branch_exists(self.project_root, branch):
@@ -275,21 +275,25 @@ class WorktreeManager:
             raise
         return CreatedWorktree(path=path, branch=branch, start_sha=start, merged_from=merged_from)
 
-    def _clear_leftover(self, path: Path, branch: str, owner: str) -> None:
+    def clear_leftover(self, branch: str, owner: str) -> None:
+        """Remove what an attempt of the task that locks with the prefix `owner` left half set up
+        when it was killed before its branch existed (call it under the repository lock)."""
         # A `git worktree add -b` killed mid-way leaves the lock of the branch ref it was creating;
         # the name is this task's own (planned unique for this run), so no one else can hold it.
         ref_lock = git.git_common_dir(self.project_root) / "refs" / "heads" / f"{branch}.lock"
         if ref_lock.is_file():
             log.warning("removing %s, left by an attempt killed while creating the branch", ref_lock)
             ref_lock.unlink(missing_ok=True)
-        entry = self._entry(path)
-        if (entry is None or entry.branch is not None or git.branch_exists(self.project_root, branch)
-                or not (entry.lock_reason or "").startswith(owner)):
+        # With the task's branch made, an agent may have worked: nothing is cleared, create refuses.
+        if git.branch_exists(self.project_root, branch):
             return
-        log.warning("clearing %s: left half set up by an earlier attempt of the same task", path)
-        git.unlock_worktree(self.project_root, path)
-        git.remove_worktree(self.project_root, path, force=True)
-        git.prune_worktrees(self.project_root)
+        # Locked for this task of this run and on no branch: a fresh checkout, or a pooled one
+        # taken for it (at `path`, or still in the pool if the kill came before the move), never
+        # handed to an agent. Wherever it is, it holds no work.
+        for entry in git.list_worktrees(self.project_root):
+            if entry.branch is None and (entry.lock_reason or "").startswith(owner):
+                log.warning("clearing %s: left half set up by an earlier attempt of the same task", entry.path)
+                self._remove_fresh(Path(entry.path))
 
     def _roll_back(self, path: Path, branch: str, start: str) -> None:
         """Undo what a failed create made: its registration, and its branch if still at `start`."""
@@ -299,14 +303,19 @@ class WorktreeManager:
                 # Nothing was registered at `path` before create's check under the lock, so an
                 # entry there now is ours, even when `worktree add` itself failed after making it.
                 if self._entry(path) is not None:
-                    git.unlock_worktree(repo, path)
-                    # --force: the files are our own fresh checkout, no agent has run in it yet.
-                    git.remove_worktree(repo, path, force=True)
-                    git.prune_worktrees(repo)
+                    self._remove_fresh(path)
                 if not git.delete_branch_if_at(repo, branch, start) and git.branch_exists(repo, branch):
                     log.warning("kept branch %s after failed create: it moved from %s", branch, start)
         except OrchestratorError as exc:
             log.warning("rollback of %s incomplete: %s", path, exc)
+
+    def _remove_fresh(self, path: Path) -> None:
+        """Unregister and delete a worktree no agent has run in (under the repository lock)."""
+        git.unlock_worktree(self.project_root, path)
+        if path.exists():
+            # --force: the files are a checkout of a commit and nothing else.
+            git.remove_worktree(self.project_root, path, force=True)
+        git.prune_worktrees(self.project_root)
 
     def reattach(self, task_id: str, branch: str, path: Path, *, lock_reason: str) -> None:
         """Make `path` the locked worktree of `branch` again, for a retry or a resumed run: reuse

@@ -21,9 +21,14 @@ Warming (`warm_one`, run in the background by worktrees/warming.py while a run s
 detached checkouts of the base. A warming entry is listed from the moment it is registered, marked
 with the warmer's pid, and the warmer holds its flock (`.gadugi/pool-warm-<slot>.lock`) until the
 checkout is complete and the worktree's lock reason says so. An `acquire` that finds no ready entry
-claims a warming one (unlisting it, so nobody else does), waits for that flock, and takes the
+claims a warming one by holding its claim flock (`.gadugi/pool-claim-<slot>.lock`: other takers
+pass it by, and a claimer's death ends the claim), waits for the warmer's flock, and takes the
 worktree only if its lock reason then says ready: an entry left by a warmer killed mid-checkout is
 discarded there, or by `drain`, which removes everything under the pool directory.
+
+Taking an entry relocks it for the task, moves it with its lock and only then unlists it, so a kill
+at any step leaves it listed or at the task's path, locked by the pool or by the task: the task's
+next attempt clears what is its own (`leftover_of`), and nothing is left that nobody knows of.
 """
 from __future__ import annotations
 
@@ -142,38 +147,50 @@ class WorktreePool:
         start_sha: str,
         lock_reason: str,
         merged_from: Sequence[str] = (),
+        leftover_of: str | None = None,
     ) -> CreatedWorktree | None:
         """A pooled worktree moved to `path`, on a new `branch` at `start_sha`, locked with
         `lock_reason`; None when the pool has nothing usable (the caller then creates one).
 
         `start_sha` must be a commit (WorktreeManager.start_commit gives it). A branch or path that
-        already exists is a WorktreeError-free refusal: None, and nothing changes.
+        already exists is a WorktreeError-free refusal: None, and nothing changes. `leftover_of`:
+        as for WorktreeManager.create, what an earlier attempt of the task left half taken is
+        cleared first.
         """
         repo = self.manager.project_root
         path = Path(os.path.abspath(path))
-        with file_lock(self.manager.lock_path):
-            if git.branch_exists(repo, branch) or os.path.lexists(path):
-                return None
-            taken = self._take_usable()
-            if taken is None:
-                return None
-            source, warming = taken
-            if not warming and not self._move_in(source, path, lock_reason):
-                return None
-        if warming:
-            # Claimed, so ours alone; its warmer may still be writing files. Wait for it without
-            # the git lock (the warmer needs that to finish), then take it only if it finished.
-            with file_lock(self._warm_lock(source)):
-                pass
+        with ExitStack() as claim:
             with file_lock(self.manager.lock_path):
-                entry = self._registered(source)
-                if entry is None or entry.lock_reason != POOL_LOCK_REASON or os.path.lexists(path):
-                    log.warning("warming of %s did not finish; creating a fresh worktree instead", source)
-                    if entry is not None:
-                        self._discard(source)
+                if leftover_of is not None:
+                    self.manager.clear_leftover(branch, leftover_of)
+                if git.branch_exists(repo, branch) or os.path.lexists(path):
                     return None
-                if not self._move_in(source, path, lock_reason):
+                chosen = self._choose()
+                if chosen is None:
                     return None
+                source, warming = chosen
+                if warming:
+                    # Claimed for as long as we hold this flock: other takers pass the entry by,
+                    # and if we are killed the kernel lets go, so the entry (listed throughout)
+                    # is free again instead of lost.
+                    claim.enter_context(file_lock(self._claim_lock(source)))
+                elif not self._move_in(source, path, lock_reason):
+                    return None
+            if warming:
+                # Its warmer may still be writing files. Wait for it without the git lock (the
+                # warmer needs that to finish), then take the entry only if it finished.
+                with file_lock(self._warm_lock(source)):
+                    pass
+                with file_lock(self.manager.lock_path):
+                    entry = self._registered(source)
+                    if entry is None or entry.lock_reason != POOL_LOCK_REASON or os.path.lexists(path):
+                        log.warning("warming of %s did not finish; creating a fresh worktree instead", source)
+                        self._unlist(source)
+                        if entry is not None:
+                            self._discard(source)
+                        return None
+                    if not self._move_in(source, path, lock_reason):
+                        return None
         try:
             # Outside the lock: these touch only this worktree, and they are the slow part.
             self._reset(path, start_sha)
@@ -221,8 +238,7 @@ class WorktreePool:
             with file_lock(self.manager.lock_path):
                 # The lock reason is the mark of a finished checkout that a claimer trusts; the
                 # entry may be gone from the list already, claimed by a task waiting for it.
-                git.unlock_worktree(repo, slot)
-                git.lock_worktree(repo, slot, POOL_LOCK_REASON)
+                git.relock_worktree(slot, POOL_LOCK_REASON)
                 state = self._load()
                 for item in state.entries:
                     if os.path.realpath(item.path) == os.path.realpath(slot):
@@ -260,9 +276,10 @@ class WorktreePool:
                 # Detached first: a pooled worktree must not hold the task's branch.
                 git.detach_head(path)
                 if entry.locked:
-                    git.unlock_worktree(repo, path)
+                    git.relock_worktree(path, POOL_LOCK_REASON)
+                else:
+                    git.lock_worktree(repo, path, POOL_LOCK_REASON)
                 git.move_worktree(repo, path, target)
-                git.lock_worktree(repo, target, POOL_LOCK_REASON)
             except OrchestratorError:
                 state.entries.pop()
                 self._save(state)
@@ -309,41 +326,50 @@ class WorktreePool:
         git.set_orig_head(path, start_sha)
 
     def _move_in(self, source: Path, path: Path, lock_reason: str) -> bool:
-        """Move a taken pool entry to the task's path, locked for it (under the git lock)."""
+        """Move a chosen pool entry to the task's path, locked for it, and unlist it (under the
+        git lock). In this order a kill leaves the checkout listed, or at the task's path, and
+        always locked by the pool or by the task, never unlocked and known to nobody."""
         repo = self.manager.project_root
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            git.unlock_worktree(repo, source)
+            # The task's lock before the move, and the move keeps it: from here the checkout is
+            # recognisably this task's (its next attempt clears it, WorktreeManager.clear_leftover).
+            git.relock_worktree(source, lock_reason)
             git.move_worktree(repo, source, path)
-            git.lock_worktree(repo, path, lock_reason)
         except (OrchestratorError, OSError) as exc:
             log.warning("pooled worktree %s unusable, removing it: %s", source, exc)
+            self._unlist(source)
             self._discard(source)
             return False
+        self._unlist(source)
         return True
 
-    def _take_usable(self) -> tuple[Path, bool] | None:
-        """Pop the first ready pool entry that is still a registered, existing worktree, else the
-        first warming one; with whether it is still warming (under the lock)."""
+    def _choose(self) -> tuple[Path, bool] | None:
+        """The first ready entry that is still a registered, existing worktree, else the first
+        warming one, passing by entries another taker has claimed; with whether it is still
+        warming. Dead entries are dropped on the way (under the git lock); the chosen one stays
+        listed until it has moved."""
         state = self._load()
         if not state.entries:
             return None
         registered = {os.path.realpath(e.path): e for e in git.list_worktrees(self.manager.project_root)}
-        usable: list[PoolEntry] = []
+        kept: list[PoolEntry] = []
         for item in state.entries:
             wt = registered.get(os.path.realpath(item.path))
             if self._abandoned(item):
                 if wt is not None:
                     self._discard(Path(item.path))
             elif item.warming_pid is not None:
-                usable.append(item)  # still being checked out: a claimer waits for it
+                kept.append(item)  # still being checked out: a claimer waits for it
             elif wt is not None and not wt.prunable and Path(item.path).is_dir():
-                usable.append(item)
+                kept.append(item)
             elif wt is not None:  # registered but its directory is gone: drop the registration
                 self._discard(Path(item.path))
-        chosen = next((i for i in usable if i.warming_pid is None), usable[0] if usable else None)
-        state.entries = [i for i in usable if i is not chosen]
-        self._save(state)
+        if len(kept) != len(state.entries):
+            state.entries = kept
+            self._save(state)
+        free = [i for i in kept if not is_held(self._claim_lock(Path(i.path)))]
+        chosen = next((i for i in free if i.warming_pid is None), free[0] if free else None)
         return None if chosen is None else (Path(chosen.path), chosen.warming_pid is not None)
 
     def _unlist(self, path: Path) -> None:
@@ -357,6 +383,9 @@ class WorktreePool:
 
     def _warm_lock(self, slot: Path) -> Path:
         return self.state_path.parent / f"pool-warm-{slot.name}.lock"
+
+    def _claim_lock(self, slot: Path) -> Path:
+        return self.state_path.parent / f"pool-claim-{slot.name}.lock"
 
     def _discard(self, path: Path) -> None:
         """Remove a worktree of ours (pooled, or just recycled and not yet handed over)."""
