@@ -443,9 +443,10 @@ class WorkflowManager:
         finally:
             if watchdog is not None:
                 watchdog.set()
-        # Whatever the agent left running in its group (a dev server, a watcher) goes with it.
-        proc.stop("agent finished", interrupt_timeout=0.5, terminate_timeout=0.5, log=self.emitter.log)
-        confined.cleanup()
+            # Whatever the agent left running in its group (a dev server, a watcher) goes with it,
+            # and then its private temp dir, also when reading its stream raised.
+            proc.stop("agent finished", interrupt_timeout=0.5, terminate_timeout=0.5, log=self.emitter.log)
+            confined.cleanup()
         self._heartbeat(parser, "agent exited")
         _redact_file(req.task_dir / "agent.stderr.log", self.emitter.redactor)
         outcome = parser.outcome(exit_code, stderr=_tail(req.task_dir / "agent.stderr.log"))
