@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import psutil
 import pytest
+from orchestrator.backends.launcher import Launcher
 
 TESTS_DIR = Path(__file__).resolve().parent
 FAKE_CLAUDE = TESTS_DIR / "fake_claude.py"
@@ -77,6 +79,83 @@ def _no_real_gadugi_state() -> Iterator[None]:
     yield
     after = set(marker.iterdir()) if marker.exists() else set()
     assert after == before, f"test wrote run state into the project checkout: {after - before}"
+
+
+class _SharedLauncher:
+    """One launcher per pytest worker, lent to every run the test process makes itself.
+
+    A run starts its own launcher, which pays the WorkflowManager's imports (~0.3 s of CPU) so
+    that its tasks do not; over a suite of many short in-process runs that is most of what the
+    launchers cost. A launcher keeps nothing of a run: each fork gets the task's environment,
+    working directory and descriptors in its request. So the runs this process makes borrow one,
+    whose `close` keeps it for the next; runs in their own process (signals, kill -9) and traced
+    runs start theirs as usual, and a test about the launcher itself opts out with
+    `@pytest.mark.own_launcher`. If the shared one dies, the next test gets a new one.
+    """
+
+    def __init__(self) -> None:
+        self.launcher: Launcher | None = None
+
+    def get(self) -> Launcher | None:
+        if self.launcher is None or not _alive(self.launcher.pid):
+            self.close()
+            self.launcher = _REAL_LAUNCHER_START(sys.executable, os.environ)
+        return self.launcher
+
+    def close(self) -> None:
+        if self.launcher is not None:
+            self.launcher.close()
+            self.launcher = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class _Borrowed(Launcher):
+    """The shared launcher, lent to one run: closing it gives it back."""
+
+    def __init__(self, shared: Launcher) -> None:  # noqa: D107 - shares the lender's state
+        self.__dict__ = shared.__dict__
+
+    def close(self) -> None:
+        pass
+
+
+_REAL_LAUNCHER_START = Launcher.start
+
+
+@pytest.fixture(scope="session")
+def _shared_launcher() -> Iterator[_SharedLauncher]:
+    shared = _SharedLauncher()
+    yield shared
+    shared.close()
+
+
+@pytest.fixture(autouse=True)
+def _borrowed_launcher(request: pytest.FixtureRequest, _shared_launcher: _SharedLauncher) -> Iterator[None]:
+    if request.node.get_closest_marker("own_launcher"):
+        yield
+        return
+
+    def start(python: str, env: Mapping[str, str], *, home: Path | None = None,
+              traced: bool = False) -> Launcher | None:
+        if traced or python != sys.executable:
+            return _REAL_LAUNCHER_START(python, env, home=home, traced=traced)
+        shared = _shared_launcher.get()
+        return None if shared is None else _Borrowed(shared)
+
+    # Not through `monkeypatch`: this fixture would then set that up before the test's own, and
+    # the test's environment changes would be undone only after _environ_unchanged checks them.
+    original = Launcher.__dict__["start"]
+    Launcher.start = staticmethod(start)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Launcher.start = original  # type: ignore[method-assign]
 
 
 MakeRepo = Callable[..., Path]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from orchestrator.backends.base import BackendEvent
 from orchestrator.backends.launcher import Launcher
 from orchestrator.backends.local import LocalBackend
@@ -18,6 +19,9 @@ from orchestrator.task import attempt_lock
 from orchestrator.task.wire import TaskRequest
 
 from conftest import git, wait_until
+
+# These tests are about a run's own launcher: none borrows the one the suite's worker shares.
+pytestmark = pytest.mark.own_launcher
 
 LAUNCHER_MODULE = "orchestrator.task.forkserver"
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]
