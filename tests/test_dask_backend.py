@@ -178,7 +178,10 @@ def test_worker_killed_mid_task_is_lost_then_retried(own_proc_cluster: Any, make
     wait_until(lambda: any(r["task"] == "slow" for r in records(log)), "the slow agent's start record")
     first = next(r for r in records(log) if r["task"] == "slow")
     agent = psutil.Process(first["pid"])
-    worker_pid = agent.parent().parent().pid  # agent <- WorkflowManager <- Dask worker process
+    # agent <- WorkflowManager <- the worker's launcher <- the Dask worker process
+    launcher = agent.parent().parent()
+    assert "orchestrator.task.forkserver" in " ".join(launcher.cmdline()), "forked by the worker's launcher"
+    worker_pid = launcher.parent().pid
     with distributed.Client(proc_cluster, set_as_default=False) as client:
         assert worker_pid in client.run(os.getpid).values()
     os.kill(worker_pid, signal.SIGKILL)
@@ -190,8 +193,9 @@ def test_worker_killed_mid_task_is_lost_then_retried(own_proc_cluster: Any, make
     run_dir = next((repo / ".gadugi" / "runs").iterdir())
     report = json.loads((run_dir / "report.json").read_text())
     assert [a["failure"] for a in report["task_results"]["slow"]["attempts"]] == ["lost"]
-    # The guard took the orphaned agent down with its worker: it never finished on its own.
-    assert_gone({first["pid"]})
+    # The guard took the orphaned agent down with its worker: it never finished on its own. The
+    # worker's launcher ended with its socket.
+    assert_gone({first["pid"], launcher.pid})
     ends = [r for r in records(log) if r["task"] == "slow" and r["event"] == "end"]
     assert len(ends) == 1 and ends[0]["pid"] != first["pid"]
 
@@ -332,3 +336,33 @@ def test_retry_on_a_worker_without_the_session_starts_afresh(make_repo, path_wit
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         cluster.close()
+
+
+@pytest.mark.parametrize("how", ["forked", "spawned"])
+def test_a_workers_workflow_manager_runs_in_its_session_holding_its_attempt_lock(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a worker the WorkflowManager is forked by the worker's launcher, or spawned when there
+    is none; either way in its own session, holding the attempt lock until it exits, waited for."""
+    from orchestrator.backends.remote import task as remote_task
+    from orchestrator.task import attempt_lock
+
+    monkeypatch.setattr(remote_task, "_launcher", None)
+    if how == "spawned":
+        monkeypatch.setattr(remote_task.Launcher, "start", staticmethod(lambda *args, **kwargs: None))
+    request, lock = tmp_path / "request.json", tmp_path / "wm-1.lock"
+    os.mkfifo(request)  # it blocks reading its request until the test writes it
+    with (tmp_path / "stderr.log").open("ab") as stderr:
+        wm = remote_task._start_workflow_manager(request, dict(os.environ), stderr.fileno(), lock)
+    try:
+        assert os.getsid(wm.pid) == wm.pid
+        parent = " ".join(psutil.Process(wm.pid).parent().cmdline())
+        assert ("orchestrator.task.forkserver" in parent) == (how == "forked")
+        assert attempt_lock.is_held(lock) and not wm.finished()
+    finally:
+        with request.open("w") as fifo:
+            fifo.write("{}")  # not a valid request: it says so and exits
+    assert wm.stdout.read() == b""
+    wm.wait()
+    assert wm.finished() and not attempt_lock.is_held(lock)
+    assert "request" in (tmp_path / "stderr.log").read_text().lower()

@@ -2,11 +2,12 @@
 
 `run_task_remote` executes inside a Dask worker. It brings the worker's copy of the repository up
 to date (bundles shipped by the orchestrator, or the shared remote), writes a worker-local
-request, runs `python -m orchestrator.task` in its own session exactly as the local
-backend does, forwards its NDJSON events over Dask's event channel, turns the stop flag the
-orchestrator sets into the same signals (SIGTERM cancel, SIGUSR1 timeout, SIGKILL kill), and
-returns the result with the task branch as a git bundle. It writes nothing outside the worker's
-local directory and cleans up its worktree and task directory before it returns.
+request, runs the WorkflowManager in its own session exactly as the local backend does (forked
+by a launcher each worker process starts once, or spawned without one), forwards its NDJSON
+events over Dask's event channel, turns the stop flag the orchestrator sets into the same
+signals (SIGTERM cancel, SIGUSR1 timeout, SIGKILL kill), and returns the result with the task
+branch as a git bundle. It writes nothing outside the worker's local directory and cleans up its
+worktree and task directory before it returns.
 """
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
+from orchestrator.backends.launcher import Launcher
 from orchestrator.backends.remote.repo import WorkerRepo
 from orchestrator.cmd import which
 from orchestrator.models import TaskResult, TaskStatus, iso
-from orchestrator.process import spawn_with_stops_deferred
+from orchestrator.process import spawn_with_stops_deferred, stops_deferred
 from orchestrator.proctree import create_time_of, signal_group
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
+from orchestrator.task import attempt_lock
 from orchestrator.task.wire import AGENT_ARGV_ENV, FRESH_ARGV_ENV, TaskRequest
 
 TOPIC = "gadugi"  # the Dask event topic the orchestrator subscribes to
@@ -237,14 +240,10 @@ class _Runner:
         if stop_event.is_set():
             return self._stopped_before_start(request, str(stop_kind.get()))
         with (self.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
-            proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.task", "--request", str(request_path)],
-                cwd=_PACKAGE_PARENT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                start_new_session=True,
-            ))
+            proc = _start_workflow_manager(request_path, env, stderr.fileno(),
+                                           attempt_lock.lock_path(self.task_dir, request.attempt))
         guard = _Guard(proc.pid)
         lines: queue.Queue[bytes | None] = queue.Queue()
-        assert proc.stdout is not None
         threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True, name=f"wm-{self.spec.key}").start()
         agent_group: int | None = None
         ready = False  # the WorkflowManager's signal handlers are in place once it said anything
@@ -279,7 +278,7 @@ class _Runner:
                         _signal(proc.pid, agent_group, kind)
             proc.wait()
         finally:
-            guard.close(finished=proc.poll() is not None)
+            guard.close(finished=proc.finished())
         try:
             data = json.loads(request.result_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -336,6 +335,80 @@ class _Runner:
                 empty.rmdir()  # the run's directory, once its last task is gone
             except OSError:
                 pass
+
+
+class _WorkflowManager:
+    """The task's WorkflowManager on this worker: forked by the worker's launcher, or spawned."""
+
+    def __init__(self, pid: int, stdout: IO[bytes], lock: Path, launcher: Launcher | None = None,
+                 proc: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self._lock = lock
+        self._launcher = launcher
+        self._proc = proc
+
+    def wait(self) -> None:
+        if self._proc is not None:
+            self._proc.wait()
+        elif self._launcher is None or self._launcher.wait_exit(self.pid) is None:
+            attempt_lock.wait_released(self._lock)  # the launcher is gone: its attempt lock tells
+
+    def finished(self) -> bool:
+        return self._proc.poll() is not None if self._proc is not None else not attempt_lock.is_held(self._lock)
+
+
+# One launcher per worker process, started with its first task and shared by the tasks its threads
+# run: each WorkflowManager then costs a fork instead of ~0.4 s of CPU for the interpreter and our
+# imports (backends/launcher.py says what stays the same for the task).
+_launcher: Launcher | None = None
+_launcher_lock = threading.Lock()
+
+
+def _worker_launcher() -> Launcher | None:
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None:
+            _launcher = Launcher.start(sys.executable, os.environ)
+        return _launcher
+
+
+def _launcher_lost(launcher: Launcher) -> None:
+    global _launcher
+    with _launcher_lock:
+        if _launcher is launcher:
+            _launcher = None
+    launcher.close()  # reaped, not left a zombie; the next task starts a new one
+
+
+def _start_workflow_manager(request_path: Path, env: dict[str, str], stderr_fd: int, lock: Path) -> _WorkflowManager:
+    """`python -m orchestrator.task --request <path>` in its own session, holding the attempt's
+    lock for its life; forked by the worker's launcher, or spawned the plain way without one."""
+    args = ["--request", str(request_path)]
+    lock_fd = attempt_lock.take(lock)
+    try:
+        launcher = _worker_launcher()
+        if launcher is not None:
+            read_fd, write_fd = os.pipe()
+            try:
+                with stops_deferred():
+                    pid = launcher.spawn(args, env=env, cwd=_PACKAGE_PARENT, stdout_fd=write_fd,
+                                         stderr_fd=stderr_fd, lock_fd=lock_fd)
+            finally:
+                os.close(write_fd)
+            if pid is not None:
+                return _WorkflowManager(pid, os.fdopen(read_fd, "rb"), lock, launcher=launcher)
+            os.close(read_fd)
+            _launcher_lost(launcher)
+        proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.task", *args], cwd=_PACKAGE_PARENT,
+            env={**env, attempt_lock.LOCK_FD_ENV: str(lock_fd)}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=stderr_fd, pass_fds=(lock_fd,), start_new_session=True,
+        ))
+        assert proc.stdout is not None
+        return _WorkflowManager(proc.pid, proc.stdout, lock, proc=proc)
+    finally:
+        os.close(lock_fd)  # the WorkflowManager holds it now
 
 
 class _Guard:
