@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -337,3 +338,28 @@ def test_relock_changes_the_reason_and_a_move_keeps_the_lock(tmp_path: Path) -> 
     assert git.unlock_worktree(repo, moved) is True
     git.lock_worktree(repo, moved, "third")
     assert git.list_worktrees(repo)[1].lock_reason == "third"
+
+
+def test_admin_dirs_read_from_dot_git_are_what_git_answers(tmp_path: Path) -> None:
+    """git_dir and git_common_dir read `.git` where they can; the answers must be git's own, for
+    a main checkout, a linked worktree (absolute or relative `gitdir:`), through a symlink, and
+    from where git must be asked (a subdirectory, a bare repository)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    repo = tmp_path / "link" / "r"
+    sh(tmp_path, "init", "-q", str(repo))
+    sh(repo, "commit", "-q", "--allow-empty", "-m", "c")
+    (repo / "sub").mkdir()
+    linked, relative = tmp_path / "link" / "wt", tmp_path / "link" / "rel"
+    sh(repo, "worktree", "add", "-q", "--detach", str(linked))
+    sh(repo, "worktree", "add", "-q", "--detach", str(relative))
+    target = (relative / ".git").read_text().split(":", 1)[1].strip()
+    (relative / ".git").write_text(f"gitdir: {os.path.relpath(target, os.path.realpath(relative))}\n")
+    bare = tmp_path / "bare.git"
+    sh(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    for place in (repo, repo / "sub", linked, relative, bare):
+        asked = sh(place, "rev-parse", "--absolute-git-dir")
+        assert git.git_dir(place) == Path(asked), place
+        common = sh(place, "rev-parse", "--path-format=absolute", "--git-common-dir")
+        assert git.git_common_dir(place) == Path(common), place

@@ -134,13 +134,50 @@ def git_common_dir(repo: Path) -> Path:
 
 @functools.lru_cache(maxsize=256)
 def _git_common_dir(repo: str) -> Path:
+    admin = _admin_dir_read(Path(repo))
+    if admin is not None:
+        # A linked worktree's admin directory names the shared one in `commondir` (relative to it);
+        # any other's is the shared one itself (gitrepository-layout).
+        try:
+            common = (admin / "commondir").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return admin
+        except OSError:
+            common = ""
+        if common:
+            return Path(os.path.realpath(admin / common))
     out = _git(Path(repo), "rev-parse", "--path-format=absolute", "--git-common-dir")[1]
     return Path(out.strip())
 
 
 def git_dir(worktree: Path) -> Path:
     """The worktree's own admin directory (`.git/worktrees/<id>` for a linked worktree)."""
-    return Path(_git(worktree, "rev-parse", "--absolute-git-dir")[1].strip())
+    return _admin_dir_read(worktree) or Path(_git(worktree, "rev-parse", "--absolute-git-dir")[1].strip())
+
+
+def linked_admin_dir(worktree: Path) -> Path | None:
+    """The admin directory a `.git` file at the top of `worktree` names (a linked worktree's
+    `.git/worktrees/<id>`), or None when there is no such file."""
+    try:
+        text = (worktree / ".git").read_text(encoding="utf-8")
+    except OSError:  # absent, or a directory: not a linked worktree's top
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    # Absolute as git writes it, or relative to the worktree (worktree.useRelativePaths).
+    return Path(os.path.realpath(worktree / text[len("gitdir:") :].strip()))
+
+
+def _admin_dir_read(top: Path) -> Path | None:
+    """What `git rev-parse --absolute-git-dir` answers at the top of a checkout (a real path),
+    read from its `.git` instead of asked of a git process: most calls come from WorkflowManagers,
+    each a new process, for a worktree whose layout git itself wrote. None where it is not that
+    simple (a bare repository, a subdirectory), for git to answer."""
+    dot_git = top / ".git"
+    if dot_git.is_dir():
+        return Path(os.path.realpath(dot_git))
+    admin = linked_admin_dir(top)
+    return admin if admin is not None and admin.is_dir() else None
 
 
 def rev_parse(repo: Path, ref: str) -> str | None:

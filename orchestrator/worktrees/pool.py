@@ -79,21 +79,9 @@ class PoolFile(BaseModel):
     entries: list[PoolEntry] = Field(default_factory=list)
 
 
-def worktree_gitdir(path: Path) -> Path | None:
-    """The private admin directory of a linked worktree (`.git/worktrees/<id>`), from its `.git` file."""
-    try:
-        text = (path / ".git").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    if not text.startswith("gitdir:"):
-        return None
-    gitdir = Path(text[len("gitdir:") :].strip())
-    return gitdir if gitdir.is_absolute() else (path / gitdir).resolve()
-
-
 def not_poolable_reason(path: Path) -> str | None:
     """None when the worktree at `path` may be recycled, else why not. Does not check dirtiness."""
-    gitdir = worktree_gitdir(path)
+    gitdir = git.linked_admin_dir(path)
     if gitdir is None:
         return "not a linked worktree"
     for name in _IN_PROGRESS:
@@ -318,7 +306,7 @@ class WorktreePool:
         # commit does not ignore (it would otherwise be an untracked change the agent commits).
         if self.warm_dirs:
             git.clean_untracked(path, ignored=False)
-        gitdir = worktree_gitdir(path)
+        gitdir = git.linked_admin_dir(path)
         if gitdir is not None:
             # A fresh worktree's HEAD reflog starts at its start commit, and ORIG_HEAD is that
             # commit too: no trace of the previous task's history for the agent to stumble on.
