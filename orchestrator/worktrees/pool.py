@@ -224,8 +224,8 @@ class WorktreePool:
                     self._discard(slot)
                 raise
             with file_lock(self.manager.lock_path):
-                # The lock reason is the mark of a finished checkout that a claimer trusts; the
-                # entry may be gone from the list already, claimed by a task waiting for it.
+                # The lock reason is the mark of a finished checkout that a claimer trusts (a task
+                # may be waiting for this entry already, holding its claim).
                 git.relock_worktree(slot, POOL_LOCK_REASON)
                 state = self._load()
                 for item in state.entries:
