@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from orchestrator.gitops import git
 from orchestrator.state.locks import is_held
 from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
@@ -26,15 +27,23 @@ def sh(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def gated_repo(make_repo: MakeRepo, tmp_path: Path) -> tuple[Path, Path, Path]:
+@pytest.fixture
+def gated(make_repo: MakeRepo, tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
     """A repository whose checkout stops in a smudge filter until the FIFO `gate` is written:
-    returns (repo, gate, started) where `started` appears once a checkout is inside the filter."""
+    (repo, gate, started) where `started` appears once a checkout is inside the filter. Whatever
+    still waits at the gate when the test ends (it failed mid-way) is let through, not left."""
     repo = make_repo({".gitattributes": "*.gated filter=gate\n", "a.gated": "payload\n", "src/m.py": "X = 1\n"})
     gate, started = tmp_path / "gate", tmp_path / "started"
     os.mkfifo(gate)
     sh(repo, "config", "filter.gate.smudge", f"touch {started}; cat {gate} >/dev/null; cat")
     sh(repo, "config", "filter.gate.clean", "cat")
-    return repo.resolve(), gate, started
+    yield repo.resolve(), gate, started
+    for _ in range(100):
+        try:
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO once no filter waits
+        except OSError:
+            return
+        os.close(fd)  # the waiting `cat` reads EOF and the checkout goes on
 
 
 def open_gate(gate: Path) -> None:
@@ -68,8 +77,8 @@ def test_nothing_is_warmed_when_the_pool_is_off(make_repo: MakeRepo) -> None:
     assert not pool.pool_dir.exists() and len(git.list_worktrees(repo)) == 1
 
 
-def test_acquire_claims_an_entry_still_being_warmed_and_waits_for_it(make_repo: MakeRepo, tmp_path: Path) -> None:
-    repo, gate, started = gated_repo(make_repo, tmp_path)
+def test_acquire_claims_an_entry_still_being_warmed_and_waits_for_it(gated: tuple[Path, Path, Path]) -> None:
+    repo, gate, started = gated
     base = sh(repo, "rev-parse", "HEAD")
     pool = WorktreePool(WorktreeManager(repo), size=2)
     warming = start_warming(pool, base, 1)
@@ -99,8 +108,8 @@ def claim_lock(repo: Path, slot: Path) -> Path:
     return repo / ".gadugi" / f"pool-claim-{slot.name}.lock"
 
 
-def test_a_killed_claimers_entry_stays_listed_for_the_next_taker(make_repo: MakeRepo, tmp_path: Path) -> None:
-    repo, gate, started = gated_repo(make_repo, tmp_path)
+def test_a_killed_claimers_entry_stays_listed_for_the_next_taker(gated: tuple[Path, Path, Path]) -> None:
+    repo, gate, started = gated
     base = sh(repo, "rev-parse", "HEAD")
     pool = WorktreePool(WorktreeManager(repo), size=2)
     warming = start_warming(pool, base, 1)
@@ -138,8 +147,8 @@ def kill_warmer_mid_checkout(repo: Path, gate: Path, started: Path, base: str) -
     return slot
 
 
-def test_a_checkout_left_by_a_killed_warmer_is_never_handed_out(make_repo: MakeRepo, tmp_path: Path) -> None:
-    repo, gate, started = gated_repo(make_repo, tmp_path)
+def test_a_checkout_left_by_a_killed_warmer_is_never_handed_out(gated: tuple[Path, Path, Path]) -> None:
+    repo, gate, started = gated
     base = sh(repo, "rev-parse", "HEAD")
     slot = kill_warmer_mid_checkout(repo, gate, started, base)
     pool = WorktreePool(WorktreeManager(repo), size=2)
@@ -150,8 +159,8 @@ def test_a_checkout_left_by_a_killed_warmer_is_never_handed_out(make_repo: MakeR
     assert pool.entries() == [] and not git.branch_exists(repo, "gadugi/t1")
 
 
-def test_a_killed_warmers_entry_does_not_count_and_warming_replaces_it(make_repo: MakeRepo, tmp_path: Path) -> None:
-    repo, gate, started = gated_repo(make_repo, tmp_path)
+def test_a_killed_warmers_entry_does_not_count_and_warming_replaces_it(gated: tuple[Path, Path, Path]) -> None:
+    repo, gate, started = gated
     base = sh(repo, "rev-parse", "HEAD")
     kill_warmer_mid_checkout(repo, gate, started, base)
     pool = WorktreePool(WorktreeManager(repo), size=1)
@@ -165,8 +174,8 @@ def test_a_killed_warmers_entry_does_not_count_and_warming_replaces_it(make_repo
     assert (slot / "a.gated").read_text() == "payload\n"
 
 
-def test_drain_removes_a_checkout_left_by_a_killed_warmer(make_repo: MakeRepo, tmp_path: Path) -> None:
-    repo, gate, started = gated_repo(make_repo, tmp_path)
+def test_drain_removes_a_checkout_left_by_a_killed_warmer(gated: tuple[Path, Path, Path]) -> None:
+    repo, gate, started = gated
     slot = kill_warmer_mid_checkout(repo, gate, started, sh(repo, "rev-parse", "HEAD"))
     pool = WorktreePool(WorktreeManager(repo), size=2)
     assert pool.drain() == [slot]
