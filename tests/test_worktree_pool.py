@@ -325,3 +325,31 @@ def test_a_release_killed_mid_move_leaves_the_checkout_locked(
     [pooled] = pool.entries()
     assert lock_reason(repo, pooled) == POOL_LOCK_REASON
     assert sh(repo, "rev-parse", "gadugi/one") == sh(pooled, "rev-parse", "HEAD")
+
+
+def test_a_pooled_checkout_whose_directory_was_deleted_is_dropped_and_unregistered(
+    repo: Path, manager: WorktreeManager
+) -> None:
+    pool = WorktreePool(manager, size=2)
+    assert pool.release(finished_task(manager, repo, "s").path)
+    [pooled] = pool.entries()
+    subprocess.run(["rm", "-rf", str(pooled)], check=True)  # behind git's back
+    head = sh(repo, "rev-parse", "HEAD")
+    assert pool.acquire("n", "gadugi/n", manager.worktrees_root / "n", start_sha=head, lock_reason="r") is None
+    assert pool.entries() == [] and [e.path for e in git.list_worktrees(repo)] == [repo]
+
+
+def test_nothing_of_the_task_is_cleared_once_its_branch_exists(repo: Path, manager: WorktreeManager) -> None:
+    """With the task's branch made an agent may have worked, detached or not: taking from the
+    pool for that task again changes nothing."""
+    pool = WorktreePool(manager, size=2)
+    assert pool.release(finished_task(manager, repo, "one").path)
+    owner = "gadugi run=r task=two "
+    base = sh(repo, "rev-parse", "HEAD")
+    sh(repo, "branch", "gadugi/two", base)
+    kept = manager.worktrees_root / "kept"
+    sh(repo, "worktree", "add", "-q", "--detach", "--lock", "--reason", owner + "pid=1", str(kept), base)
+    (kept / "work.txt").write_text("uncommitted\n")
+    assert pool.acquire("two", "gadugi/two", manager.worktrees_root / "two", start_sha=base,
+                        lock_reason=owner + "pid=2", leftover_of=owner) is None
+    assert (kept / "work.txt").read_text() == "uncommitted\n" and lock_reason(repo, kept) == owner + "pid=1"
