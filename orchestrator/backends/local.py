@@ -10,11 +10,11 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
+from orchestrator.backends import start
 from orchestrator.backends.base import BackendEvent
-from orchestrator.backends.launcher import PACKAGE_PARENT, Launcher
-from orchestrator.process import spawn_with_stops_deferred, stops_deferred
+from orchestrator.backends.launcher import Launcher
 from orchestrator.proctree import create_time_of, is_alive, kill_tree_now
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
@@ -86,11 +86,10 @@ class LocalBackend:
         # the WorkflowManager lives, whatever happens to us (see attempt_lock).
         lock_fd = attempt_lock.take(attempt_lock.lock_path(request.task_dir, request.attempt))
         try:
-            env[attempt_lock.LOCK_FD_ENV] = str(lock_fd)
             with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
                 handle = self._fork(request, request_path, env, stderr.fileno(), lock_fd)
                 if handle is None:
-                    handle = self._spawn(request, request_path, env, stderr, lock_fd)
+                    handle = self._spawn(request, request_path, env, stderr.fileno(), lock_fd)
         finally:
             os.close(lock_fd)
         # Recorded the moment it exists (the WorkflowManager writes the same itself as it starts):
@@ -109,33 +108,17 @@ class LocalBackend:
         if self._launcher is None:
             return None
         launcher = self._launcher
-        read_fd, write_fd = os.pipe()
-        try:
-            with stops_deferred():  # as for a Popen: a Ctrl-C now must not lose the pid
-                pid = launcher.spawn(["--request", str(request_path)], env=env, cwd=PACKAGE_PARENT,
-                                     stdout_fd=write_fd, stderr_fd=stderr_fd, lock_fd=lock_fd)
-        finally:
-            os.close(write_fd)
-        if pid is None:
-            os.close(read_fd)
-            launcher.close()  # reaped, not left a zombie
+        forked = start.fork(launcher, request_path, env, stderr_fd, lock_fd)
+        if forked is None:
             self._launcher = None  # gone: every later task is spawned the plain way
             return None
-        return _Handle(request=request, pid=pid, create_time=create_time_of(pid) or 0.0,
-                       stdout=os.fdopen(read_fd, "rb"), launcher=launcher)
+        pid, stdout = forked
+        return _Handle(request=request, pid=pid, create_time=create_time_of(pid) or 0.0, stdout=stdout,
+                       launcher=launcher)
 
-    def _spawn(self, request: TaskRequest, request_path: Path, env: dict[str, str], stderr: BinaryIO,
+    def _spawn(self, request: TaskRequest, request_path: Path, env: dict[str, str], stderr_fd: int,
                lock_fd: int) -> _Handle:
-        proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
-            [self.python, "-m", "orchestrator.task", "--request", str(request_path)],
-            cwd=PACKAGE_PARENT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,
-            pass_fds=(lock_fd,),
-        ))
+        proc = start.spawn(self.python, request_path, env, stderr_fd, lock_fd)
         return _Handle(request=request, pid=proc.pid, create_time=create_time_of(proc.pid) or 0.0, proc=proc,
                        stdout=proc.stdout)
 

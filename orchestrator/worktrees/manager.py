@@ -237,9 +237,9 @@ class WorktreeManager:
         """Create `branch` and a locked worktree at `path`, starting at `base_sha` or at the
         (merged) result commits of `predecessors`, given as (branch, commit) pairs.
 
-        `leftover_of`: the lock-reason prefix of this task in this run. A worktree at `path`
-        locked with it, on no branch, is what an attempt killed while setting up left (a pooled
-        checkout half recycled): it holds no work and is cleared instead of refused.
+        `leftover_of`: the lock-reason prefix of this task in this run. A worktree locked with it
+        and on no branch, at `path` or still in the pool, is what an attempt killed while setting
+        up left: it holds no work and is cleared instead of refused (clear_leftover).
 
         `sparse_scopes`: the task's declared `files:` scopes, for a sparse checkout of them
         (worktrees/sparse.py); empty for a full checkout."""
@@ -293,7 +293,7 @@ class WorktreeManager:
         for entry in git.list_worktrees(self.project_root):
             if entry.branch is None and (entry.lock_reason or "").startswith(owner):
                 log.warning("clearing %s: left half set up by an earlier attempt of the same task", entry.path)
-                self._remove_fresh(Path(entry.path))
+                self.remove_fresh(Path(entry.path))
 
     def _roll_back(self, path: Path, branch: str, start: str) -> None:
         """Undo what a failed create made: its registration, and its branch if still at `start`."""
@@ -303,14 +303,15 @@ class WorktreeManager:
                 # Nothing was registered at `path` before create's check under the lock, so an
                 # entry there now is ours, even when `worktree add` itself failed after making it.
                 if self._entry(path) is not None:
-                    self._remove_fresh(path)
+                    self.remove_fresh(path)
                 if not git.delete_branch_if_at(repo, branch, start) and git.branch_exists(repo, branch):
                     log.warning("kept branch %s after failed create: it moved from %s", branch, start)
         except OrchestratorError as exc:
             log.warning("rollback of %s incomplete: %s", path, exc)
 
-    def _remove_fresh(self, path: Path) -> None:
-        """Unregister and delete a worktree no agent has run in (under the repository lock)."""
+    def remove_fresh(self, path: Path) -> None:
+        """Unregister and delete a worktree that holds no work, forced: one no agent has run in, or
+        a pooled one (call it under the repository lock)."""
         git.unlock_worktree(self.project_root, path)
         if path.exists():
             # --force: the files are a checkout of a commit and nothing else.

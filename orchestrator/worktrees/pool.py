@@ -377,13 +377,9 @@ class WorktreePool:
 
     def _discard(self, path: Path) -> None:
         """Remove a worktree of ours (pooled, or just recycled and not yet handed over)."""
-        repo = self.manager.project_root
         try:
-            git.unlock_worktree(repo, path)
-            if path.exists():
-                # --force: pooled worktrees hold nothing but a clean checkout of a committed state.
-                git.remove_worktree(repo, path, force=True)
-            git.prune_worktrees(repo)
+            # Pooled worktrees hold nothing but a clean checkout of a committed state.
+            self.manager.remove_fresh(Path(path))
         except OrchestratorError as exc:
             log.warning("could not remove pooled worktree %s: %s", path, exc)
 

@@ -25,11 +25,11 @@ from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
-from orchestrator.backends.launcher import Launcher
+from orchestrator.backends import start
+from orchestrator.backends.launcher import PACKAGE_PARENT, Launcher
 from orchestrator.backends.remote.repo import WorkerRepo
 from orchestrator.cmd import which
 from orchestrator.models import TaskResult, TaskStatus, iso
-from orchestrator.process import spawn_with_stops_deferred, stops_deferred
 from orchestrator.proctree import create_time_of, signal_group
 from orchestrator.state.atomic import write_json_atomic
 from orchestrator.state.secrets import Redactor
@@ -41,8 +41,6 @@ POLL = 0.5  # seconds between checks of the stop flag
 HEARTBEAT_EVERY = 1.0  # forward at most one heartbeat per task per second; the rest are noise
 SHIPPED_FILES = ("workflow_manager.log", "workflow_manager.stderr.log", "agent.stderr.log", "agent.jsonl", "setup.json")
 MAX_SHIPPED = 8 * 2**20  # bytes per file sent back; a longer log comes back as its tail
-
-_PACKAGE_PARENT = Path(__file__).resolve().parents[3]
 
 
 class RemoteTaskSpec(BaseModel):
@@ -377,34 +375,21 @@ def _launcher_lost(launcher: Launcher) -> None:
     global _launcher
     with _launcher_lock:
         if _launcher is launcher:
-            _launcher = None
-    launcher.close()  # reaped, not left a zombie; the next task starts a new one
+            _launcher = None  # the next task starts a new one
 
 
 def _start_workflow_manager(request_path: Path, env: dict[str, str], stderr_fd: int, lock: Path) -> _WorkflowManager:
-    """`python -m orchestrator.task --request <path>` in its own session, holding the attempt's
-    lock for its life; forked by the worker's launcher, or spawned the plain way without one."""
-    args = ["--request", str(request_path)]
+    """The task's WorkflowManager, holding the attempt's lock for its life; forked by the worker's
+    launcher, or spawned the plain way without one (backends/start.py)."""
     lock_fd = attempt_lock.take(lock)
     try:
         launcher = _worker_launcher()
         if launcher is not None:
-            read_fd, write_fd = os.pipe()
-            try:
-                with stops_deferred():
-                    pid = launcher.spawn(args, env=env, cwd=_PACKAGE_PARENT, stdout_fd=write_fd,
-                                         stderr_fd=stderr_fd, lock_fd=lock_fd)
-            finally:
-                os.close(write_fd)
-            if pid is not None:
-                return _WorkflowManager(pid, os.fdopen(read_fd, "rb"), lock, launcher=launcher)
-            os.close(read_fd)
+            forked = start.fork(launcher, request_path, env, stderr_fd, lock_fd)
+            if forked is not None:
+                return _WorkflowManager(forked[0], forked[1], lock, launcher=launcher)
             _launcher_lost(launcher)
-        proc = spawn_with_stops_deferred(lambda: subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.task", *args], cwd=_PACKAGE_PARENT,
-            env={**env, attempt_lock.LOCK_FD_ENV: str(lock_fd)}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=stderr_fd, pass_fds=(lock_fd,), start_new_session=True,
-        ))
+        proc = start.spawn(sys.executable, request_path, env, stderr_fd, lock_fd)
         assert proc.stdout is not None
         return _WorkflowManager(proc.pid, proc.stdout, lock, proc=proc)
     finally:
@@ -416,7 +401,7 @@ class _Guard:
 
     def __init__(self, wm_pid: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.backends.remote.guard"], cwd=_PACKAGE_PARENT, stdin=subprocess.PIPE,
+            [sys.executable, "-m", "orchestrator.backends.remote.guard"], cwd=PACKAGE_PARENT, stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, start_new_session=True,
         )
         self.watch(wm_pid, create_time_of(wm_pid) or 0.0)

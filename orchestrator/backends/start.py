@@ -1,0 +1,49 @@
+"""How a backend starts a WorkflowManager (`python -m orchestrator.task --request <path>`): forked
+by a launcher when it has one, else spawned. Either way it runs in its own session from
+PACKAGE_PARENT, with its stdout a pipe to us, and holds the attempt's lock from its first moment
+(the caller took it and passes the descriptor; see task/attempt_lock.py). Used by the local
+backend and by the worker side of the Dask backend.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import IO
+
+from orchestrator.backends.launcher import PACKAGE_PARENT, Launcher
+from orchestrator.process import spawn_with_stops_deferred, stops_deferred
+from orchestrator.task.attempt_lock import LOCK_FD_ENV
+
+
+def fork(launcher: Launcher, request_path: Path, env: dict[str, str], stderr_fd: int,
+         lock_fd: int) -> tuple[int, IO[bytes]] | None:
+    """Fork it from `launcher`: its pid and its stdout; None when the launcher is gone, which is
+    then closed (so it is reaped) and the caller spawns instead."""
+    read_fd, write_fd = os.pipe()
+    try:
+        with stops_deferred():  # as for a Popen: a Ctrl-C now must not lose the pid
+            pid = launcher.spawn(["--request", str(request_path)], env=env, cwd=PACKAGE_PARENT,
+                                 stdout_fd=write_fd, stderr_fd=stderr_fd, lock_fd=lock_fd)
+    finally:
+        os.close(write_fd)
+    if pid is None:
+        os.close(read_fd)
+        launcher.close()
+        return None
+    return pid, os.fdopen(read_fd, "rb")
+
+
+def spawn(python: str, request_path: Path, env: dict[str, str], stderr_fd: int,
+          lock_fd: int) -> subprocess.Popen[bytes]:
+    """Spawn it the plain way, a new interpreter that imports our code itself."""
+    return spawn_with_stops_deferred(lambda: subprocess.Popen(
+        [python, "-m", "orchestrator.task", "--request", str(request_path)],
+        cwd=PACKAGE_PARENT,
+        env={**env, LOCK_FD_ENV: str(lock_fd)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr_fd,
+        start_new_session=True,
+        pass_fds=(lock_fd,),
+    ))
