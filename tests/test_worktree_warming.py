@@ -15,7 +15,7 @@ from orchestrator.gitops import git
 from orchestrator.state.locks import is_held
 from orchestrator.worktrees.manager import CreatedWorktree, WorktreeManager
 from orchestrator.worktrees.pool import WARMING_LOCK_REASON, WorktreePool
-from orchestrator.worktrees.warming import start_warming
+from orchestrator.worktrees.warming import PoolWarming, start_warming
 
 from conftest import wait_until
 
@@ -77,12 +77,19 @@ def test_nothing_is_warmed_when_the_pool_is_off(make_repo: MakeRepo) -> None:
     assert not pool.pool_dir.exists() and len(git.list_worktrees(repo)) == 1
 
 
-def test_acquire_claims_an_entry_still_being_warmed_and_waits_for_it(gated: tuple[Path, Path, Path]) -> None:
+def warming_one(gated: tuple[Path, Path, Path]) -> tuple[Path, Path, str, WorktreePool, PoolWarming]:
+    """A pool of two whose one warming checkout of the base is held at the gate:
+    (repo, gate, base, pool, warming)."""
     repo, gate, started = gated
     base = sh(repo, "rev-parse", "HEAD")
     pool = WorktreePool(WorktreeManager(repo), size=2)
     warming = start_warming(pool, base, 1)
     wait_until(started.exists, "the warmer's checkout to be inside the filter")
+    return repo, gate, base, pool, warming
+
+
+def test_acquire_claims_an_entry_still_being_warmed_and_waits_for_it(gated: tuple[Path, Path, Path]) -> None:
+    repo, gate, base, pool, warming = warming_one(gated)
     got: list[CreatedWorktree | None] = []
     path = repo / ".worktrees" / "t1"
     taker = threading.Thread(target=lambda: got.append(
@@ -109,11 +116,7 @@ def claim_lock(repo: Path, slot: Path) -> Path:
 
 
 def test_a_killed_claimers_entry_stays_listed_for_the_next_taker(gated: tuple[Path, Path, Path]) -> None:
-    repo, gate, started = gated
-    base = sh(repo, "rev-parse", "HEAD")
-    pool = WorktreePool(WorktreeManager(repo), size=2)
-    warming = start_warming(pool, base, 1)
-    wait_until(started.exists, "the warmer's checkout to be inside the filter")
+    repo, gate, base, pool, warming = warming_one(gated)
     (slot,) = pool.entries()
     code = ("import sys; from pathlib import Path; from orchestrator.worktrees.manager import WorktreeManager;"
             "from orchestrator.worktrees.pool import WorktreePool; repo = Path(sys.argv[1]);"
