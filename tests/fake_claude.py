@@ -430,7 +430,9 @@ def run_mode(mode: str, params: dict[str, str], stream: Stream) -> NoReturn:
         while working():
             stream.assistant([{"type": "thinking", "thinking": "Still working…", "signature": "sig"}],
                              counts=False)
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            # Waiting for a file has no deadline: capping the nap by one would spin (and flood the
+            # stream) once the default `seconds` had passed.
+            time.sleep(0.2 if until is not None else min(0.2, max(0.0, deadline - time.monotonic())))
         do_commit(stream, params)
     if mode == "flood":
         remaining = int(float(params.get("mb", "1")) * 1024 * 1024)

@@ -188,6 +188,27 @@ def test_slow_emits_events_while_it_works(make_repo: MakeRepo, run_fake: Callabl
     assert len(stamps) >= 6
 
 
+def test_slow_until_a_file_naps_between_events_past_its_seconds(
+    make_repo: MakeRepo, run_fake: Callable[..., Run], tmp_path: Path
+) -> None:
+    # Waiting for a file has no deadline, so `seconds` (here already past at the start) must not
+    # shorten the nap: a fake that spun would flood its stream and burn a core for as long as a
+    # test keeps it waiting. The nap is a lower bound (load only lengthens it), so this cannot flake.
+    release = tmp_path / "release"
+    stamps: list[float] = []
+
+    def on_line(line: str) -> None:
+        if "Still working" in line:
+            stamps.append(time.monotonic())
+            if len(stamps) == 4:
+                release.touch()
+
+    run = run_fake(make_repo(), f"fake-claude: slow seconds=0 until={release}\n", on_line=on_line)
+    assert run.outcome.success
+    assert len(stamps) >= 4  # more if this reader lagged a nap behind the fake
+    assert min(b - a for a, b in zip(stamps, stamps[1:])) >= 0.15
+
+
 def test_flood_is_drained_with_bounded_memory(
     make_repo: MakeRepo, run_fake: Callable[..., Run], tmp_path: Path
 ) -> None:
