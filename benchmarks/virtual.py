@@ -49,6 +49,9 @@ class VirtualClock:
     def time(self) -> float:
         return self.now
 
+    def time_ns(self) -> int:
+        return int(self.now * 1_000_000_000)
+
     def sleep(self, seconds: float) -> None:
         self.advance(self.now + max(0.0, seconds))
 

@@ -9,8 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
+from orchestrator.observe.events import TaskStarted
+from orchestrator.tracing import SpanRef
 
 from conftest import wait_until
 from otlp_receiver import STATUS_ERROR, ReceivedSpan, Receiver, otlp_receiver
@@ -227,3 +232,22 @@ def test_a_collector_that_is_down_costs_the_run_nothing(make_repo, path_with: st
     warnings = [line for line in [*proc.stderr.splitlines(), *run_log.splitlines()] if "trace" in line.lower()]
     assert len(warnings) == 1 and "trace export to" in warnings[0], (proc.stderr, run_log)
     assert not any("Traceback" in line or "opentelemetry" in line for line in proc.stderr.splitlines()), proc.stderr
+
+
+def test_an_attempt_and_its_task_start_when_the_workflow_manager_was_launched(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The WorkflowManager's own spans may begin before the engine tells observers it started one
+    # (a loaded machine, a fork that runs first): the attempt's span must still enclose them, so it
+    # begins at the launch the event reports, not when the observer hears of it.
+    from orchestrator.observe.traces import RunTracer
+    from orchestrator.otel import Tracing
+
+    anchor = SpanRef.new()
+    launched = time.time_ns() - 5_000_000_000
+    with otlp_receiver() as received:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", received.endpoint)
+        tracer = RunTracer(Tracing(anchor.trace_id), anchor, resumed=False, tasks={}, attributes={})
+        tracer(TaskStarted(task_id="t", branch="gadugi/t", predecessors=(), attempt=1, launched_ns=launched))
+        tracer.close()
+        wait_until(lambda: received.named("attempt") and received.named("task"), "the task's spans")
+    (attempt,), (task,) = received.named("attempt"), received.named("task")
+    assert attempt.start_ns == launched and task.start_ns == launched

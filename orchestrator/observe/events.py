@@ -7,7 +7,7 @@ and `record` the one place an event becomes that log's JSON `data`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -112,6 +112,10 @@ class TaskStarted(TaskEvent):
     branch: str
     predecessors: tuple[str, ...]  # the tasks whose work it starts from
     attempt: int
+    # Wall clock (ns) just before its WorkflowManager was started: the attempt's span begins here,
+    # since that process's own spans may begin before this event reaches an observer. Not part of
+    # the event's identity, nor of the run log (each line has its own time).
+    launched_ns: int | None = field(default=None, compare=False, metadata={"logged": False})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,7 +221,8 @@ def record(event: EngineEvent) -> dict[str, Any]:
             keys = ("total_tasks", "successful_tasks", "failed_tasks", "cancelled_tasks", "execution_time_seconds",
                     "total_cost_usd", "interrupted", "abort_reason")
             return {k: getattr(result, k) for k in keys}
-    return {f.name: _json(getattr(event, f.name)) for f in fields(event) if f.name != "task_id"}
+    return {f.name: _json(getattr(event, f.name)) for f in fields(event)
+            if f.name != "task_id" and f.metadata.get("logged", True)}
 
 
 def _json(value: Any) -> Any:

@@ -76,8 +76,8 @@ class RunTracer:
         match event:
             case RunStarted():
                 self._start_run(event)
-            case TaskStarted(task_id=tid, attempt=attempt, predecessors=preds):
-                self._start_attempt(tid, attempt, preds)
+            case TaskStarted(task_id=tid, attempt=attempt, predecessors=preds, launched_ns=launched_ns):
+                self._start_attempt(tid, attempt, preds, start_time=launched_ns)
             case TaskAttached(task_id=tid, attempt=attempt):
                 self._start_attempt(tid, attempt, ()).add_event("attached", {"gadugi.pid": event.pid})
             case Heartbeat(task_id=tid):
@@ -129,21 +129,22 @@ class RunTracer:
         else:
             self.run = self.tracing.start("run", span_id=self.anchor.span_id, attributes=attributes)
 
-    def _task(self, tid: str, predecessors: tuple[str, ...]) -> Span:
+    def _task(self, tid: str, predecessors: tuple[str, ...], start_time: int | None = None) -> Span:
         span = self.tasks.get(tid)
         if span is None:
             links = [self.tasks.get(p) or self.ended[p] for p in predecessors if p in self.tasks or p in self.ended]
-            span = self.tracing.start("task", parent=self.run, links=links,
+            span = self.tracing.start("task", parent=self.run, links=links, start_time=start_time,
                                       attributes={**self.task_attributes.get(tid, {}), "gadugi.task_id": tid,
                                                   "gadugi.starts_from": list(predecessors) or None})
             self.tasks[tid] = span
         return span
 
-    def _start_attempt(self, tid: str, attempt: int, predecessors: tuple[str, ...]) -> Span:
-        task = self._task(tid, predecessors)
+    def _start_attempt(self, tid: str, attempt: int, predecessors: tuple[str, ...],
+                       start_time: int | None = None) -> Span:
+        task = self._task(tid, predecessors, start_time)
         self._end_attempt(tid, "a later attempt started")
         span = self.tracing.start("attempt", parent=task, span_id=attempt_span(self.anchor, tid, attempt).span_id,
-                                  attributes={"gadugi.task_id": tid, "gadugi.attempt": attempt})
+                                  start_time=start_time, attributes={"gadugi.task_id": tid, "gadugi.attempt": attempt})
         self.attempts[tid] = span
         return span
 

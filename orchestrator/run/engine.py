@@ -381,13 +381,15 @@ class ExecutionEngine:
         with stops_deferred():
             self.registry.transition(tid, TaskStatus.RUNNING, phase="setup", attempt=request.attempt,
                                      fix_rounds=0, fixing=None)
+            launched_ns = time.time_ns()
             pid, created = self.backend.submit(request)
             self.running.add(tid)
             self._launch_order.append(tid)
         if pid is not None:
             self.registry.update(tid, wm_pid=pid, wm_create_time=created)
         self.observer(TaskStarted(task_id=tid, branch=state.planned.branch,
-                                  predecessors=tuple(p.task_id for p in preds), attempt=state.attempt))
+                                  predecessors=tuple(p.task_id for p in preds), attempt=state.attempt,
+                                  launched_ns=launched_ns))
 
     def _handle(self, event: BackendEvent) -> None:
         tid = event.task_id
