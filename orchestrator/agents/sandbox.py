@@ -26,6 +26,14 @@ Facts checked with Claude Code 2.1.329 against the scripted API server, as root,
   then on another's temporary settings file vanishing under it ("bwrap: Can't get type of source
   /tmp/claude-0/claude-settings-....json"). Each agent gets its own short TMPDIR (the CLI honours
   it; a long one would break its proxy's socket paths), removed when the agent ends.
+- Concurrent sessions in worktrees of one repository still race inside the CLI, on the shared git
+  directory: for a protected path there that does not exist (`.git/config.lock`), each command's
+  sandbox binds /dev/null over it, so bubblewrap creates the mount point in the real directory,
+  and it is removed again afterwards; a session that listed it in between fails to start its
+  command ("bwrap: Can't get type of source .../.git/config.lock"). Nothing of the command ran,
+  and the model sees the error and can run it again. We cannot create the path beforehand: git
+  takes an existing `config.lock` for another writer's lock. Seen once in ~30 runs of the
+  two-agent sandbox test, whose agents run their commands at the same moment by design.
 """
 from __future__ import annotations
 

@@ -254,6 +254,22 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(item)
 
 
+# Claude Code's sandbox binds /dev/null over protected paths of the shared git directory that do
+# not exist (`.git/config.lock`), and bubblewrap creates each mount point in the real directory;
+# a concurrent session that lists one just before its owner removes it fails to start its command
+# with this (orchestrator/agents/sandbox.py). Nothing of the command ran.
+SANDBOX_SETUP_FAILED = "bwrap: Can't get type of source"
+
+
+def _sandbox_setup_failed(message: Any) -> bool:
+    """A user turn whose tool result says the sandbox failed before the command ran."""
+    if not isinstance(message, dict) or message.get("role") != "user" or not isinstance(message.get("content"), list):
+        return False
+    return any(isinstance(block, dict) and block.get("type") == "tool_result" and block.get("is_error")
+               and any(SANDBOX_SETUP_FAILED in text for text in _texts(block.get("content")))
+               for block in message["content"])
+
+
 def _estimate_tokens(body: Any) -> int:
     return max(1, sum(len(t) for t in _texts(body)) // 4)
 
@@ -270,7 +286,10 @@ def _reply(state: _State, body: dict[str, Any], rec: Recorded) -> dict[str, Any]
     key = next((m.group(1) for t in _texts(messages) for m in SCRIPT_MARKER.finditer(t)), None)
     with state.lock:
         script = state.scripts.get(key, state.default) if key else state.default
-    turn = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
+    # A call the CLI's sandbox could not even set up is made again, as a model would: the step
+    # it was does not count as taken.
+    turn = (sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
+            - sum(1 for m in messages if _sandbox_setup_failed(m)))
     rec.script, rec.turn = key, turn
     step = script[min(turn, len(script) - 1)]
     if isinstance(step, Answer):

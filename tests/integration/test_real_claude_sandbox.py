@@ -8,13 +8,14 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from orchestrator.agents.sandbox import CLAUDE_SANDBOX, missing_tools
 
 from conftest import git
 
-from .anthropic_server import Answer, AnthropicServer, ToolCall
+from .anthropic_server import SANDBOX_SETUP_FAILED, Answer, AnthropicServer, Recorded, ToolCall, _reply, _State
 from .test_real_claude import run_orchestrator, write_prompt
 
 NO_SANDBOX = missing_tools(CLAUDE_SANDBOX, os.environ)
@@ -69,7 +70,7 @@ def test_two_agents_build_and_commit_inside_and_write_nothing_outside(
     git(repo, "commit", "-q", "-m", "prompts")
     main_sha = git(repo, "rev-parse", "main")
     # A default run: no --allowed-tools beyond the built-in git ones, no --sandbox flag.
-    proc = run_orchestrator(repo, claude_env, *ids, "--max-parallel", "2", "--keep-worktrees", timeout=240)
+    proc = run_orchestrator(repo, claude_env, *ids, "--max-parallel", "2", "--keep-worktrees")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     result = json.loads(proc.stdout)
     tasks = {t["task_id"]: t for t in result["tasks"]}
@@ -90,3 +91,23 @@ def test_two_agents_build_and_commit_inside_and_write_nothing_outside(
     assert git(repo, "status", "--porcelain") == ""
     registry = json.loads((repo / ".gadugi" / "monitoring" / "process_registry.json").read_text())
     assert {registry["processes"][t]["sandbox"] for t in ids} == {CLAUDE_SANDBOX}
+
+
+def test_the_scripted_model_makes_a_call_again_when_the_sandbox_could_not_start_it() -> None:
+    # The scripted model stands in for a real one, which would run such a command again (see
+    # SANDBOX_SETUP_FAILED): the next request gets the same call, any other failure moves on.
+    call = ToolCall("Bash", {"command": "make", "description": "Build"})
+    state = _State(scripts={"t": [call, Answer("Done.")]})
+
+    def next_call(result: str) -> Any:
+        asked = {"role": "user", "content": "scripted-model: t"}
+        made = {"role": "assistant", "content": [{"type": "tool_use", "id": "u1", "name": "Bash", "input": call.input}]}
+        answered = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "u1", "is_error": True,
+                                                 "content": result}]}
+        body = {"model": "m", "tools": [{"name": "Bash"}], "messages": [asked, made, answered]}
+        return _reply(state, body, Recorded("POST", "/v1/messages", "", {}, body))["content"]
+
+    (again,) = next_call(f"Exit code 1\n{SANDBOX_SETUP_FAILED} /repo/.git/config.lock: No such file or directory")
+    assert again["type"] == "tool_use" and again["input"] == call.input
+    (answer,) = next_call("Exit code 2\nmake: *** No rule to make target")
+    assert answer == {"type": "text", "text": "Done."}
