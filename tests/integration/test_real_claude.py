@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS
 
+from cli_in_process import run_in_process
 from conftest import git
 
 from .anthropic_server import Answer, AnthropicServer, write_and_commit
@@ -35,14 +35,12 @@ def task_prompt(repo: Path, task_id: str) -> None:
     )
 
 
-def run_orchestrator(
-    repo: Path, env: dict[str, str], *args: str, as_json: bool = True, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
+def run_orchestrator(repo: Path, env: dict[str, str], *args: str, as_json: bool = True) -> subprocess.CompletedProcess[str]:
+    """`orchestrator run ARGS` in this process with exactly `env` as its environment: the agents
+    (real `claude`), their WorkflowManagers and the launcher are real processes either way."""
     json_flag = ["--json"] if as_json else []
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", *args, *json_flag, "--launch-stagger", "0"],
-        cwd=repo, env=env, check=False, capture_output=True, text=True, timeout=timeout,
-    )
+    overlay: dict[str, str | None] = {name: None for name in os.environ if name not in env}
+    return run_in_process(repo, ["run", *args, *json_flag, "--launch-stagger", "0"], {**overlay, **env})
 
 
 def allowed_tools_args() -> list[str]:

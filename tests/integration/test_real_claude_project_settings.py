@@ -53,7 +53,7 @@ def test_project_settings_apply_in_every_worktree_only_when_trusted(
     if trusted:
         config.write_text(json.dumps({"projects": {str(repo): {"hasTrustDialogAccepted": True}}}))
     before = config.read_text() if config.exists() else None
-    proc = run_orchestrator(repo, claude_env, *IDS, "--max-parallel", "2", "--sandbox", "off", *flags, timeout=240)
+    proc = run_orchestrator(repo, claude_env, *IDS, "--max-parallel", "2", "--sandbox", "off", *flags)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert answers(repo, proc.stdout) == {tid: expected for tid in IDS}
     notes = [line for line in proc.stderr.splitlines() if ".claude/settings.json is ignored" in line]
