@@ -4,14 +4,18 @@ from a bounded queue, each export bounded in time.
 
 Importing this module imports the SDK: only code that found tracing on (see orchestrator.tracing)
 imports it. A collector that is down or slow never affects the run: the first failed export is
-one warning, the SDK's own log lines are silenced, and the flush at the end has a time limit.
+one warning, the SDK's own log lines are silenced, and the flush at the end has a time limit
+(none at all when nothing takes the connection).
 """
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +36,7 @@ EXPORT_TIMEOUT = 5.0  # seconds for one export request, unless OTEL_EXPORTER_OTL
 # Seconds the last spans get at the end of the process: far more than a reachable collector
 # needs, and what an unreachable one costs (the exporter's retries are cut off then).
 CLOSE_TIMEOUT = 2.0
+PROBE_TIMEOUT = 0.5  # seconds to connect to the collector before the last flush
 MAX_QUEUE = 4096  # spans waiting for export; beyond this new ones are dropped, never blocking the run
 QUIET_AFTER_FAILURE = 10.0  # seconds exports are skipped after one failed, so a dead collector costs nothing
 
@@ -124,7 +129,15 @@ class Tracing:
             self.ids.chosen = None
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
-        """Export what is left for at most `timeout` seconds; True when it all went."""
+        """Export what is left for at most `timeout` seconds; True when it all went.
+
+        A collector nothing can connect to gets no flush: the exporter would retry it for the
+        whole limit, and every WorkflowManager's end, so every dependent task's start, would wait
+        that long."""
+        refused = _refused(self.exporter.where)
+        if refused is not None:
+            self.exporter.warn(f"failed ({refused})")
+            self.exporter.shutdown()  # what is queued, or waiting to be retried, is dropped at once
         finished = threading.Event()
 
         def flush() -> None:
@@ -141,6 +154,26 @@ class Tracing:
         self.exporter.warn(f"did not finish within {timeout:g}s")
         self.exporter.shutdown()
         return False
+
+
+def _refused(endpoint: str) -> str | None:
+    """Why no connection can be made to `endpoint` (or to the proxy the exporter would go
+    through), when the attempt says so at once; None when one can, or it could not tell in time."""
+    url = urllib.parse.urlsplit(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if host is not None and proxy and not urllib.request.proxy_bypass(host):
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = via.hostname, via.port or (443 if via.scheme == "https" else 80)
+    if host is None:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+            return None
+    except TimeoutError:
+        return None  # slow, perhaps not down: the flush has its own limit
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 def preload() -> None:

@@ -232,6 +232,35 @@ def test_a_collector_that_is_down_costs_the_run_nothing(make_repo, path_with: st
     warnings = [line for line in [*proc.stderr.splitlines(), *run_log.splitlines()] if "trace" in line.lower()]
     assert len(warnings) == 1 and "trace export to" in warnings[0], (proc.stderr, run_log)
     assert not any("Traceback" in line or "opentelemetry" in line for line in proc.stderr.splitlines()), proc.stderr
+    # Nor did any process wait for the exporter's retries at its end (cut off with "did not finish
+    # within 2s"): each WorkflowManager's end is when its dependents may start.
+    wm_logs = sorted((repo / ".gadugi" / "runs").glob("*/tasks/*/workflow_manager.stderr.log"))
+    assert len(wm_logs) == 2
+    for text in [proc.stderr, *(log.read_text() for log in wm_logs)]:
+        assert "failed (Connection refused)" in text and "did not finish" not in text, text
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_collector_is_refused_only_when_nothing_takes_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.otel import _refused
+
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    closed = _closed_port()
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        assert _refused(f"http://127.0.0.1:{port}/v1/traces") is None
+        assert _refused(f"http://127.0.0.1:{closed}/v1/traces") == "Connection refused"
+        # Through a proxy it is the proxy that takes the connection, unless the host bypasses it.
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        assert _refused(f"http://127.0.0.1:{closed}/v1/traces") is None
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert _refused(f"http://127.0.0.1:{closed}/v1/traces") == "Connection refused"
 
 
 def test_an_attempt_and_its_task_start_when_the_workflow_manager_was_launched(monkeypatch: pytest.MonkeyPatch) -> None:
