@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SERVICE_NAME = "gadugi-orchestrator"
 EXPORT_TIMEOUT = 5.0  # seconds for one export request, unless OTEL_EXPORTER_OTLP_TIMEOUT says otherwise
 # Seconds the last spans get at the end of the process: far more than a reachable collector
-# needs, and what an unreachable one costs (the exporter's retries are cut off then).
+# needs, and what one that takes the connection but does not answer costs (the exporter's retries
+# are cut off then). One that refuses it costs nothing (see `_refused`).
 CLOSE_TIMEOUT = 2.0
 PROBE_TIMEOUT = 0.5  # seconds to connect to the collector before the last flush
 MAX_QUEUE = 4096  # spans waiting for export; beyond this new ones are dropped, never blocking the run
