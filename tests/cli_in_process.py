@@ -9,6 +9,7 @@ result has the shape `subprocess.run` gives, so a test reads it the same either 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -32,3 +33,9 @@ def run_in_process(cwd: Path, args: Sequence[str], env: Mapping[str, str | None]
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     return subprocess.CompletedProcess(["orchestrator", *args], result.exit_code, result.stdout, result.stderr)
+
+
+def run_with_environment(cwd: Path, args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`orchestrator ARGS` from `cwd` in this process with exactly `env` as its environment, as a
+    child started with `env=` would have it."""
+    return run_in_process(cwd, args, {**{name: None for name in os.environ if name not in env}, **env})

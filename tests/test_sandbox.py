@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from orchestrator.agents.sandbox import BUBBLEWRAP, missing_tools
 
+from cli_in_process import run_with_environment
 from conftest import git
 
 NO_BWRAP = missing_tools(BUBBLEWRAP, os.environ)
@@ -41,8 +41,7 @@ def write_prompt(repo: Path, task_id: str) -> None:
 
 
 def run(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=repo, env=env or dict(os.environ),
-                          capture_output=True, text=True, timeout=120)
+    return run_with_environment(repo, args, env or dict(os.environ))
 
 
 @needs_bwrap

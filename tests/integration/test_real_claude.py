@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from orchestrator.agents.permissions import DEFAULT_ALLOWED_TOOLS
 
-from cli_in_process import run_in_process
+from cli_in_process import run_with_environment
 from conftest import git
 
 from .anthropic_server import Answer, AnthropicServer, write_and_commit
@@ -39,8 +39,7 @@ def run_orchestrator(repo: Path, env: dict[str, str], *args: str, as_json: bool 
     """`orchestrator run ARGS` in this process with exactly `env` as its environment: the agents
     (real `claude`), their WorkflowManagers and the launcher are real processes either way."""
     json_flag = ["--json"] if as_json else []
-    overlay: dict[str, str | None] = {name: None for name in os.environ if name not in env}
-    return run_in_process(repo, ["run", *args, *json_flag, "--launch-stagger", "0"], {**overlay, **env})
+    return run_with_environment(repo, ["run", *args, *json_flag, "--launch-stagger", "0"], env)
 
 
 def allowed_tools_args() -> list[str]:
