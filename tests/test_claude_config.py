@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from orchestrator.config.model import OrchestrationConfig
 from orchestrator.errors import InputError
 from orchestrator.run.coordinator import OrchestratorCoordinator
 
+from cli_in_process import run_with_environment
 from test_e2e import write_prompt
 
 
@@ -154,8 +154,7 @@ def test_isolated_with_a_subscription_login_is_refused_before_anything_starts(
     home = user_home(tmp_path, credentials=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
     env.update(HOME=str(home), PATH=path_with)
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "run", "a.md", "--claude-config", "isolated"],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    proc = run_with_environment(repo, ["run", "a.md", "--claude-config", "isolated"], env)
     assert proc.returncode != 0
     assert proc.stderr.strip().startswith("error: --claude-config isolated: the subscription login in")
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
