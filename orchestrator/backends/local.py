@@ -84,14 +84,14 @@ class LocalBackend:
                     "validation": val.model_copy(update=fixup)}).model_dump(mode="json"))
         # The attempt's lock goes to the child at fork: from then on it is held exactly while
         # the WorkflowManager lives, whatever happens to us (see attempt_lock).
-        lock_fd = attempt_lock.take(attempt_lock.lock_path(request.task_dir, request.attempt))
-        try:
-            with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
-                handle = self._fork(request, request_path, env, stderr.fileno(), lock_fd)
-                if handle is None:
-                    handle = self._spawn(request, request_path, env, stderr.fileno(), lock_fd)
-        finally:
-            os.close(lock_fd)
+        launcher = self._launcher
+        with (request.task_dir / "workflow_manager.stderr.log").open("ab") as stderr:
+            started = start.workflow_manager(launcher, self.python, request_path, env, stderr.fileno(),
+                                             attempt_lock.lock_path(request.task_dir, request.attempt))
+        if launcher is not None and started.launcher is None:
+            self._launcher = None  # gone: every later task is spawned the plain way
+        handle = _Handle(request=request, pid=started.pid, create_time=create_time_of(started.pid) or 0.0,
+                         proc=started.proc, stdout=started.stdout, launcher=started.launcher)
         # Recorded the moment it exists (the WorkflowManager writes the same itself as it starts):
         # an orchestrator killed right now must find this process on resume, not start another.
         write_json_atomic(request.task_dir / "wm.json",
@@ -101,26 +101,6 @@ class LocalBackend:
         handle.reader = threading.Thread(target=self._read, args=(handle,), daemon=True, name=f"wm-{request.task_id}")
         handle.reader.start()
         return handle.pid, handle.create_time
-
-    def _fork(self, request: TaskRequest, request_path: Path, env: dict[str, str], stderr_fd: int,
-              lock_fd: int) -> _Handle | None:
-        """The WorkflowManager forked by the pre-imported launcher; None if there is none."""
-        if self._launcher is None:
-            return None
-        launcher = self._launcher
-        forked = start.fork(launcher, request_path, env, stderr_fd, lock_fd)
-        if forked is None:
-            self._launcher = None  # gone: every later task is spawned the plain way
-            return None
-        pid, stdout = forked
-        return _Handle(request=request, pid=pid, create_time=create_time_of(pid) or 0.0, stdout=stdout,
-                       launcher=launcher)
-
-    def _spawn(self, request: TaskRequest, request_path: Path, env: dict[str, str], stderr_fd: int,
-               lock_fd: int) -> _Handle:
-        proc = start.spawn(self.python, request_path, env, stderr_fd, lock_fd)
-        return _Handle(request=request, pid=proc.pid, create_time=create_time_of(proc.pid) or 0.0, proc=proc,
-                       stdout=proc.stdout)
 
     def attach(self, request: TaskRequest, pid: int, create_time: float) -> None:
         handle = _Handle(request=request, pid=pid, create_time=create_time)

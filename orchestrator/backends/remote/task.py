@@ -338,13 +338,12 @@ class _Runner:
 class _WorkflowManager:
     """The task's WorkflowManager on this worker: forked by the worker's launcher, or spawned."""
 
-    def __init__(self, pid: int, stdout: IO[bytes], lock: Path, launcher: Launcher | None = None,
-                 proc: subprocess.Popen[bytes] | None = None) -> None:
-        self.pid = pid
-        self.stdout = stdout
+    def __init__(self, started: start.Started, lock: Path) -> None:
+        self.pid = started.pid
+        self.stdout = started.stdout
         self._lock = lock
-        self._launcher = launcher
-        self._proc = proc
+        self._launcher = started.launcher
+        self._proc = started.proc
 
     def wait(self) -> None:
         if self._proc is not None:
@@ -381,19 +380,11 @@ def _launcher_lost(launcher: Launcher) -> None:
 def _start_workflow_manager(request_path: Path, env: dict[str, str], stderr_fd: int, lock: Path) -> _WorkflowManager:
     """The task's WorkflowManager, holding the attempt's lock for its life; forked by the worker's
     launcher, or spawned the plain way without one (backends/start.py)."""
-    lock_fd = attempt_lock.take(lock)
-    try:
-        launcher = _worker_launcher()
-        if launcher is not None:
-            forked = start.fork(launcher, request_path, env, stderr_fd, lock_fd)
-            if forked is not None:
-                return _WorkflowManager(forked[0], forked[1], lock, launcher=launcher)
-            _launcher_lost(launcher)
-        proc = start.spawn(sys.executable, request_path, env, stderr_fd, lock_fd)
-        assert proc.stdout is not None
-        return _WorkflowManager(proc.pid, proc.stdout, lock, proc=proc)
-    finally:
-        os.close(lock_fd)  # the WorkflowManager holds it now
+    launcher = _worker_launcher()
+    started = start.workflow_manager(launcher, sys.executable, request_path, env, stderr_fd, lock)
+    if launcher is not None and started.launcher is None:
+        _launcher_lost(launcher)
+    return _WorkflowManager(started, lock)
 
 
 class _Guard:
