@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-import psutil
 import pytest
 from orchestrator.backends.launcher import Launcher
+from orchestrator.proctree import create_time_of, is_alive
 
 TESTS_DIR = Path(__file__).resolve().parent
 FAKE_CLAUDE = TESTS_DIR / "fake_claude.py"
@@ -95,24 +95,19 @@ class _SharedLauncher:
 
     def __init__(self) -> None:
         self.launcher: Launcher | None = None
+        self.created = 0.0
 
     def get(self) -> Launcher | None:
-        if self.launcher is None or not _alive(self.launcher.pid):
+        if self.launcher is None or not is_alive(self.launcher.pid, self.created):
             self.close()
             self.launcher = _REAL_LAUNCHER_START(sys.executable, os.environ)
+            self.created = 0.0 if self.launcher is None else create_time_of(self.launcher.pid) or 0.0
         return self.launcher
 
     def close(self) -> None:
         if self.launcher is not None:
             self.launcher.close()
             self.launcher = None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 class _Borrowed(Launcher):

@@ -379,7 +379,7 @@ class WorktreePool:
         """Remove a worktree of ours (pooled, or just recycled and not yet handed over)."""
         try:
             # Pooled worktrees hold nothing but a clean checkout of a committed state.
-            self.manager.remove_fresh(Path(path))
+            self.manager.remove_fresh(path)
         except OrchestratorError as exc:
             log.warning("could not remove pooled worktree %s: %s", path, exc)
 
