@@ -112,12 +112,14 @@ def test_python_dash_m_help() -> None:
     assert "Usage: orchestrator run [OPTIONS]" in bad.stderr and "python -m" not in bad.stderr
 
 
-# Each module is imported first in a fork of an interpreter that holds no module of ours; the
-# third-party libraries (with the submodules that pydantic and rich load lazily) are loaded
-# before the forks, once: they cannot hide a cycle of ours, and a hundred modules cost about one
-# interpreter start instead of a hundred.
+# Each module is imported first in a fork of an interpreter that holds no module of its own
+# layer or above. The third-party libraries (with the submodules pydantic and rich load lazily)
+# are loaded before any fork, and each layer of the "imports run downward" contract is loaded once
+# its own modules have passed: a cycle cannot cross layers (that would be an upward import, which
+# lint-imports refuses), so what lies below cannot hide one. A hundred modules then cost about one
+# interpreter start, and each fork imports only its own layer.
 _IMPORT_EACH_ALONE = """
-import importlib, os, sys, traceback
+import importlib, json, os, sys, traceback
 for lib in ("psutil", "click", "yaml", "pydantic", "pydantic.main", "pydantic.fields", "pydantic_core",
             "annotated_types", "rich.console", "rich.live", "rich.table", "rich.text", "dask", "distributed"):
     try:
@@ -126,26 +128,49 @@ for lib in ("psutil", "click", "yaml", "pydantic", "pydantic.main", "pydantic.fi
         pass
 assert not [m for m in sys.modules if m.split(".")[0] == "orchestrator"]
 failed = []
-for name in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            importlib.import_module(name)
-        except BaseException:
-            traceback.print_exc()
-            os._exit(1)
-        os._exit(0)
-    if os.waitpid(pid, 0)[1] != 0:
-        failed.append(name)
+for layer in json.loads(sys.argv[1]):
+    for name in layer:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                importlib.import_module(name)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        if os.waitpid(pid, 0)[1] != 0:
+            failed.append(name)
+    if failed:
+        break
+    for name in layer:
+        importlib.import_module(name)
 print(" ".join(failed))
 """
+
+
+def _layers_bottom_up(names: list[str]) -> list[list[str]]:
+    """The package's modules grouped by the layer contract in pyproject.toml, lowest first; the
+    modules of no layer (the shared ones and the package itself) come first."""
+    import tomllib
+
+    contracts = tomllib.loads((Path(orchestrator.__file__).parent.parent / "pyproject.toml").read_text())
+    layers = next(c["layers"] for c in contracts["tool"]["importlinter"]["contracts"] if c["type"] == "layers")
+    assert len(layers) > 5
+
+    def layer_of(name: str) -> int:
+        return next((i for i, layer in enumerate(layers) if name == layer or name.startswith(layer + ".")), len(layers))
+
+    return [[n for n in names if layer_of(n) == i] for i in range(len(layers), -1, -1)]
 
 
 def test_every_module_imports_alone() -> None:
     """No circular imports: each module imports first in a fresh process."""
     names = [m.name for m in pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")]
     assert len(names) > 50 and "orchestrator.task.workflow_manager" in names
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_EACH_ALONE, *names], capture_output=True, text=True)
+    layers = _layers_bottom_up(names)
+    assert sorted(n for layer in layers for n in layer) == sorted(names)
+    assert "orchestrator.models" in layers[0] and "orchestrator.cli.main" in layers[-1]
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_EACH_ALONE, json.dumps(layers)], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.split() == [], proc.stdout + proc.stderr
 
 
