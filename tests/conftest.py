@@ -156,6 +156,19 @@ def _borrowed_launcher(request: pytest.FixtureRequest, _shared_launcher: _Shared
 MakeRepo = Callable[..., Path]
 
 
+def build_repo(repo: Path, files: dict[str, str] | None = None, *, branch: str = "main") -> Path:
+    """A git repository at `repo` holding {path: content}, committed on `branch`."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", branch)
+    for rel, content in (files or {"README.md": "# demo\n"}).items():
+        target = repo / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> MakeRepo:
     """Build a git repository from a dict of {path: content}, committed on branch `main`."""
@@ -163,29 +176,24 @@ def make_repo(tmp_path: Path) -> MakeRepo:
 
     def _make(files: dict[str, str] | None = None, *, name: str | None = None, branch: str = "main") -> Path:
         counter["n"] += 1
-        repo = tmp_path / (name or f"repo{counter['n']}")
-        repo.mkdir(parents=True)
-        git(repo, "init", "-q", "-b", branch)
-        for rel, content in (files or {"README.md": "# demo\n"}).items():
-            target = repo / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "initial")
-        return repo
+        return build_repo(tmp_path / (name or f"repo{counter['n']}"), files, branch=branch)
 
     return _make
 
 
-@pytest.fixture
-def fake_claude_bin(tmp_path: Path) -> Path:
-    """A directory holding an executable `claude` that runs tests/fake_claude.py."""
-    bindir = tmp_path / "fakebin"
+def fake_claude_dir(bindir: Path) -> Path:
+    """`bindir`, made to hold an executable `claude` that runs tests/fake_claude.py."""
     bindir.mkdir()
     shim = bindir / "claude"
     shim.write_text(f"#!/bin/sh\nexec {shlex_quote(sys.executable)} {shlex_quote(str(FAKE_CLAUDE))} \"$@\"\n")
     shim.chmod(0o755)
     return bindir
+
+
+@pytest.fixture
+def fake_claude_bin(tmp_path: Path) -> Path:
+    """A directory holding an executable `claude` that runs tests/fake_claude.py."""
+    return fake_claude_dir(tmp_path / "fakebin")
 
 
 def shlex_quote(text: str) -> str:
