@@ -226,14 +226,26 @@ def wait_until(predicate: Callable[[], object], what: str = "condition", timeout
         time.sleep(POLL)
 
 
-# The longest tests, by measured wall time, go first: pytest-xdist hands tests out in collection
-# order, so the VS Code suite (code-server and Chromium, a minute or more in one worker) and the
-# other long runs overlap the many short tests instead of starting last with a worker idle.
+# The longest tests, by measured wall time (mean per test, longest first), go first. With
+# `--dist worksteal` each worker starts on half of the collected list and an idle one takes from
+# the end of the other's, so whatever ends a half is what a worker may be left running alone at
+# the end of the suite: that must be the quick unit tests, not a run of multi-second kill and
+# resume tests (three of those ending one half left the other worker idle for 6 s).
 _LONGEST_FIRST = (
     "tests/test_vscode_extension.py",
+    "tests/test_torture.py",
     "tests/test_dask_backend.py",
     "tests/integration/",
-    "tests/test_torture.py",
+    "tests/test_cli.py::test_every_module_imports_alone",
+    "tests/test_dead_run.py",
+    "tests/test_tracing.py",
+    "tests/test_resume.py",
+    "tests/test_reliability.py",
+    "tests/test_maintenance.py",
+    "tests/test_launcher.py",
+    "tests/test_schema.py",
+    "tests/test_e2e.py",
+    "tests/test_notify.py",
 )
 
 
