@@ -152,9 +152,10 @@ def describe(rec: Record | None) -> str:
 # -- scenarios ------------------------------------------------------------------------------------
 
 
-def make_scenario(seed: int, tasks: int | None = None) -> Scenario:
-    """6-12 tasks: `commit` or `slow seconds=0.1..1.5`, a DAG of depends_on edges, one or two
-    conflicts_with pairs and two or three tasks sharing a `files:` directory."""
+def make_scenario(seed: int, tasks: int | None = None, slowest: float = 1.5) -> Scenario:
+    """6-12 tasks: `commit` or `slow seconds=0.1..slowest`, a DAG of depends_on edges, one or two
+    conflicts_with pairs and two or three tasks sharing a `files:` directory. `slowest` changes
+    only how long the slow agents work, not the draws: a seed gives the same graph with any."""
     rng = random.Random(seed)
     n = tasks or rng.randint(6, 12)
     ids = [f"t{i:02d}" for i in range(1, n + 1)]
@@ -167,7 +168,7 @@ def make_scenario(seed: int, tasks: int | None = None) -> Scenario:
     shared = set(rng.sample(ids, k=rng.randint(2, 3)))
     out = []
     for tid in ids:
-        mode = "commit" if rng.random() < 0.35 else f"slow seconds={rng.uniform(0.1, 1.5):.2f}"
+        mode = "commit" if rng.random() < 0.35 else f"slow seconds={rng.uniform(0.1, slowest):.2f}"
         if tid in shared:
             mode += f" write={SHARED_DIR}/{tid}.txt"
         out.append(Task(tid, mode, deps[tid], tuple(sorted(set(conflicts[tid]))), tid in shared))
