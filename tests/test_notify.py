@@ -137,7 +137,7 @@ def test_broken_notifiers_do_not_affect_a_run(make_repo, path_with: str, tmp_pat
     b = write_prompt(repo, "b.md", "id: b\ndepends_on: [a]", "# B\nfake-claude: commit")
     config = OrchestrationConfig(max_parallel=2, env=dict(os.environ, PATH=path_with))
     failing = Notifier("exit 7", refused_url(), timeout=2)
-    hanging = Notifier("sleep 60", None, timeout=0.5)
+    hanging = Notifier("sleep 60", None, timeout=0.2)
     with Observers(failing, hanging) as observer:
         result = OrchestratorCoordinator(config, repo).orchestrate([a, b], observer=observer)
     assert result.exit_code == 0 and result.successful_tasks == 2
