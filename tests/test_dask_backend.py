@@ -185,7 +185,10 @@ def test_worker_killed_mid_task_is_lost_then_retried(own_proc_cluster: Any, make
     proc_cluster = own_proc_cluster
     repo = make_repo()
     log = tmp_path / "agents.log"
-    specs = {"slow": ("", "slow seconds=4"), "x": ("", "commit"), "y": ("depends_on: [x]", "commit")}
+    # The slow agent works until `release` exists, which the test makes only once the first one is
+    # gone: the first cannot finish on its own, and the retry does not wait out a clock.
+    release = tmp_path / "release"
+    specs = {"slow": ("", f"slow until={release}"), "x": ("", "commit"), "y": ("depends_on: [x]", "commit")}
     files = prompts(repo, specs)
     cfg = config(path_with, log, backend="dask", scheduler=proc_cluster.scheduler_address, retries=2)
     out: dict[str, OrchestrationResult] = {}
@@ -201,6 +204,9 @@ def test_worker_killed_mid_task_is_lost_then_retried(own_proc_cluster: Any, make
     with distributed.Client(proc_cluster, set_as_default=False) as client:
         assert worker_pid in client.run(os.getpid).values()
     os.kill(worker_pid, signal.SIGKILL)
+    # The guard takes the orphaned agent down with its worker (a broken guard hangs here and fails).
+    assert_gone({first["pid"]})
+    release.touch()
     runner.join(timeout=60)
     result = out["r"]
     tasks = {t.task_id: t for t in result.tasks}
