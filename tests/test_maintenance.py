@@ -21,13 +21,16 @@ def test_cancel_one_task_of_a_running_run(make_repo, path_with: str, tmp_path: P
     repo = make_repo()
     write_prompt(repo, "h.md", "id: h", "# H\nfake-claude: hang")
     write_prompt(repo, "q.md", "id: q\ndepends_on: [ok]", "# Q\nfake-claude: commit")
-    write_prompt(repo, "ok.md", "id: ok", "# OK\nfake-claude: slow seconds=1.5")
+    # `ok` works through the cancel of its neighbour: it ends only once the cancel has been taken.
+    release = tmp_path / "release"
+    write_prompt(repo, "ok.md", "id: ok", f"# OK\nfake-claude: slow until={release}")
     log = tmp_path / "agents.log"
     proc = start_orchestrator(repo, path_with, "h", "ok", "q", "--max-parallel", "2", "--json",
                               "--interrupt-timeout", "0.3s", "--terminate-timeout", "0.3s", log=log)
     wait_for(lambda: started(log) >= {"h", "ok"})
     cancelled = cli(repo, path_with, "cancel", "h")
     assert cancelled.returncode == 0, cancelled.stderr
+    release.touch()
     out, err = proc.communicate(timeout=60)
     tasks = {t["task_id"]: t for t in json.loads(out)["tasks"]}
     assert tasks["h"]["status"] == "cancelled"
