@@ -2,9 +2,11 @@
 the fake `claude` as the agent, driven through OrchestratorCoordinator."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -292,6 +294,47 @@ def test_missing_extra_and_bad_scheduler(make_repo, monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(__import__("sys").modules, "distributed", None)
     with pytest.raises(InputError, match=r"pip install 'gadugi-orchestrator\[dask\]'"):
         make_backend("dask-local", {}, project_root=repo)
+
+
+def _listening(ports_before: set[tuple[str, int]] | None = None) -> set[tuple[str, int]]:
+    """(address, port) of every socket this process and its children listen on."""
+    me = psutil.Process()
+    found = set()
+    for proc in (me, *me.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            found |= {(c.laddr.ip, c.laddr.port) for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    return found - (ports_before or set())
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["in-process", "processes"])
+def test_the_local_cluster_listens_on_the_loopback_only(processes: bool, make_repo, recwarn: pytest.WarningsRecorder) -> None:
+    """dask-local is this run's own cluster: nothing of it is reachable from the network, and it
+    takes no fixed port (8787 is where a user's own Dask dashboard lives)."""
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        held.bind(("127.0.0.1", 8787))
+        held.listen()
+    except OSError:  # another test's cluster holds it already: the case this is about
+        held.close()
+    before = _listening()
+    environ = dict(os.environ)
+    try:
+        backend = make_backend("dask-local", dict(os.environ), project_root=make_repo(), processes=processes,
+                               n_workers=1)
+        try:
+            opened = _listening(before)
+        finally:
+            backend.close()
+    finally:
+        held.close()
+        # A nanny sets its workers' variables in our own environment as it spawns them.
+        os.environ.clear()
+        os.environ.update(environ)
+    assert opened, "the cluster listens somewhere"
+    assert {ip for ip, _ in opened} <= {"127.0.0.1", "::1"}, opened
+    assert 8787 not in {port for _, port in opened}
+    assert not [w for w in recwarn if "already in use" in str(w.message)]
 
 
 def test_version_skew_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
