@@ -26,6 +26,7 @@ from test_reliability import assert_gone
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402 (only once distributed is known to be there)
 from orchestrator import OrchestrationConfig, OrchestratorCoordinator  # noqa: E402
+from orchestrator.backends.dask import loopback_http  # noqa: E402
 from orchestrator.backends.factory import make_backend  # noqa: E402
 from orchestrator.errors import InputError  # noqa: E402
 from orchestrator.models import OrchestrationResult  # noqa: E402
@@ -66,7 +67,7 @@ def started_cluster(agent_log: Path, local_directory: Path) -> Iterator[Any]:
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             cluster = distributed.LocalCluster(
                 processes=True, n_workers=2, threads_per_worker=2, resources={"agent": 2},
-                dashboard_address=None, local_directory=str(local_directory),
+                local_directory=str(local_directory), **loopback_http(),
             )
     finally:
         restore()  # the workers have theirs; a test after this starts from our own again
@@ -341,7 +342,7 @@ def test_version_skew_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None
     import orchestrator.version
     from orchestrator.backends.dask import check_versions
 
-    with distributed.LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(processes=False, n_workers=1, **loopback_http()) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         check_versions(client)
         monkeypatch.setattr(orchestrator.version, "__version__", "9.9.9")
@@ -370,7 +371,7 @@ def test_retry_on_a_worker_without_the_session_starts_afresh(make_repo, path_wit
     log = tmp_path / "agents.log"
     files = prompts(repo, {"c": ("", f"crash-once state={tmp_path / 'c.state'}")})
     cluster = distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
-                                       dashboard_address=None)
+                                       **loopback_http())
     workers = {"a": start_worker(cluster.scheduler_address, tmp_path / "home-a", path_with, log, "a")}
     try:
         with distributed.Client(cluster, set_as_default=False) as client:

@@ -74,6 +74,15 @@ class _Attempt:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def loopback_http() -> dict[str, Any]:
+    """LocalCluster arguments for a cluster that serves this process alone. Dask's HTTP endpoints
+    (health, metrics) start even with the dashboard off: `dashboard_address=None` still binds the
+    scheduler's to port 8787 on every interface in-process, and warns when a cluster of the user's
+    holds 8787. These bind scheduler and workers to the loopback, on free ports, dashboard off."""
+    return {"dashboard_address": "127.0.0.1:0", "worker_dashboard_address": "127.0.0.1:0",
+            "scheduler_kwargs": {"dashboard": False}}
+
+
 class DaskBackend:
     """The Backend protocol over a Dask scheduler (`address`) or an in-process cluster (`local`)."""
 
@@ -140,13 +149,7 @@ class DaskBackend:
                     n_workers=n_workers,
                     threads_per_worker=max_parallel,
                     resources={"agent": max_parallel},
-                    # This cluster serves this run alone. Dask's HTTP endpoints (health, metrics)
-                    # start even with the dashboard off: `dashboard_address=None` still binds the
-                    # scheduler's to port 8787 on every interface in-process (and warns when a
-                    # cluster of the user's holds 8787). Loopback and a free port instead.
-                    dashboard_address="127.0.0.1:0",
-                    worker_dashboard_address="127.0.0.1:0",
-                    scheduler_kwargs={"dashboard": False},
+                    **loopback_http(),
                     local_directory=self._scratch.name,
                 )
             return distributed.Client(self.cluster, set_as_default=False)
