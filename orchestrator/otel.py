@@ -161,11 +161,10 @@ def _refused(endpoint: str) -> str | None:
     """Why no connection can be made to `endpoint` (or to the proxy the exporter would go
     through), when the attempt says so at once; None when one can, or it could not tell in time."""
     url = urllib.parse.urlsplit(endpoint)
-    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    host, port = _host_port(url)
     proxy = urllib.request.getproxies().get(url.scheme)
     if host is not None and proxy and not urllib.request.proxy_bypass(host):
-        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = via.hostname, via.port or (443 if via.scheme == "https" else 80)
+        host, port = _host_port(urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}"))
     if host is None:
         return None
     try:
@@ -175,6 +174,10 @@ def _refused(endpoint: str) -> str | None:
         return None  # slow, perhaps not down: the flush has its own limit
     except OSError as exc:
         return exc.strerror or type(exc).__name__
+
+
+def _host_port(url: urllib.parse.SplitResult) -> tuple[str | None, int]:
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
 
 
 def preload() -> None:
