@@ -202,10 +202,15 @@ def shlex_quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def path_with_fake_claude(bindir: Path) -> str:
+    """A PATH with `bindir` (see fake_claude_dir) first."""
+    return f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 @pytest.fixture
 def path_with(fake_claude_bin: Path) -> str:
     """A PATH with the fake `claude` first, for passing explicitly to code under test."""
-    return f"{fake_claude_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    return path_with_fake_claude(fake_claude_bin)
 
 
 def have(tool: str) -> bool:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import build_repo, fake_claude_dir, git, wait_until
+from conftest import build_repo, fake_claude_dir, git, path_with_fake_claude, wait_until
 from test_e2e import write_prompt
 from test_reliability import assert_gone
 
@@ -46,11 +46,9 @@ EIGHT = {
 }
 
 
-@contextmanager
-def started_cluster(agent_log: Path, local_directory: Path) -> Iterator[Any]:
-    """Two worker processes with two agent slots each; workers inherit the environment they are
-    started in, as real ones have their own (here: where the fake claude logs)."""
-    # The nanny sets these in our own environment whenever it spawns a worker (a restart too).
+def nanny_environ_restorer() -> Callable[[], None]:
+    """What puts back, as they are now, the variables a nanny sets in our own environment whenever
+    it spawns a worker (a restart too), and where the fake claude logs."""
     spawned = [*(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}), "__DASK_PARENT_PID",
                "PYTHONHASHSEED", "FAKE_CLAUDE_LOG"]
     saved = {name: os.environ.get(name) for name in spawned}
@@ -62,6 +60,14 @@ def started_cluster(agent_log: Path, local_directory: Path) -> Iterator[Any]:
             else:
                 os.environ[name] = value
 
+    return restore
+
+
+@contextmanager
+def started_cluster(agent_log: Path, local_directory: Path) -> Iterator[Any]:
+    """Two worker processes with two agent slots each; workers inherit the environment they are
+    started in, as real ones have their own (here: where the fake claude logs)."""
+    restore = nanny_environ_restorer()
     os.environ["FAKE_CLAUDE_LOG"] = str(agent_log)
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
@@ -140,7 +146,7 @@ def local_eight(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, tup
     (each branch's commits and tree, and the tree they start from), and its wall time."""
     where = tmp_path_factory.mktemp("local-eight")
     repo = build_repo(where / "local", FILES)
-    path = f"{fake_claude_dir(where / 'fakebin')}{os.pathsep}{os.environ.get('PATH', '')}"
+    path = path_with_fake_claude(fake_claude_dir(where / "fakebin"))
     log = where / "agents.log"
     t0 = time.monotonic()
     local = OrchestratorCoordinator(config(path, log), repo).orchestrate(prompts(repo, EIGHT))
@@ -319,7 +325,7 @@ def test_the_local_cluster_listens_on_the_loopback_only(processes: bool, make_re
     except OSError:  # another test's cluster holds it already: the case this is about
         held.close()
     before = _listening()
-    environ = dict(os.environ)
+    restore = nanny_environ_restorer()
     try:
         backend = make_backend("dask-local", dict(os.environ), project_root=make_repo(), processes=processes,
                                n_workers=1)
@@ -329,9 +335,7 @@ def test_the_local_cluster_listens_on_the_loopback_only(processes: bool, make_re
             backend.close()
     finally:
         held.close()
-        # A nanny sets its workers' variables in our own environment as it spawns them.
-        os.environ.clear()
-        os.environ.update(environ)
+        restore()
     assert opened, "the cluster listens somewhere"
     assert {ip for ip, _ in opened} <= {"127.0.0.1", "::1"}, opened
     assert 8787 not in {port for _, port in opened}

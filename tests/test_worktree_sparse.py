@@ -3,7 +3,6 @@ only what the agent changed (never deletions of the files left out)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from orchestrator.worktrees.manager import WorktreeManager
 from orchestrator.worktrees.pool import WorktreePool
 from orchestrator.worktrees.sparse import SparseCheckout, sparse_checkout_for
 
-from cli_in_process import run_with_environment
+from cli_in_process import run_in_process
 
 MakeRepo = Callable[..., Path]
 FILES = {
@@ -100,9 +99,9 @@ def test_a_run_with_sparse_gives_declared_scopes_only_and_never_a_pooled_full_ch
     (repo / "prompts" / "scoped.md").write_text("---\nid: scoped\nfiles: [src/]\ndepends_on: [full]\n---\n# Scoped\n")
     sh(repo, "add", "-A")
     sh(repo, "commit", "-q", "-m", "prompts")
-    proc = run_with_environment(
+    proc = run_in_process(
         repo, ["run", "full", "scoped", "--sparse", "--max-parallel", "1", "--launch-stagger", "0",
-               "--agent-cmd", f"{agent} {{task_id}}", "--json"], os.environ)
+               "--agent-cmd", f"{agent} {{task_id}}", "--json"], {})
     assert proc.returncode == 0, proc.stderr
     tasks = {t["task_id"]: t for t in json.loads(proc.stdout)["tasks"]}
     seen = {tid: sh(repo, "show", f"{t['branch']}:seen-{tid}.txt").splitlines() for tid, t in tasks.items()}
